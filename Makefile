@@ -1,0 +1,51 @@
+# The two commands: `make run` serves, `make test` checks everything.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest test-db openapi bench demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/python -m service serve
+
+test: $(VENV)/.installed-dev lint typecheck pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check service tests bench migrations
+	$(BIN)/ruff format --check service tests bench migrations
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy service
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest -q
+
+# The database tests again, against the server named by TEST_DATABASE_URL.
+test-db: $(VENV)/.installed-dev
+	$(BIN)/pytest -q
+
+openapi: $(VENV)/.installed-run
+	$(BIN)/python -m service openapi > openapi/openapi.json
+
+demo: $(VENV)/.installed-run
+	$(BIN)/python -m service demo
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/redirect.py
+	$(BIN)/python bench/conversions.py
+	$(BIN)/python bench/payouts.py
+
+clean:
+	rm -rf $(VENV) .affiliate-data .pytest_cache .mypy_cache .ruff_cache

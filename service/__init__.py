@@ -1,0 +1,1 @@
+"""Self-hosted affiliate and referral tracking service."""

@@ -1,0 +1,75 @@
+"""The application: FastAPI for /v1 and ops, behind plain ASGI for the redirect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import migrate
+from service.auth.api import router as api_keys_router
+from service.config import Settings, get_settings
+from service.db import create_engine, create_sessionmaker, resolve_database_url
+from service.errors import install_error_handlers
+from service.health.api import router as health_router
+from service.health.metrics import MetricsMiddleware
+from service.partners.api import router as partners_router
+from service.programs.api import router as programs_router
+from service.secrets_store import load_secrets
+
+log = logging.getLogger(__name__)
+
+ROUTERS = [
+    health_router,
+    api_keys_router,
+    programs_router,
+    partners_router,
+]
+
+
+def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
+    """The FastAPI app; its lifespan opens the database (embedded when no URL is given)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedded = None
+        url = database_url
+        if url is None:
+            url, embedded = resolve_database_url(settings)
+        if settings.migrate:
+            await asyncio.to_thread(migrate.upgrade, url)
+        engine = create_engine(url, settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.secrets = await load_secrets(engine, settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+            if embedded is not None:
+                embedded.stop()
+
+    app = FastAPI(
+        title="Affiliate tracking service",
+        version="1.0.0",
+        description=(
+            "Affiliate links and promo codes, click tracking, conversions, commissions "
+            "into an append-only ledger, and payouts that reconcile to the cent."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+def create_asgi(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
+    """The ASGI callable uvicorn serves."""
+    return create_app(settings, database_url=database_url)

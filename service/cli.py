@@ -1,0 +1,211 @@
+"""Command line: serve, migrate, keys, openapi, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Sequence
+
+from service.config import get_settings
+
+
+def _database_url() -> tuple[str, object | None]:
+    from service.db import resolve_database_url
+
+    return resolve_database_url(get_settings())
+
+
+def _stop(embedded: object | None) -> None:
+    if embedded is not None:
+        embedded.stop()  # type: ignore[attr-defined]
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    # uvicorn shuts down gracefully, then re-raises the signal to the handler it found;
+    # ours turns it into SystemExit so that the embedded server is stopped below.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
+
+    from service import migrate
+
+    settings = get_settings()
+    url, embedded = _database_url()
+    try:
+        if settings.migrate:
+            migrate.upgrade(url)
+        # Workers are other processes: hand them the resolved URL, migrations done.
+        os.environ["DATABASE_URL"] = url
+        os.environ["AFFILIATE_MIGRATE"] = "0"
+        get_settings.cache_clear()
+        print(f"serving on http://{args.host}:{args.port}", flush=True)
+        uvicorn.run(
+            "service.app:create_asgi",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=settings.log_level,
+            proxy_headers=False,
+        )
+    finally:
+        _stop(embedded)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from service import migrate
+
+    url, embedded = _database_url()
+    try:
+        if args.downgrade:
+            migrate.downgrade(url, args.downgrade)
+        else:
+            migrate.upgrade(url, args.revision)
+    finally:
+        _stop(embedded)
+    print("migrations applied")
+    return 0
+
+
+async def _with_session(url: str, fn):  # type: ignore[no-untyped-def]
+    from service.db import create_engine, create_sessionmaker
+
+    engine = create_engine(url, get_settings())
+    try:
+        async with create_sessionmaker(engine)() as session:
+            result = await fn(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from service import migrate
+    from service.auth import keys
+    from service.errors import ProblemError
+    from service.models import Role
+
+    url, embedded = _database_url()
+    try:
+        if get_settings().migrate:
+            migrate.upgrade(url)
+        if args.keys_cmd == "create":
+            role = Role(args.role)
+
+            async def create(session):  # type: ignore[no-untyped-def]
+                return await keys.create_key(
+                    session,
+                    role,
+                    program_ids=[uuid.UUID(p) for p in args.program or []],
+                    partner_id=uuid.UUID(args.partner) if args.partner else None,
+                    name=args.name,
+                )
+
+            try:
+                row, key = asyncio.run(_with_session(url, create))
+            except ProblemError as exc:
+                print(f"error: {exc.detail}", file=sys.stderr)
+                for err in exc.errors or []:
+                    print(f"  {err['field']}: {err['message']}", file=sys.stderr)
+                return 2
+            print(f"created {role} key {row.id} (prefix {row.prefix}); it is shown once:")
+            print(key)
+        elif args.keys_cmd == "list":
+            rows = asyncio.run(_with_session(url, keys.list_keys))
+            for row in rows:
+                state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
+                bound = row.partner_id or ",".join(str(p) for p in row.program_ids) or "-"
+                print(f"{row.id}  {row.prefix}  {row.role:<8}  {bound}  {state}  {row.name or ''}")
+        elif args.keys_cmd == "revoke":
+            key_id = uuid.UUID(args.id)
+
+            async def revoke(session):  # type: ignore[no-untyped-def]
+                return await keys.revoke_key(session, key_id)
+
+            try:
+                asyncio.run(_with_session(url, revoke))
+            except ProblemError as exc:
+                print(f"error: {exc.detail}", file=sys.stderr)
+                return 2
+            print(f"revoked {key_id}")
+    finally:
+        _stop(embedded)
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from service.app import create_app
+
+    sys.stdout.write(openapi_text(create_app()))
+    return 0
+
+
+def openapi_text(app) -> str:  # type: ignore[no-untyped-def]
+    """The spec as committed in openapi/openapi.json."""
+    return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    url, embedded = _database_url()
+    try:
+        from service import migrate
+
+        if get_settings().migrate:
+            migrate.upgrade(url)
+        asyncio.run(run_demo(url, get_settings()))
+    finally:
+        _stop(embedded)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of `python -m service`."""
+    p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(fn=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("--revision", default="heads")
+    mig.add_argument("--downgrade", metavar="REVISION", help="migrate down to REVISION")
+    mig.set_defaults(fn=cmd_migrate)
+
+    k = sub.add_parser("keys", help="manage API keys")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True)
+    kc = ksub.add_parser("create", help="create a key; it is printed alone on the last line")
+    kc.add_argument("--role", required=True, choices=["admin", "finance", "merchant", "partner"])
+    kc.add_argument("--program", action="append", help="program id (repeatable)")
+    kc.add_argument("--partner", help="partner id, for partner keys")
+    kc.add_argument("--name")
+    ksub.add_parser("list", help="list keys")
+    kr = ksub.add_parser("revoke", help="revoke a key")
+    kr.add_argument("id")
+    k.set_defaults(fn=cmd_keys)
+
+    sub.add_parser("openapi", help="print the OpenAPI spec").set_defaults(fn=cmd_openapi)
+    sub.add_parser("demo", help="load a demo program with traffic").set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = parser().parse_args(argv)
+    return int(args.fn(args))

@@ -1,0 +1,62 @@
+"""Settings: one class, AFFILIATE_* environment variables, safe laptop defaults."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class ClickDurability(StrEnum):
+    durable = "durable"
+    async_ = "async"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFFILIATE_", extra="ignore")
+
+    env: Environment = Environment.development
+    # Unprefixed, as every PostgreSQL tool spells it. Unset: an embedded server.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "AFFILIATE_DATABASE_URL")
+    )
+    data_dir: Path = Path("./.affiliate-data")
+    migrate: bool = True
+    public_url: str = "http://127.0.0.1:8000"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # Click ids are signed with these ("kid:base64secret,..."); unset: a key kept in the database.
+    click_keys: str | None = None
+    click_key_id: str | None = None
+    click_durability: ClickDurability = ClickDurability.durable
+    click_flush_interval_ms: int = Field(default=50, ge=1, le=10_000)
+    click_batch_max: int = Field(default=2000, ge=1, le=100_000)
+    link_cache_size: int = Field(default=100_000, ge=0)
+    # Header a trusted edge sets with the visitor's country (e.g. CF-IPCountry).
+    country_header: str | None = None
+    # Header a trusted proxy sets with the visitor's address (e.g. X-Forwarded-For).
+    client_ip_header: str | None = None
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env == Environment.production:
+            if self.database_url is None:
+                raise ValueError("AFFILIATE_ENV=production needs DATABASE_URL (no embedded server)")
+            if self.public_url.startswith("http://127.0.0.1"):
+                raise ValueError("AFFILIATE_ENV=production needs AFFILIATE_PUBLIC_URL")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once from the environment."""
+    return Settings()

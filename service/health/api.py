@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from service.health.metrics import render_metrics
+from service.migrate import current_revisions, head_revisions
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready"}})
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database answers and its schema is at the code's head."""
+    engine = request.app.state.engine
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            current = await current_revisions(conn)
+    except Exception as exc:  # any failure to reach the database means not ready
+        return JSONResponse(
+            {"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__},
+            status_code=503,
+        )
+    heads = head_revisions()
+    if current != heads:
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "database": "ok",
+                "migrations": {"current": sorted(current), "head": sorted(heads)},
+            },
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok", "database": "ok", "migrations": sorted(current)})
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus exposition of this process's counters."""
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)

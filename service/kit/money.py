@@ -1,0 +1,88 @@
+"""Money: Decimal in code, integer minor units in the database, one rounding rule."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import lru_cache
+
+from babel.numbers import get_currency_precision, list_currencies
+
+# Keeps every amount, in minor units of any currency, far inside a BIGINT.
+MAX_AMOUNT = Decimal(10) ** 12
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be accepted."""
+
+
+@lru_cache(maxsize=512)
+def _known_currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+def is_currency(code: str) -> bool:
+    """True for an upper-case ISO 4217 code that babel knows."""
+    return len(code) == 3 and code.isupper() and code in _known_currencies()
+
+
+@lru_cache(maxsize=512)
+def minor_units(currency: str) -> int:
+    """Digits after the decimal point for the currency (JPY 0, USD 2, KWD 3)."""
+    if not is_currency(currency):
+        raise MoneyError(f"unknown currency {currency!r}")
+    return int(get_currency_precision(currency))
+
+
+@lru_cache(maxsize=512)
+def _quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """The one rounding rule: half-even to the currency's minor unit."""
+    return amount.quantize(_quantum(currency), rounding=ROUND_HALF_EVEN)
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    """Exact conversion to integer minor units; refuses sub-minor digits."""
+    scaled = amount.scaleb(minor_units(currency))
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(f"{amount} has more decimals than {currency} allows")
+    return int(scaled)
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    """Integer minor units to a Decimal with the currency's exponent."""
+    return Decimal(minor).scaleb(-minor_units(currency)).quantize(_quantum(currency))
+
+
+def parse_amount(
+    text: str | int | Decimal, currency: str, *, allow_negative: bool = False
+) -> Decimal:
+    """Parse a decimal string for the currency, refusing floats, NaN and excess digits."""
+    if isinstance(text, bool) or isinstance(text, float):
+        raise MoneyError("amounts are decimal strings, not floats")
+    try:
+        value = Decimal(str(text).strip())
+    except (InvalidOperation, ValueError) as exc:
+        raise MoneyError(f"{text!r} is not a decimal number") from exc
+    if not value.is_finite():
+        raise MoneyError(f"{text!r} is not a finite number")
+    if value < 0 and not allow_negative:
+        raise MoneyError("must not be negative")
+    if abs(value) >= MAX_AMOUNT:
+        raise MoneyError(f"must be less than {MAX_AMOUNT:,} in absolute value")
+    places = minor_units(currency)
+    if value != value.quantize(_quantum(currency), rounding=ROUND_HALF_EVEN):
+        raise MoneyError(f"{currency} allows at most {places} decimal places")
+    return round_money(value, currency)
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    """The API's string form: fixed decimals for the currency, no exponent."""
+    return f"{round_money(amount, currency):f}"
+
+
+def format_minor(minor: int, currency: str) -> str:
+    """Minor units straight to the API's string form."""
+    return f"{from_minor(minor, currency):f}"

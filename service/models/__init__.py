@@ -1,0 +1,54 @@
+"""All tables, imported together so that they can refer to each other."""
+
+from service.models.agreements import Agreement, AgreementVersion
+from service.models.audit import AuditEvent
+from service.models.auth import ApiKey, Role, ServiceSecret
+from service.models.base import Base
+from service.models.clicks import Click, ClickRollupHourly, ClickVisitorDaily
+from service.models.conversions import (
+    AttributionMethod,
+    Conversion,
+    ConversionStatus,
+    ConversionType,
+    Customer,
+    FxRate,
+    Refund,
+)
+from service.models.ledger import CommissionEntry, EntryKind, MonthTotal
+from service.models.links import Link, LinkStatus, PromoCode, PromoCodeStatus
+from service.models.partners import Partner, PartnerStatus
+from service.models.payouts import Payout, PayoutRun, PayoutStatus
+from service.models.programs import Program
+
+__all__ = [
+    "Agreement",
+    "AgreementVersion",
+    "ApiKey",
+    "AttributionMethod",
+    "AuditEvent",
+    "Base",
+    "Click",
+    "ClickRollupHourly",
+    "ClickVisitorDaily",
+    "CommissionEntry",
+    "Conversion",
+    "ConversionStatus",
+    "ConversionType",
+    "Customer",
+    "EntryKind",
+    "FxRate",
+    "Link",
+    "LinkStatus",
+    "MonthTotal",
+    "Partner",
+    "PartnerStatus",
+    "Payout",
+    "PayoutRun",
+    "PayoutStatus",
+    "Program",
+    "PromoCode",
+    "PromoCodeStatus",
+    "Refund",
+    "Role",
+    "ServiceSecret",
+]

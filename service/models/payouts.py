@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.models.base import Base, IdMixin, TimestampMixin, enum_check
+
+
+class PayoutStatus(StrEnum):
+    open = "open"
+    paid = "paid"
+    failed = "failed"
+
+
+class PayoutRun(IdMixin, TimestampMixin, Base):
+    __tablename__ = "payout_runs"
+
+    idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    request_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    program_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("programs.id"), nullable=True, index=True
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id"), nullable=True, index=True
+    )
+
+
+class Payout(IdMixin, TimestampMixin, Base):
+    __tablename__ = "payouts"
+    __table_args__ = (enum_check("status", PayoutStatus),)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("payout_runs.id"), nullable=False, index=True
+    )
+    partner_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("partners.id"), nullable=False, index=True
+    )
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    entry_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=PayoutStatus.open)
+    period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    payout_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payout_details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    reference: Mapped[str | None] = mapped_column(Text, nullable=True)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

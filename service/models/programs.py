@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, CheckConstraint, Integer, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.models.base import Base, IdMixin, TimestampMixin
+
+DEFAULT_ATTRIBUTION_ORDER = ["promo_code", "click", "customer"]
+
+
+class Program(IdMixin, TimestampMixin, Base):
+    __tablename__ = "programs"
+    __table_args__ = (
+        CheckConstraint("hold_days >= 0", name="hold_days_non_negative"),
+        CheckConstraint("min_payout_minor >= 0", name="min_payout_non_negative"),
+        CheckConstraint("attribution_window_days > 0", name="window_positive"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    time_zone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
+    default_url: Mapped[str] = mapped_column(Text, nullable=False)
+    allowed_domains: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
+    fallback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    click_param: Mapped[str] = mapped_column(String(64), nullable=False, default="aff_click_id")
+    attribution_window_days: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
+    attribution_order: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, default=lambda: list(DEFAULT_ATTRIBUTION_ORDER)
+    )
+    hold_days: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
+    min_payout_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

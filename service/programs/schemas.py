@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Method = Literal["promo_code", "click", "customer"]
+
+
+def _default_order() -> list[Method]:
+    return ["promo_code", "click", "customer"]
+
+
+class ProgramCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(description="ISO 4217 code, e.g. USD")
+    time_zone: str = Field(default="UTC", description="IANA zone that defines calendar months")
+    default_url: str = Field(description="where links go unless they name a destination")
+    allowed_domains: list[str] | None = Field(
+        default=None, description="hosts links may point to; '*.example.com' for subdomains"
+    )
+    fallback_url: str | None = None
+    click_param: str = Field(default="aff_click_id", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    attribution_window_days: int = Field(default=30, ge=1, le=3650)
+    attribution_order: list[Method] = Field(
+        default_factory=_default_order, min_length=1, max_length=3
+    )
+    hold_days: int = Field(default=30, ge=0, le=3650)
+    min_payout: str = Field(default="0", description="decimal string in the program currency")
+
+
+class ProgramUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    time_zone: str | None = None
+    default_url: str | None = None
+    allowed_domains: list[str] | None = None
+    fallback_url: str | None = None
+    click_param: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    attribution_window_days: int | None = Field(default=None, ge=1, le=3650)
+    attribution_order: list[Method] | None = Field(default=None, min_length=1, max_length=3)
+    hold_days: int | None = Field(default=None, ge=0, le=3650)
+    min_payout: str | None = None
+
+
+class ProgramOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    currency: str
+    time_zone: str
+    default_url: str
+    allowed_domains: list[str]
+    fallback_url: str | None
+    click_param: str
+    attribution_window_days: int
+    attribution_order: list[str]
+    hold_days: int
+    min_payout: str
+    created_at: datetime
+    updated_at: datetime

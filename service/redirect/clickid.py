@@ -1,0 +1,188 @@
+"""Self-verifying click ids: who, when and which link, signed under a key id.
+
+Token format, version 1::
+
+    "c1" + base64url_nopad(payload + tag)
+
+    payload = len(key_id):1 | key_id:ascii | link_id:16 | clicked_at_ms:6 (big endian) | nonce:10
+    tag     = HMAC-SHA256(secret[key_id], b"c1" + payload)[:16]
+
+With a two-character key id the token is 70 characters. The tag covers the
+version prefix, so a token can never be replayed as another format. A
+conversion can check the link and the attribution window from the token
+alone; the click row is only needed for the partner and bot flags.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from service.kit.time import ensure_aware
+
+VERSION = "c1"
+_VERSION_BYTES = VERSION.encode("ascii")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_NONCE_LEN = 10  # 80 random bits: collisions are out of reach even at billions of clicks
+_TAG_LEN = 16  # 128-bit tag: online forgery is hopeless and it costs only 5 characters more than 96
+_TIME_LEN = 6  # 48-bit milliseconds last until the year 10889
+_FIXED_LEN = 16 + _TIME_LEN + _NONCE_LEN + _TAG_LEN
+_MAX_KEY_ID_LEN = 16
+_MIN_SECRET_LEN = 16
+_KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+# Anything longer than the longest possible token is refused before decoding.
+_MAX_TOKEN_LEN = len(VERSION) + (1 + _MAX_KEY_ID_LEN + _FIXED_LEN) * 4 // 3 + 2
+
+
+class ClickIdInvalid(Exception):
+    """A click id that is malformed, under an unknown key, or forged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ClickId:
+    key_id: str
+    link_id: uuid.UUID
+    clicked_at: datetime
+    nonce: bytes
+    token: str
+
+    @property
+    def click_uuid(self) -> uuid.UUID:
+        """Primary key of the click row: a UUIDv7 made of the click time and nonce."""
+        return _uuid7(self.clicked_at, self.nonce)
+
+
+def _uuid7(clicked_at: datetime, nonce: bytes) -> uuid.UUID:
+    # Time-ordered keys keep inserts at the right edge of the index; the nonce gives
+    # 74 random bits, so the id is unique and derived from the token alone.
+    ms = (clicked_at - _EPOCH) // _MS
+    rand = int.from_bytes(nonce, "big") >> (_NONCE_LEN * 8 - 74)
+    rand_a = rand >> 62
+    rand_b = rand & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    return uuid.UUID(int=value)
+
+
+class ClickIdSigner:
+    """Issues and verifies click ids; every key in `keys` verifies, the current one signs."""
+
+    def __init__(self, keys: Mapping[str, bytes], current_key_id: str) -> None:
+        if not keys:
+            raise ValueError("at least one click id key is required")
+        for key_id, secret in keys.items():
+            _check_key(key_id, secret)
+        if current_key_id not in keys:
+            raise ValueError(f"current click id key {current_key_id!r} is not among the keys")
+        self._keys = dict(keys)
+        self._current_key_id = current_key_id
+        kid = current_key_id.encode("ascii")
+        self._current_secret = keys[current_key_id]
+        self._current_prefix = bytes([len(kid)]) + kid
+
+    def issue(self, link_id: uuid.UUID, now: datetime) -> ClickId:
+        """A new signed click id for `link_id` at `now` (kept to the millisecond)."""
+        ms = (ensure_aware(now) - _EPOCH) // _MS
+        nonce = os.urandom(_NONCE_LEN)
+        payload = self._current_prefix + link_id.bytes + ms.to_bytes(_TIME_LEN, "big") + nonce
+        tag = hmac.digest(self._current_secret, _VERSION_BYTES + payload, "sha256")[:_TAG_LEN]
+        token = VERSION + base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode("ascii")
+        return ClickId(
+            key_id=self._current_key_id,
+            link_id=link_id,
+            clicked_at=_EPOCH + ms * _MS,
+            nonce=nonce,
+            token=token,
+        )
+
+    def verify(self, token: str) -> ClickId:
+        """The click id inside `token`, or ClickIdInvalid saying why not."""
+        if not token.startswith(VERSION) or len(token) > _MAX_TOKEN_LEN:
+            raise ClickIdInvalid("malformed")
+        body = token[len(VERSION) :]
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError):
+            raise ClickIdInvalid("malformed") from None
+        # The decoder skips stray characters and ignores the spare low bits of the last
+        # one; re-encoding makes exactly one spelling of each token valid.
+        if base64.urlsafe_b64encode(raw).rstrip(b"=") != body.encode("ascii"):
+            raise ClickIdInvalid("malformed")
+        if not raw:
+            raise ClickIdInvalid("malformed")
+        kid_len = raw[0]
+        if not 1 <= kid_len <= _MAX_KEY_ID_LEN or len(raw) != 1 + kid_len + _FIXED_LEN:
+            raise ClickIdInvalid("malformed")
+        try:
+            key_id = raw[1 : 1 + kid_len].decode("ascii")
+        except UnicodeDecodeError:
+            raise ClickIdInvalid("malformed") from None
+        secret = self._keys.get(key_id)
+        if secret is None:
+            raise ClickIdInvalid("unknown key id")
+        payload, tag = raw[:-_TAG_LEN], raw[-_TAG_LEN:]
+        expected = hmac.digest(secret, _VERSION_BYTES + payload, "sha256")[:_TAG_LEN]
+        if not hmac.compare_digest(tag, expected):
+            raise ClickIdInvalid("signature invalid")
+        pos = 1 + kid_len
+        link_id = uuid.UUID(bytes=payload[pos : pos + 16])
+        ms = int.from_bytes(payload[pos + 16 : pos + 16 + _TIME_LEN], "big")
+        return ClickId(
+            key_id=key_id,
+            link_id=link_id,
+            clicked_at=_EPOCH + ms * _MS,
+            nonce=payload[pos + 16 + _TIME_LEN :],
+            token=token,
+        )
+
+
+def _check_key(key_id: str, secret: bytes) -> None:
+    if not _KEY_ID_RE.fullmatch(key_id):
+        raise ValueError(
+            f"click id key id {key_id!r} must be 1-16 characters of A-Z, a-z, 0-9, '_' or '-'"
+        )
+    if len(secret) < _MIN_SECRET_LEN:
+        raise ValueError(
+            f"click id key {key_id!r} is too short: at least {_MIN_SECRET_LEN} bytes are required"
+        )
+
+
+def parse_keys(spec: str) -> dict[str, bytes]:
+    """Keys from "k1:<base64>,k2:<base64>" (standard or url-safe base64, padding optional)."""
+    keys: dict[str, bytes] = {}
+    for entry in spec.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        key_id, sep, encoded = entry.partition(":")
+        key_id, encoded = key_id.strip(), encoded.strip()
+        if not sep or not key_id or not encoded:
+            # The secret is never echoed, only the key id.
+            raise ValueError(
+                f"click id key entry {key_id or '?'!r} must look like 'id:base64secret'"
+            )
+        if key_id in keys:
+            raise ValueError(f"click id key id {key_id!r} appears twice")
+        try:
+            secret = base64.b64decode(
+                encoded.replace("-", "+").replace("_", "/") + "=" * (-len(encoded) % 4),
+                validate=True,
+            )
+        except (binascii.Error, ValueError):
+            raise ValueError(f"click id key {key_id!r} is not valid base64") from None
+        _check_key(key_id, secret)
+        keys[key_id] = secret
+    if not keys:
+        raise ValueError("no click id keys given: expected 'id:base64secret[,id:base64secret...]'")
+    return keys

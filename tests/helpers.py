@@ -1,0 +1,23 @@
+"""Assertions shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(r: Any, status: int) -> dict[str, Any]:
+    """The response is problem+json with this status and the required members."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status
+    for key in ("type", "title", "detail"):
+        assert isinstance(body[key], str) and body[key]
+    return body
+
+
+def error_fields(r: Any, status: int = 422) -> list[str]:
+    """The fields named by a validation problem."""
+    return [e["field"] for e in assert_problem(r, status).get("errors") or []]
