@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import migrate
+from service.agreements.api import router as agreements_router
 from service.auth.api import router as api_keys_router
 from service.config import Settings, get_settings
 from service.db import create_engine, create_sessionmaker, resolve_database_url
@@ -27,6 +28,7 @@ ROUTERS = [
     api_keys_router,
     programs_router,
     partners_router,
+    agreements_router,
 ]
 
 

@@ -1,0 +1,307 @@
+"""Agreements: versioned terms, one agreement per partner and program at any instant."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service import audit
+from service.agreements.schemas import (
+    AgreementCreate,
+    AgreementOut,
+    Termination,
+    VersionCreate,
+    VersionOut,
+)
+from service.agreements.terms import TermsInvalid, terms_to_json, validate_terms
+from service.auth.keys import Principal
+from service.commissions.rules import Terms
+from service.errors import Conflict, NotFound, ValidationFailed
+from service.kit.pagination import PageParams, page_of, paginate_query
+from service.kit.time import utc_now
+from service.models import Agreement, AgreementVersion, Partner, PartnerStatus, Program
+
+# A request's "now" may trail the server's by a moment; this much is not "the past".
+CLOCK_SLACK = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The agreement and version that govern a partner's conversion at an instant."""
+
+    agreement: Agreement
+    version: AgreementVersion
+    terms: Terms
+
+
+def _validated(raw: dict[str, object], currency: str) -> dict[str, object]:
+    try:
+        return terms_to_json(validate_terms(raw, currency))
+    except TermsInvalid as exc:
+        raise ValidationFailed(exc.errors) from exc
+
+
+def load_terms(version: AgreementVersion, currency: str) -> Terms:
+    """The engine's Terms from a stored version (validated when written)."""
+    return validate_terms(version.terms, currency)
+
+
+def status_at(agreement: Agreement, at: datetime) -> str:
+    """scheduled, active or terminated at an instant."""
+    if agreement.terminated_at is not None and at >= agreement.terminated_at:
+        return "terminated"
+    if at < agreement.starts_at:
+        return "scheduled"
+    return "active"
+
+
+async def _versions(session: AsyncSession, agreement_id: uuid.UUID) -> list[AgreementVersion]:
+    rows = await session.scalars(
+        select(AgreementVersion)
+        .where(AgreementVersion.agreement_id == agreement_id)
+        .order_by(AgreementVersion.version)
+    )
+    return list(rows.all())
+
+
+def _current(versions: list[AgreementVersion], at: datetime) -> AgreementVersion | None:
+    current = None
+    for v in versions:
+        if v.effective_from <= at:
+            current = v
+    return current
+
+
+async def to_out(session: AsyncSession, agreement: Agreement) -> AgreementOut:
+    """The API shape of an agreement with all its versions."""
+    versions = await _versions(session, agreement.id)
+    now = utc_now()
+    current = _current(versions, now) if status_at(agreement, now) == "active" else None
+    return AgreementOut(
+        id=agreement.id,
+        partner_id=agreement.partner_id,
+        program_id=agreement.program_id,
+        starts_at=agreement.starts_at,
+        terminated_at=agreement.terminated_at,
+        termination_reason=agreement.termination_reason,
+        status=status_at(agreement, now),
+        current_version=current.version if current else None,
+        versions=[
+            VersionOut(
+                version=v.version,
+                effective_from=v.effective_from,
+                terms=v.terms,
+                created_at=v.created_at,
+            )
+            for v in versions
+        ],
+        created_at=agreement.created_at,
+    )
+
+
+async def _lock_pair(session: AsyncSession, partner_id: uuid.UUID, program_id: uuid.UUID) -> None:
+    # Serialises agreement writes for one partner and program across instances.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"agreement:{partner_id}:{program_id}"},
+    )
+
+
+def _not_past(field: str, at: datetime) -> None:
+    if at < utc_now() - CLOCK_SLACK:
+        raise ValidationFailed([{"field": field, "message": "must not be in the past"}])
+
+
+async def create_agreement(
+    session: AsyncSession, partner_id: uuid.UUID, body: AgreementCreate, by: Principal
+) -> Agreement:
+    """Bind a partner to a program with a first version of terms."""
+    partner = await session.get(Partner, partner_id)
+    if partner is None:
+        raise NotFound(f"partner {partner_id} does not exist")
+    program = await session.get(Program, body.program_id)
+    if program is None:
+        raise ValidationFailed([{"field": "program_id", "message": "no such program"}])
+    if partner.status == PartnerStatus.terminated:
+        raise Conflict("a terminated partner cannot enter an agreement")
+    effective_from = body.effective_from or utc_now()
+    terms = _validated(body.terms, program.currency)
+    await _lock_pair(session, partner_id, program.id)
+    overlapping = await session.scalar(
+        select(Agreement.id).where(
+            Agreement.partner_id == partner_id,
+            Agreement.program_id == program.id,
+            or_(Agreement.terminated_at.is_(None), Agreement.terminated_at > effective_from),
+        )
+    )
+    if overlapping is not None:
+        raise Conflict(
+            f"agreement {overlapping} already binds this partner to this program; "
+            "add a version to it, or terminate it first",
+            extra={"agreement_id": str(overlapping)},
+        )
+    agreement = Agreement(partner_id=partner_id, program_id=program.id, starts_at=effective_from)
+    session.add(agreement)
+    await session.flush()
+    session.add(
+        AgreementVersion(
+            agreement_id=agreement.id, version=1, effective_from=effective_from, terms=terms
+        )
+    )
+    await session.flush()
+    await session.refresh(agreement)
+    audit.record(session, by, "agreement.created", "agreement", agreement.id, {"terms": terms})
+    return agreement
+
+
+async def get_agreement(session: AsyncSession, agreement_id: uuid.UUID, by: Principal) -> Agreement:
+    """An agreement by id; partners see only their own (404 otherwise)."""
+    agreement = await session.get(Agreement, agreement_id)
+    if agreement is None or not by.sees_partner(agreement.partner_id):
+        raise NotFound(f"agreement {agreement_id} does not exist")
+    return agreement
+
+
+async def add_version(
+    session: AsyncSession, agreement_id: uuid.UUID, body: VersionCreate, by: Principal
+) -> Agreement:
+    """New terms from now or later; versions already in force are never changed."""
+    agreement = await get_agreement(session, agreement_id, by)
+    program = await session.get(Program, agreement.program_id)
+    assert program is not None
+    effective_from = body.effective_from or utc_now()
+    if body.effective_from is not None:
+        _not_past("effective_from", effective_from)
+    terms = _validated(body.terms, program.currency)
+    await _lock_pair(session, agreement.partner_id, agreement.program_id)
+    await session.refresh(agreement)
+    if agreement.terminated_at is not None and agreement.terminated_at <= effective_from:
+        raise Conflict("the agreement is terminated by then")
+    versions = await _versions(session, agreement.id)
+    last = versions[-1]
+    if effective_from < last.effective_from:
+        raise ValidationFailed(
+            [
+                {
+                    "field": "effective_from",
+                    "message": f"must not precede version {last.version}'s "
+                    f"effective_from ({last.effective_from.isoformat()})",
+                }
+            ]
+        )
+    session.add(
+        AgreementVersion(
+            agreement_id=agreement.id,
+            version=last.version + 1,
+            effective_from=effective_from,
+            terms=terms,
+        )
+    )
+    await session.flush()
+    audit.record(
+        session,
+        by,
+        "agreement.version_added",
+        "agreement",
+        agreement.id,
+        {"version": last.version + 1, "effective_from": effective_from.isoformat(), "terms": terms},
+    )
+    return agreement
+
+
+async def terminate(
+    session: AsyncSession, agreement_id: uuid.UUID, body: Termination, by: Principal
+) -> Agreement:
+    """End an agreement at a time (now or later); conversions after it earn nothing."""
+    agreement = await get_agreement(session, agreement_id, by)
+    at = body.at or utc_now()
+    if body.at is not None:
+        _not_past("at", at)
+    await _lock_pair(session, agreement.partner_id, agreement.program_id)
+    await session.refresh(agreement)
+    if agreement.terminated_at is not None and agreement.terminated_at <= utc_now():
+        raise Conflict("the agreement is already terminated")
+    agreement.terminated_at = max(at, agreement.starts_at)
+    agreement.termination_reason = body.reason
+    await session.flush()
+    await session.refresh(agreement)
+    audit.record(
+        session,
+        by,
+        "agreement.terminated",
+        "agreement",
+        agreement.id,
+        {"at": agreement.terminated_at.isoformat(), "reason": body.reason},
+    )
+    return agreement
+
+
+async def list_agreements(
+    session: AsyncSession,
+    params: PageParams,
+    by: Principal,
+    partner_id: uuid.UUID | None = None,
+    program_id: uuid.UUID | None = None,
+) -> tuple[list[Agreement], str | None]:
+    """A page of agreements, filtered; partners see only their own."""
+    stmt = select(Agreement)
+    if by.partner_id is not None and by.role == "partner":
+        stmt = stmt.where(Agreement.partner_id == by.partner_id)
+    if partner_id is not None:
+        stmt = stmt.where(Agreement.partner_id == partner_id)
+    if program_id is not None:
+        stmt = stmt.where(Agreement.program_id == program_id)
+    rows = list((await session.scalars(paginate_query(stmt, Agreement.id, params))).all())
+    return page_of(rows, params)
+
+
+async def in_force(
+    session: AsyncSession,
+    partner_id: uuid.UUID,
+    program_id: uuid.UUID,
+    at: datetime,
+    currency: str,
+) -> InForce | None:
+    """The agreement version governing a partner's conversion at `at`, or None."""
+    agreement = await session.scalar(
+        select(Agreement).where(
+            Agreement.partner_id == partner_id,
+            Agreement.program_id == program_id,
+            Agreement.starts_at <= at,
+            or_(Agreement.terminated_at.is_(None), Agreement.terminated_at > at),
+        )
+    )
+    if agreement is None:
+        return None
+    version = await session.scalar(
+        select(AgreementVersion)
+        .where(
+            and_(
+                AgreementVersion.agreement_id == agreement.id,
+                AgreementVersion.effective_from <= at,
+            )
+        )
+        .order_by(AgreementVersion.effective_from.desc(), AgreementVersion.version.desc())
+        .limit(1)
+    )
+    if version is None:
+        return None
+    return InForce(agreement=agreement, version=version, terms=load_terms(version, currency))
+
+
+async def has_agreement(
+    session: AsyncSession, partner_id: uuid.UUID, program_id: uuid.UUID
+) -> bool:
+    """Whether the partner has an agreement in the program that is not yet over."""
+    found = await session.scalar(
+        select(func.count(Agreement.id)).where(
+            Agreement.partner_id == partner_id,
+            Agreement.program_id == program_id,
+            or_(Agreement.terminated_at.is_(None), Agreement.terminated_at > utc_now()),
+        )
+    )
+    return bool(found)

@@ -1,0 +1,812 @@
+"""The commission engine: pure functions over frozen dataclasses, no I/O.
+
+Every rule has a month function T(state): the partner's commission for a
+calendar month (program time zone) as a function of that month's state alone,
+already rounded half-even to the currency's minor unit and capped by the
+monthly cap. A conversion or refund moves the state and writes
+T(after) - T(before). Entries are differences of rounded values, so they never
+carry sub-minor digits and the month's entries telescope to T(final state):
+the total is the same whatever the order of sales and refunds, and a refund of
+everything brings it back to exactly zero.
+
+`cap_per_conversion` is the one exception: clipping a single sale breaks the
+telescoping, so for such rules refunds reverse per conversion (in proportion
+to the amount refunded) instead, and order independence no longer holds.
+
+The parent's override telescopes the same way over O(c) = round(p/100 * c),
+c being the partner's commission written for the month.
+
+Sign decides the kind: a negative entry is always a `reversal`, the
+beneficiary (`partner` or `parent`) tells whose entry it reverses; positive
+partner entries are `commission` (or `click_bounty`), positive parent entries
+`override`.
+
+Callers pass the state of the month of the conversion's `occurred_at`, refunds
+included, so that a month's totals only ever depend on that month.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from service.kit.money import from_minor, round_money
+from service.kit.time import add_months, ensure_aware, month_start
+
+Event = Literal["sale", "lead", "click"]
+ConversionEvent = Literal["sale", "lead"]
+RuleType = Literal["percent", "flat"]
+TierBasis = Literal["revenue", "count"]
+EntryKind = Literal["commission", "override", "click_bounty", "reversal"]
+Beneficiary = Literal["partner", "parent"]
+Explain = dict[str, Any]
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+
+
+# --- terms -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A bracket starting at `start` (revenue, or conversions already counted)."""
+
+    start: Decimal
+    percent: Decimal | None = None
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one event earns. `categories` is a sorted tuple of (name, percent)."""
+
+    event: Event
+    type: RuleType
+    percent: Decimal | None = None
+    amount: Decimal | None = None
+    tiers: tuple[Tier, ...] = ()
+    tier_basis: TierBasis = "revenue"
+    categories: tuple[tuple[str, Decimal], ...] = ()
+    recurring_months: int | None = None
+    cap_per_conversion: Decimal | None = None
+    monthly_cap: Decimal | None = None
+
+    def category_percent(self, name: str | None) -> Decimal | None:
+        """The special percent of a category, or None when it takes the rule's rate."""
+        for key, pct in self.categories:
+            if key == name:
+                return pct
+        return None
+
+
+@dataclass(frozen=True)
+class Terms:
+    """One agreement version's terms, already validated."""
+
+    rules: tuple[Rule, ...]
+    parent_override_percent: Decimal | None = None
+    hold_days: int | None = None
+    min_payout: Decimal | None = None
+
+    def rule_for(self, event: str) -> Rule | None:
+        """The rule for an event, or None when the event earns nothing."""
+        for rule in self.rules:
+            if rule.event == event:
+                return rule
+        return None
+
+
+# --- inputs and outputs ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonthState:
+    """One (partner, program, month, rule event): net base, count, categories, written totals."""
+
+    revenue: Decimal = ZERO
+    count: int = 0
+    category_revenue: tuple[tuple[str, Decimal], ...] = ()
+    commission: Decimal = ZERO
+    override: Decimal = ZERO
+
+    @classmethod
+    def empty(cls) -> MonthState:
+        """The state of a month with nothing in it yet."""
+        return cls()
+
+    def category(self, name: str) -> Decimal:
+        """Net revenue of a special category this month."""
+        for key, value in self.category_revenue:
+            if key == name:
+                return value
+        return ZERO
+
+    def as_json(self) -> Explain:
+        """Strings for the explain record."""
+        return {
+            "revenue": _s(self.revenue),
+            "count": self.count,
+            "category_revenue": {k: _s(v) for k, v in self.category_revenue},
+            "commission": _s(self.commission),
+            "override": _s(self.override),
+        }
+
+
+@dataclass(frozen=True)
+class Item:
+    """An order line; `amount` is the unit price in the program currency."""
+
+    sku: str
+    category: str | None
+    amount: Decimal
+    quantity: int = 1
+
+
+@dataclass(frozen=True)
+class ConversionInput:
+    """A sale or lead, in the program currency; `recurring_since` only for customer attribution."""
+
+    event: ConversionEvent
+    amount: Decimal | None
+    occurred_at: datetime
+    items: tuple[Item, ...] = ()
+    recurring_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefundInput:
+    """A refund of part or all of a conversion, with what that conversion already earned.
+
+    `counted` is False when the conversion never moved the month state (it
+    earned nothing: no rule, outside its recurring window) or, for a
+    conversion without an amount, once it has been refunded in full.
+    """
+
+    event: ConversionEvent
+    amount: Decimal
+    conversion_amount: Decimal
+    refunded_before: Decimal = ZERO
+    items: tuple[Item, ...] = ()
+    earned: Decimal = ZERO
+    full: bool = False
+    counted: bool = True
+
+
+@dataclass(frozen=True)
+class EntryDraft:
+    """A ledger entry to write; `explain` holds the inputs that produced it."""
+
+    kind: EntryKind
+    amount: Decimal
+    beneficiary: Beneficiary
+    explain: Explain
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Entries to write (never zero ones), the month's next state, and why."""
+
+    entries: tuple[EntryDraft, ...]
+    new_state: MonthState
+    explain: Explain
+
+    def partner_total(self) -> Decimal:
+        """Net amount for the partner."""
+        return sum((e.amount for e in self.entries if e.beneficiary == "partner"), ZERO)
+
+    def parent_total(self) -> Decimal:
+        """Net amount for the parent."""
+        return sum((e.amount for e in self.entries if e.beneficiary == "parent"), ZERO)
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:f}"
+
+
+def _rounding(currency: str) -> str:
+    return f"half-even to {from_minor(1, currency):f}"
+
+
+def _rule_json(rule: Rule) -> Explain:
+    out: Explain = {"event": rule.event, "type": rule.type, "tier_basis": rule.tier_basis}
+    if rule.percent is not None:
+        out["percent"] = _s(rule.percent)
+    if rule.amount is not None:
+        out["amount"] = _s(rule.amount)
+    if rule.tiers:
+        out["tiers"] = [
+            {"from": _s(t.start), "percent": _s(t.percent), "amount": _s(t.amount)}
+            for t in rule.tiers
+        ]
+    if rule.categories:
+        out["categories"] = {k: _s(v) for k, v in rule.categories}
+    if rule.cap_per_conversion is not None:
+        out["cap_per_conversion"] = _s(rule.cap_per_conversion)
+    if rule.monthly_cap is not None:
+        out["monthly_cap"] = _s(rule.monthly_cap)
+    if rule.recurring_months is not None:
+        out["recurring_months"] = rule.recurring_months
+    return out
+
+
+def _slices(quantity: Decimal, tiers: Sequence[Tier]) -> list[tuple[Tier, Decimal | None, Decimal]]:
+    """How much of `quantity` falls in each bracket: (tier, upper bound, slice)."""
+    out: list[tuple[Tier, Decimal | None, Decimal]] = []
+    for i, tier in enumerate(tiers):
+        upper = tiers[i + 1].start if i + 1 < len(tiers) else None
+        part = quantity - tier.start
+        if upper is not None:
+            part = min(part, upper - tier.start)
+        out.append((tier, upper, max(part, ZERO)))
+    return out
+
+
+def _tier_value(rule: Rule, tier: Tier) -> Decimal:
+    if rule.type == "percent":
+        return (tier.percent or ZERO) / HUNDRED
+    return tier.amount or ZERO
+
+
+def _count_level(rule: Rule, count: int) -> Tier:
+    # The n-th conversion fills the slice [n-1, n), as revenue fills [r, r+x):
+    # a tier "from 10" starts with the 11th conversion of the month.
+    reached = max(count - 1, 0)
+    level = rule.tiers[0]
+    for tier in rule.tiers:
+        if tier.start <= reached:
+            level = tier
+    return level
+
+
+def _unrounded(rule: Rule, state: MonthState) -> Decimal:
+    revenue = max(state.revenue, ZERO)
+    count = Decimal(max(state.count, 0))
+    if rule.type == "percent":
+        if rule.tiers and rule.tier_basis == "count":
+            main = revenue * (_count_level(rule, state.count).percent or ZERO) / HUNDRED
+        elif rule.tiers:
+            main = sum(
+                (part * _tier_value(rule, tier) for tier, _, part in _slices(revenue, rule.tiers)),
+                ZERO,
+            )
+        else:
+            main = revenue * (rule.percent or ZERO) / HUNDRED
+    elif rule.tiers:
+        main = sum(
+            (part * _tier_value(rule, tier) for tier, _, part in _slices(count, rule.tiers)), ZERO
+        )
+    else:
+        main = count * (rule.amount or ZERO)
+    special = sum(
+        (max(state.category(name), ZERO) * pct / HUNDRED for name, pct in rule.categories), ZERO
+    )
+    return main + special
+
+
+def _month_value(rule: Rule, state: MonthState, currency: str) -> Decimal:
+    value = round_money(_unrounded(rule, state), currency)
+    if rule.monthly_cap is not None:
+        value = min(value, rule.monthly_cap)
+    return value
+
+
+def _brackets(rule: Rule, before: MonthState, after: MonthState) -> list[Explain]:
+    """The brackets an operation moved through, with the slice and rate of each."""
+    if not rule.tiers:
+        return []
+    if rule.type == "percent" and rule.tier_basis == "count":
+        lo, hi = _count_level(rule, before.count), _count_level(rule, after.count)
+        return [
+            {
+                "basis": "count",
+                "level_before": {"from": _s(lo.start), "percent": _s(lo.percent)},
+                "level_after": {"from": _s(hi.start), "percent": _s(hi.percent)},
+                "applies_to": "the month's whole revenue",
+            }
+        ]
+    if rule.tier_basis == "count":
+        qb, qa = Decimal(before.count), Decimal(after.count)
+    else:
+        qb, qa = before.revenue, after.revenue
+    out: list[Explain] = []
+    for (tier, upper, part_b), (_, _, part_a) in zip(
+        _slices(qb, rule.tiers), _slices(qa, rule.tiers), strict=True
+    ):
+        moved = part_a - part_b
+        if moved == 0:
+            continue
+        row: Explain = {"basis": rule.tier_basis, "from": _s(tier.start), "to": _s(upper)}
+        row["slice"] = _s(moved)
+        if rule.type == "percent":
+            row["percent"] = _s(tier.percent)
+        else:
+            row["amount"] = _s(tier.amount)
+        out.append(row)
+    return out
+
+
+def _add_categories(
+    current: tuple[tuple[str, Decimal], ...], moves: Iterable[tuple[str, Decimal]]
+) -> tuple[tuple[str, Decimal], ...]:
+    merged = dict(current)
+    for name, value in moves:
+        merged[name] = merged.get(name, ZERO) + value
+    return tuple(sorted((k, v) for k, v in merged.items() if v != 0))
+
+
+def _split(
+    rule: Rule, amount: Decimal, items: Sequence[Item], currency: str
+) -> tuple[Decimal, tuple[tuple[str, Decimal], ...], str]:
+    """Split a conversion into the tiered base and special-category parts."""
+    if not rule.categories or not items:
+        return amount, (), "amount"
+    totals: dict[str, Decimal] = {}
+    for item in items:
+        if item.category is not None and rule.category_percent(item.category) is not None:
+            totals[item.category] = totals.get(item.category, ZERO) + item.amount * item.quantity
+    parts = {k: round_money(v, currency) for k, v in totals.items() if v > 0}
+    if not parts:
+        return amount, (), "amount"
+    special = sum(parts.values(), ZERO)
+    if special <= amount:
+        return amount - special, tuple(sorted(parts.items())), "items"
+    # Order-level discounts can push the special lines above the amount paid:
+    # share what was paid between them by weight, the last one taking the rest.
+    names = sorted(parts)
+    shared: list[tuple[str, Decimal]] = []
+    running = ZERO
+    for i, name in enumerate(names):
+        if i == len(names) - 1:
+            share = amount - running
+        else:
+            share = min(round_money(amount * parts[name] / special, currency), amount - running)
+        running += share
+        shared.append((name, share))
+    return ZERO, tuple(shared), "items_scaled"
+
+
+def _in_window(rule: Rule, conv: ConversionInput) -> tuple[bool, Explain]:
+    if conv.recurring_since is None or rule.recurring_months is None:
+        return True, {}
+    since = ensure_aware(conv.recurring_since)
+    ends = add_months(conv.recurring_since, rule.recurring_months)
+    info: Explain = {
+        "recurring_since": since.isoformat(),
+        "recurring_months": rule.recurring_months,
+        "recurring_until": ensure_aware(ends).isoformat(),
+    }
+    return ensure_aware(conv.occurred_at) < ensure_aware(ends), info
+
+
+def _nothing(state: MonthState, reason: str, **extra: Any) -> Outcome:
+    return Outcome(entries=(), new_state=state, explain={"reason": reason, **extra})
+
+
+def _settle(
+    terms: Terms,
+    rule: Rule,
+    before: MonthState,
+    moved: MonthState,
+    currency: str,
+    has_parent: bool,
+    *,
+    positive_kind: EntryKind,
+    explain: Explain,
+    fixed_delta: Decimal | None = None,
+    clip_to_conversion_cap: bool = False,
+) -> Outcome:
+    """Turn a state move into entries: partner delta, caps, then the parent's override."""
+    t_before = _month_value(rule, before, currency)
+    t_after = _month_value(rule, moved, currency)
+    delta = t_after - t_before if fixed_delta is None else fixed_delta
+    caps: list[Explain] = []
+    if clip_to_conversion_cap and rule.cap_per_conversion is not None:
+        if delta > rule.cap_per_conversion:
+            caps.append({"cap": "cap_per_conversion", "limit": _s(rule.cap_per_conversion)})
+            delta = rule.cap_per_conversion
+    if rule.monthly_cap is not None and delta > 0:
+        room = max(rule.monthly_cap - before.commission, ZERO)
+        if delta > room:
+            caps.append({"cap": "monthly_cap", "limit": _s(rule.monthly_cap), "room": _s(room)})
+            delta = room
+    if rule.monthly_cap is not None and fixed_delta is None:
+        uncapped = round_money(_unrounded(rule, moved), currency)
+        if uncapped > rule.monthly_cap:
+            caps.append(
+                {
+                    "cap": "monthly_cap",
+                    "limit": _s(rule.monthly_cap),
+                    "uncapped_month_total": _s(uncapped),
+                }
+            )
+    commission = before.commission + delta
+
+    pct = terms.parent_override_percent
+    o_delta = ZERO
+    override_explain: Explain | None = None
+    if has_parent and pct is not None:
+        o_before = round_money(pct / HUNDRED * before.commission, currency)
+        o_after = round_money(pct / HUNDRED * commission, currency)
+        o_delta = o_after - o_before
+        override_explain = {
+            "override_percent": _s(pct),
+            "partner_commission_before": _s(before.commission),
+            "partner_commission_after": _s(commission),
+            "override_before": _s(o_before),
+            "override_after": _s(o_after),
+            "rounding": _rounding(currency),
+        }
+    new_state = replace(moved, commission=commission, override=before.override + o_delta)
+
+    record: Explain = {
+        **explain,
+        "rule": _rule_json(rule),
+        "brackets": _brackets(rule, before, moved),
+        "state_before": before.as_json(),
+        "state_after": new_state.as_json(),
+        "month_total_before": _s(t_before),
+        "month_total_after": _s(t_after),
+        "caps_applied": caps,
+        "rounding": _rounding(currency),
+    }
+    if override_explain is not None:
+        record["override"] = override_explain
+    elif pct is not None:
+        record["override"] = {"skipped": "partner has no parent"}
+
+    entries: list[EntryDraft] = []
+    if delta != 0:
+        kind: EntryKind = positive_kind if delta > 0 else "reversal"
+        entries.append(EntryDraft(kind=kind, amount=delta, beneficiary="partner", explain=record))
+    elif "reason" not in record:
+        record["reason"] = _why_zero(rule, caps, before)
+    if o_delta != 0 and override_explain is not None:
+        kind = "override" if o_delta > 0 else "reversal"
+        entries.append(
+            EntryDraft(
+                kind=kind,
+                amount=o_delta,
+                beneficiary="parent",
+                explain={**override_explain, "partner_delta": _s(delta)},
+            )
+        )
+    return Outcome(entries=tuple(entries), new_state=new_state, explain=record)
+
+
+def _why_zero(rule: Rule, caps: list[Explain], before: MonthState) -> str:
+    if any(c["cap"] == "monthly_cap" for c in caps) or (
+        rule.monthly_cap is not None and before.commission >= rule.monthly_cap
+    ):
+        return "monthly cap reached"
+    return "the month's commission did not change (zero rate, or below the minor unit)"
+
+
+# --- public functions ------------------------------------------------------
+
+
+def month_total(terms: Terms, state: MonthState, currency: str, event: str = "sale") -> Decimal:
+    """T(state): the month's commission under the event's rule, rounded and capped."""
+    rule = terms.rule_for(event)
+    if rule is None:
+        return ZERO
+    return _month_value(rule, state, currency)
+
+
+def compute_conversion(
+    terms: Terms, conv: ConversionInput, state: MonthState, currency: str, has_parent: bool
+) -> Outcome:
+    """Entries for a sale or lead, given the month state of its rule."""
+    rule = terms.rule_for(conv.event)
+    if rule is None:
+        return _nothing(state, "no rule for event", event=conv.event)
+    if conv.amount is None and conv.event == "sale":
+        raise ValueError("a sale needs an amount")
+    amount = round_money(conv.amount if conv.amount is not None else ZERO, currency)
+    if amount < 0:
+        raise ValueError("a conversion amount must not be negative")
+    earns, window = _in_window(rule, conv)
+    if not earns:
+        # Outside the window the sale is not this partner's commissionable
+        # revenue, so it must not push them up the tiers either.
+        return _nothing(state, "recurring window ended", event=conv.event, **window)
+    base, parts, split = _split(rule, amount, conv.items, currency)
+    moved = replace(
+        state,
+        revenue=state.revenue + base,
+        count=state.count + 1,
+        category_revenue=_add_categories(state.category_revenue, parts),
+    )
+    explain: Explain = {
+        "event": conv.event,
+        "operation": "conversion",
+        "amount": _s(amount),
+        "split": split,
+        "tiered_base": _s(base),
+        "category_parts": [
+            {"category": k, "amount": _s(v), "percent": _s(rule.category_percent(k))}
+            for k, v in parts
+        ],
+        **window,
+    }
+    return _settle(
+        terms,
+        rule,
+        state,
+        moved,
+        currency,
+        has_parent,
+        positive_kind="commission",
+        explain=explain,
+        clip_to_conversion_cap=True,
+    )
+
+
+def compute_click(terms: Terms, state: MonthState, currency: str, has_parent: bool) -> Outcome:
+    """The bounty for one billable click, given the month state of the click rule."""
+    rule = terms.rule_for("click")
+    if rule is None:
+        return _nothing(state, "no rule for event", event="click")
+    moved = replace(state, count=state.count + 1)
+    return _settle(
+        terms,
+        rule,
+        state,
+        moved,
+        currency,
+        has_parent,
+        positive_kind="click_bounty",
+        explain={"event": "click", "operation": "click"},
+        clip_to_conversion_cap=True,
+    )
+
+
+def compute_refund(
+    terms: Terms, refund: RefundInput, state: MonthState, currency: str, has_parent: bool
+) -> Outcome:
+    """Reversals for a refund, given the state of the month the conversion happened in."""
+    rule = terms.rule_for(refund.event)
+    if rule is None:
+        return _nothing(state, "no rule for event", event=refund.event)
+    if not refund.counted:
+        return _nothing(state, "the conversion earned nothing; nothing to reverse")
+    total = round_money(refund.conversion_amount, currency)
+    before_cum = round_money(refund.refunded_before, currency)
+    now = round_money(refund.amount, currency)
+    after_cum = before_cum + now
+    if now < 0 or before_cum < 0:
+        raise ValueError("refund amounts must not be negative")
+    if after_cum > total:
+        raise ValueError("refunded more than the conversion amount")
+    if total > 0 and before_cum == total:
+        # Already fully refunded: its count and revenue have left the month.
+        return _nothing(state, "the conversion was already fully refunded")
+    full = refund.full or after_cum == total
+
+    base, parts, split = _split(rule, total, refund.items, currency)
+
+    def removed(part: Decimal, cumulative: Decimal, is_full: bool) -> Decimal:
+        # Each part is removed in proportion to the amount refunded so far;
+        # a full refund removes exactly what was added, whatever the rounding.
+        if is_full:
+            return part
+        if total == 0:
+            return ZERO
+        return round_money(part * cumulative / total, currency)
+
+    base_move = removed(base, after_cum, full) - removed(base, before_cum, False)
+    part_moves = [
+        (name, removed(p, after_cum, full) - removed(p, before_cum, False)) for name, p in parts
+    ]
+    moved = replace(
+        state,
+        revenue=state.revenue - base_move,
+        count=state.count - (1 if full else 0),
+        category_revenue=_add_categories(state.category_revenue, ((k, -v) for k, v in part_moves)),
+    )
+    explain: Explain = {
+        "event": refund.event,
+        "operation": "refund",
+        "refund_amount": _s(now),
+        "conversion_amount": _s(total),
+        "refunded_before": _s(before_cum),
+        "refunded_after": _s(after_cum),
+        "full": full,
+        "split": split,
+        "tiered_base_removed": _s(base_move),
+        "category_parts_removed": [{"category": k, "amount": _s(v)} for k, v in part_moves],
+    }
+    fixed: Decimal | None = None
+    if rule.cap_per_conversion is not None:
+        # Clipped sales break the month telescoping, so reverse this
+        # conversion's own net earnings instead: never below zero, and all of
+        # it on a full refund.
+        earned = max(refund.earned, ZERO)
+        remaining = total - before_cum
+        if full:
+            fixed = -earned
+        elif rule.type == "flat" or remaining <= 0:
+            fixed = ZERO
+        else:
+            fixed = -round_money(earned * now / remaining, currency)
+        explain["per_conversion"] = {
+            "earned_before": _s(earned),
+            "basis": "full refund" if full else "share of the remaining amount",
+        }
+    return _settle(
+        terms,
+        rule,
+        state,
+        moved,
+        currency,
+        has_parent,
+        positive_kind="commission",
+        explain=explain,
+        fixed_delta=fixed,
+    )
+
+
+# --- what-if simulation ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimRefund:
+    """A refund of a simulated conversion at a moment."""
+
+    amount: Decimal
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class SimConversion:
+    """A simulated conversion (or click), with any refunds it later gets."""
+
+    occurred_at: datetime
+    event: Event = "sale"
+    amount: Decimal | None = None
+    items: tuple[Item, ...] = ()
+    recurring_since: datetime | None = None
+    refunds: tuple[SimRefund, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimMonth:
+    """Totals of one month and event."""
+
+    month: date
+    event: Event
+    revenue: Decimal
+    count: int
+    commission: Decimal
+    override: Decimal
+
+
+@dataclass(frozen=True)
+class SimLine:
+    """What one simulated conversion earned net of its refunds."""
+
+    index: int
+    month: date
+    commission: Decimal
+    override: Decimal
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Month totals, per-conversion lines, and the overall totals."""
+
+    months: tuple[SimMonth, ...]
+    lines: tuple[SimLine, ...]
+    commission: Decimal
+    override: Decimal
+    entries: int = field(default=0)
+
+
+def simulate(
+    terms: Terms,
+    conversions: Sequence[SimConversion],
+    currency: str,
+    tz: str,
+    *,
+    has_parent: bool = False,
+) -> SimResult:
+    """Run conversions and refunds through the engine in time order, month by month."""
+    # (when, order, index, refund index or -1): a refund sorts after its
+    # conversion even when dated earlier.
+    ops: list[tuple[datetime, int, int, int]] = []
+    for i, conv in enumerate(conversions):
+        at = ensure_aware(conv.occurred_at)
+        ops.append((at, 0, i, -1))
+        for j, ref in enumerate(conv.refunds):
+            ops.append((max(ensure_aware(ref.occurred_at), at), 1, i, j))
+    ops.sort()
+
+    states: dict[tuple[date, Event], MonthState] = {}
+    earned: dict[int, Decimal] = {}
+    parent: dict[int, Decimal] = {}
+    refunded: dict[int, Decimal] = {}
+    counted: dict[int, bool] = {}
+    reasons: dict[int, str] = {}
+    entry_count = 0
+    for _, _, i, j in ops:
+        conv = conversions[i]
+        month = month_start(conv.occurred_at, tz)
+        key = (month, conv.event)
+        state = states.get(key, MonthState.empty())
+        if conv.event == "click":
+            if j >= 0:
+                continue
+            outcome = compute_click(terms, state, currency, has_parent)
+        elif j < 0:
+            outcome = compute_conversion(
+                terms,
+                ConversionInput(
+                    event=conv.event,
+                    amount=conv.amount,
+                    occurred_at=conv.occurred_at,
+                    items=conv.items,
+                    recurring_since=conv.recurring_since,
+                ),
+                state,
+                currency,
+                has_parent,
+            )
+            counted[i] = outcome.new_state != state
+        else:
+            total = round_money(conv.amount or ZERO, currency)
+            before = refunded.get(i, ZERO)
+            amount = min(round_money(conv.refunds[j].amount, currency), total - before)
+            if amount <= 0:
+                continue
+            outcome = compute_refund(
+                terms,
+                RefundInput(
+                    event=conv.event,
+                    amount=amount,
+                    conversion_amount=total,
+                    refunded_before=before,
+                    items=conv.items,
+                    earned=earned.get(i, ZERO),
+                    full=before + amount >= total,
+                    counted=counted.get(i, False),
+                ),
+                state,
+                currency,
+                has_parent,
+            )
+            refunded[i] = before + amount
+        states[key] = outcome.new_state
+        entry_count += len(outcome.entries)
+        earned[i] = earned.get(i, ZERO) + outcome.partner_total()
+        parent[i] = parent.get(i, ZERO) + outcome.parent_total()
+        if not outcome.entries and "reason" in outcome.explain:
+            reasons.setdefault(i, str(outcome.explain["reason"]))
+
+    months = tuple(
+        SimMonth(m, ev, s.revenue, s.count, s.commission, s.override)
+        for (m, ev), s in sorted(states.items())
+    )
+    lines = tuple(
+        SimLine(
+            index=i,
+            month=month_start(c.occurred_at, tz),
+            commission=earned.get(i, ZERO),
+            override=parent.get(i, ZERO),
+            reason=reasons.get(i) if earned.get(i, ZERO) == 0 else None,
+        )
+        for i, c in enumerate(conversions)
+    )
+    return SimResult(
+        months=months,
+        lines=lines,
+        commission=sum((m.commission for m in months), ZERO),
+        override=sum((m.override for m in months), ZERO),
+        entries=entry_count,
+    )
