@@ -5,8 +5,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.agreements import service
-from service.agreements.schemas import AgreementCreate, AgreementOut, Termination, VersionCreate
+from service.agreements import service, simulate
+from service.agreements.schemas import (
+    AgreementCreate,
+    AgreementOut,
+    SimulationOut,
+    SimulationRequest,
+    Termination,
+    VersionCreate,
+)
 from service.auth.deps import Admin, AdminOrPartner
 from service.db import Session
 from service.kit.pagination import Page, Pagination
@@ -54,3 +61,11 @@ async def terminate(
 ) -> AgreementOut:
     agreement = await service.terminate(session, agreement_id, body, auth)
     return await service.to_out(session, agreement)
+
+
+@router.post("/v1/agreements/{agreement_id}/simulate", responses=ERRORS)
+async def simulate_terms(
+    agreement_id: uuid.UUID, body: SimulationRequest, auth: Admin, session: Session
+) -> SimulationOut:
+    """What the partner's conversions of a period would earn under proposed terms."""
+    return await simulate.simulate_terms(session, agreement_id, body, auth)

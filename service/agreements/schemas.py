@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+
+from service.agreements.terms import DecimalStr
 
 
 class AgreementCreate(BaseModel):
@@ -51,3 +53,112 @@ class AgreementOut(BaseModel):
     current_version: int | None = Field(description="the version in force now, if any")
     versions: list[VersionOut]
     created_at: datetime
+
+
+# --- what-if simulation ----------------------------------------------------
+
+# Bounds the work one request can ask of the engine and the size of the answer.
+MAX_SIM_CONVERSIONS = 10_000
+
+
+class SimItemIn(BaseModel):
+    """An order line: unit price in the program currency."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(max_length=200)
+    category: str | None = Field(default=None, max_length=200)
+    amount: DecimalStr
+    quantity: StrictInt = Field(default=1, ge=1, le=1_000_000)
+
+
+class SimRefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: DecimalStr = Field(description="in the program currency")
+    occurred_at: AwareDatetime
+
+
+class SimConversionIn(BaseModel):
+    """A hypothetical sale or lead, in the program currency."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    occurred_at: AwareDatetime
+    type: Literal["sale", "lead"]
+    amount: DecimalStr | None = Field(default=None, description="required for a sale")
+    items: list[SimItemIn] = Field(default_factory=list, max_length=1000)
+    refunds: list[SimRefundIn] = Field(default_factory=list, max_length=1000)
+    recurring_since: AwareDatetime | None = Field(
+        default=None,
+        description="the customer's first attributed conversion, for recurring_months",
+    )
+
+
+class SimulationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    terms: dict[str, Any] = Field(description="the proposed terms, validated like any terms")
+    start: AwareDatetime = Field(alias="from", description="inclusive")
+    end: AwareDatetime = Field(alias="to", description="exclusive; at most 366 days after from")
+    conversions: list[SimConversionIn] | None = Field(
+        default=None,
+        max_length=MAX_SIM_CONVERSIONS,
+        description="hypothetical conversions; default: the partner's stored ones in the period",
+    )
+
+
+class SimPeriodOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+
+
+class SimTotalsOut(BaseModel):
+    commission: str = Field(description="the partner's net commission")
+    override: str = Field(description="the parent's net override")
+
+
+class SimActualOut(SimTotalsOut):
+    entries: int
+    partner_by_kind: dict[str, str] = Field(description="the partner's entries, net per kind")
+    parent_by_kind: dict[str, str] = Field(description="the parent's entries, net per kind")
+
+
+class SimMonthOut(BaseModel):
+    month: date
+    event: str
+    revenue: str
+    count: int
+    commission: str
+    override: str
+
+
+class SimProposedOut(SimTotalsOut):
+    months: list[SimMonthOut]
+
+
+class SimLineOut(BaseModel):
+    conversion_id: uuid.UUID | None = Field(description="a stored conversion")
+    index: int | None = Field(description="position in the request's conversions")
+    month: date
+    current: str
+    proposed: str
+    reason: str | None = Field(description="why the proposed terms pay nothing, when they do not")
+    current_reason: str | None = Field(description="why the current terms pay nothing")
+
+
+class SimulationOut(BaseModel):
+    period: SimPeriodOut
+    currency: str
+    conversions: int
+    actual: SimActualOut | None = Field(
+        description="the ledger's entries for these conversions; null for hypothetical ones"
+    )
+    current_terms: SimTotalsOut = Field(
+        description="the same conversions run through the versions in force at each"
+    )
+    proposed: SimProposedOut
+    difference: SimTotalsOut = Field(description="proposed minus current_terms")
+    lines: list[SimLineOut]
