@@ -17,8 +17,12 @@ from service.db import create_engine, create_sessionmaker, resolve_database_url
 from service.errors import install_error_handlers
 from service.health.api import router as health_router
 from service.health.metrics import MetricsMiddleware
+from service.links.api import promo_codes_router
+from service.links.api import router as links_router
 from service.partners.api import router as partners_router
 from service.programs.api import router as programs_router
+from service.redirect.asgi import RedirectApp
+from service.redirect.runtime import RedirectRuntime
 from service.secrets_store import load_secrets
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,8 @@ ROUTERS = [
     api_keys_router,
     programs_router,
     partners_router,
+    links_router,
+    promo_codes_router,
     agreements_router,
 ]
 
@@ -48,9 +54,15 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.secrets = await load_secrets(engine, settings)
+        # The redirect (outer ASGI app) reads its cache, signer and click writer from here.
+        app.state.redirect = await RedirectRuntime.start(url, settings, app.state.secrets)
+        app.state.click_signer = app.state.redirect.signer
         try:
             yield
         finally:
+            # Every queued click is flushed before the database goes away.
+            await app.state.redirect.close()
+            app.state.redirect = None
             await engine.dispose()
             if embedded is not None:
                 embedded.stop()
@@ -72,6 +84,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     return app
 
 
-def create_asgi(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
-    """The ASGI callable uvicorn serves."""
-    return create_app(settings, database_url=database_url)
+def create_asgi(
+    settings: Settings | None = None, *, database_url: str | None = None
+) -> RedirectApp:
+    """The ASGI callable uvicorn serves: the redirect fast path in front of FastAPI."""
+    return RedirectApp(create_app(settings, database_url=database_url))

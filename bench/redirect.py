@@ -1,0 +1,523 @@
+"""The redirect against a bare ASGI app answering the same 302, on 127.0.0.1.
+
+    python bench/redirect.py [--concurrency 64] [--rounds 3] [--seconds 5]
+                             [--modes durable,async] [--client auto|wrk|python]
+
+Starts, in this one run: an embedded PostgreSQL (or uses BENCH_DATABASE_URL, in a fresh
+database), a bare ASGI app and the real service (one uvicorn worker each, same flags),
+creates a real link, then loads each server in turn with the same client settings for
+several alternating rounds. Every request is a new visitor (X-Forwarded-For varies), so
+each click also writes a visitor-day row. Prints req/s, their ratio, p50/p99 and clicks
+committed in the database against 302s answered. A figure, not a test.
+
+The client is wrk when installed (--client auto), else a Python load generator with the
+same concurrency over keep-alive connections in two processes. wrk drops the responses
+still in flight at its deadline; the Python client drains them, so with it committed ==
+answered is exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+MAX_TOTAL_SECONDS = 600  # the whole run is bounded, whatever the arguments
+
+
+# --- the bare app ---------------------------------------------------------------------------
+
+_BARE_LOCATION = os.environ.get("BENCH_LOCATION", "https://shop.example/").encode()
+
+
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A bare ASGI app: the same 302 (same headers, same Location length), no work."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 302,
+            "headers": [
+                (b"location", _BARE_LOCATION),
+                (b"cache-control", b"no-store"),
+                (b"content-length", b"0"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+# --- servers --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def uvicorn(app: str, port: int, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    """One uvicorn worker on 127.0.0.1; the same flags for both apps."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        *extra,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--no-proxy-headers",
+        "--log-level",
+        "warning",
+        "--timeout-graceful-shutdown",
+        "30",
+    ]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env)
+
+
+def wait_ready(port: int, path: str, deadline: float) -> None:
+    import httpx
+
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+            if r.status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: uvicorn shuts down gracefully (the click writer drains)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- load generators ------------------------------------------------------------------------
+
+
+def _request(host: str, path: str, n: int) -> bytes:
+    ip = f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
+        f"X-Forwarded-For: {ip}\r\n\r\n"
+    ).encode()
+
+
+async def _connection(
+    port: int, path: str, seed: int, stride: int, until: float, out: dict[str, Any]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    host = f"127.0.0.1:{port}"
+    latencies: array[float] = out["latencies"]
+    statuses: dict[int, int] = out["statuses"]
+    n = seed
+    perf = time.perf_counter
+    try:
+        while perf() < until:
+            n += stride
+            start = perf()
+            writer.write(_request(host, path, n))
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            length = int(match.group(1)) if match else 0
+            if length:
+                await reader.readexactly(length)
+            latencies.append(perf() - start)
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+def _python_worker(port: int, path: str, conns: int, seconds: float, index: int, pipe: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    out: dict[str, Any] = {"latencies": array("d"), "statuses": {}}
+
+    async def main() -> None:
+        until = time.perf_counter() + seconds
+        seed = index * 1_000_003 + int(time.time() * 1000) % 1_000_000 * 64
+        await asyncio.gather(
+            *(_connection(port, path, seed + i, conns * 7919, until, out) for i in range(conns))
+        )
+
+    asyncio.run(main())
+    pipe.send((out["latencies"].tobytes(), out["statuses"]))
+    pipe.close()
+
+
+def load_python(port: int, path: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    """Python load: `concurrency` keep-alive connections in two processes; in-flight drained."""
+    procs = min(2, concurrency)
+    ctx = multiprocessing.get_context("fork")
+    workers = []
+    for i in range(procs):
+        conns = concurrency // procs + (1 if i < concurrency % procs else 0)
+        parent, child = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_python_worker, args=(port, path, conns, seconds, i, child))
+        p.start()
+        workers.append((p, parent))
+    start = time.perf_counter()
+    latencies = array("d")
+    statuses: dict[int, int] = {}
+    for p, parent in workers:
+        raw, st = parent.recv()
+        p.join()
+        latencies.frombytes(raw)
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    elapsed = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "rps": len(ordered) / elapsed,
+        "p50": _pct(ordered, 0.50),
+        "p99": _pct(ordered, 0.99),
+        "answered_302": statuses.get(302, 0),
+        "other": sum(v for k, v in statuses.items() if k != 302),
+    }
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+WRK_SCRIPT = """
+local n = 0
+local tid = 0
+setup = function(thread) thread:set("tid", tid); tid = tid + 1 end
+request = function()
+  n = n + 1
+  local v = n * 16 + tid
+  local ip = string.format("10.%d.%d.%d", math.floor(v / 65536) % 256,
+                           math.floor(v / 256) % 256, v % 256)
+  return wrk.format("GET", nil, {["User-Agent"] = "{UA}", ["X-Forwarded-For"] = ip})
+end
+"""
+
+
+def _wrk_seconds(text: str) -> float:
+    value = float(re.match(r"[\d.]+", text).group(0))  # type: ignore[union-attr]
+    unit = text[len(re.match(r"[\d.]+", text).group(0)) :]  # type: ignore[union-attr]
+    return value * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def load_wrk(port: int, path: str, concurrency: int, seconds: float, script: str) -> dict[str, Any]:
+    """wrk with --latency; it drops what is in flight at its deadline."""
+    threads = min(2, concurrency)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            script,
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _wrk_seconds(re.search(r"\n\s+50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _wrk_seconds(re.search(r"\n\s+99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    other = int(bad.group(1)) if bad else 0
+    return {
+        "requests": requests,
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "answered_302": requests - other,
+        "other": other,
+    }
+
+
+# --- the database ---------------------------------------------------------------------------
+
+
+async def _fresh_database(url: str) -> tuple[str, str]:
+    import secrets as _secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    name = f"affiliate_bench_{_secrets.token_hex(4)}"
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}")), name
+
+
+async def _drop_database(url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _count_clicks(url: str, code: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM clicks c JOIN links l ON l.id = c.link_id WHERE l.code = $1",
+                code,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def _setup_link(port: int, key: str) -> tuple[str, str]:
+    """A program, a partner and a link through the real API; the link code and a Location."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=30) as c:
+        program = c.post(
+            "/v1/programs",
+            json={
+                "name": "Bench shop",
+                "currency": "USD",
+                "default_url": "https://shop.example/",
+                "allowed_domains": ["shop.example", "*.shop.example"],
+                "fallback_url": "https://shop.example/fallback",
+            },
+        )
+        program.raise_for_status()
+        partner = c.post(
+            "/v1/partners", json={"name": "Bench", "email": f"bench-{port}@bench.example"}
+        )
+        partner.raise_for_status()
+        link = c.post(
+            "/v1/links",
+            json={
+                "program_id": program.json()["id"],
+                "partner_id": partner.json()["id"],
+                "destination_url": "https://shop.example/product/42?color=blue",
+                "params": {"utm_medium": "affiliate"},
+            },
+        )
+        link.raise_for_status()
+        code = link.json()["code"]
+        r = c.get(
+            f"/r/{code}?sub1=bench",
+            headers={"User-Agent": USER_AGENT, "X-Forwarded-For": "10.255.255.255"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 302, r.text
+        return code, r.headers["location"]
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def _median_round(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+
+
+def _fmt(result: dict[str, Any]) -> str:
+    return (
+        f"{result['rps']:9.0f} req/s  p50 {result['p50'] * 1000:6.2f} ms  "
+        f"p99 {result['p99'] * 1000:6.2f} ms"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from service import migrate
+
+    deadline = time.monotonic() + MAX_TOTAL_SECONDS
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    tmp = tempfile.mkdtemp(prefix="affiliate-bench-redirect-")
+    embedded = None
+    given = os.environ.get("BENCH_DATABASE_URL")
+    dropped: tuple[str, str] | None = None
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if given:
+            from service.db import to_async_url
+
+            admin_url = to_async_url(given)
+            url, name = asyncio.run(_fresh_database(admin_url))
+            dropped = (admin_url, name)
+        else:
+            from service.db import EmbeddedPostgres
+
+            embedded = EmbeddedPostgres(Path(tmp) / "pg")
+            url = embedded.start()
+        migrate.upgrade(url)
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AFFILIATE_")}
+        env.update(
+            {
+                "DATABASE_URL": url,
+                "AFFILIATE_MIGRATE": "0",
+                "AFFILIATE_LOG_LEVEL": "warning",
+                "AFFILIATE_CLIENT_IP_HEADER": "X-Forwarded-For",
+                "AFFILIATE_PUBLIC_URL": "http://127.0.0.1",
+            }
+        )
+        key = (
+            subprocess.run(
+                [sys.executable, "-m", "service", "keys", "create", "--role", "admin"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+
+        script = str(Path(tmp) / "visitors.lua")
+        Path(script).write_text(WRK_SCRIPT.replace("{UA}", USER_AGENT))
+        print(
+            f"client={client} concurrency={args.concurrency} rounds={args.rounds} "
+            f"seconds={args.seconds} cpus={os.cpu_count()} on 127.0.0.1",
+            flush=True,
+        )
+        for mode in args.modes.split(","):
+            env_mode = {**env, "AFFILIATE_CLICK_DURABILITY": mode}
+            svc_port = free_port()
+            svc = uvicorn("service.app:create_asgi", svc_port, env_mode, "--factory")
+            procs.append(svc)
+            wait_ready(svc_port, "/readyz", deadline)
+            code, location = _setup_link(svc_port, key)
+            answered = 1  # the setup redirect
+            bare_port = free_port()
+            bare = uvicorn(
+                "redirect:bare_app",
+                bare_port,
+                {**env, "BENCH_LOCATION": location},
+                "--app-dir",
+                str(ROOT / "bench"),
+            )
+            procs.append(bare)
+            wait_ready(bare_port, "/", deadline)
+            path = f"/r/{code}?sub1=bench"
+
+            def load(port: int, seconds: float, path: str = path) -> dict[str, Any]:
+                if client == "wrk":
+                    return load_wrk(port, path, args.concurrency, seconds, script)
+                return load_python(port, path, args.concurrency, seconds)
+
+            results: dict[str, list[dict[str, Any]]] = {"bare": [], "service": []}
+            for rnd in range(args.rounds):
+                order = [("bare", bare_port), ("service", svc_port)]
+                if rnd % 2:
+                    order.reverse()
+                for name, port in order:
+                    if time.monotonic() + 2 * args.seconds > deadline:
+                        raise TimeoutError("the run's time bound was reached")
+                    warm = load(port, args.warmup)
+                    result = load(port, args.seconds)
+                    if name == "service":
+                        answered += warm["answered_302"] + result["answered_302"]
+                    results[name].append(result)
+                    print(f"[{mode}] round {rnd + 1} {name:7s} {_fmt(result)}", flush=True)
+            committed_live = asyncio.run(_count_clicks(url, code))
+            stop(svc)
+            stop(bare)
+            committed = asyncio.run(_count_clicks(url, code))
+
+            b, s = _median_round(results["bare"]), _median_round(results["service"])
+            errors = sum(r["other"] for r in results["service"])
+            print(f"[{mode}] bare ASGI app   {_fmt(b)}   (median of {args.rounds} rounds)")
+            print(f"[{mode}] redirect        {_fmt(s)}   (median of {args.rounds} rounds)")
+            print(f"[{mode}] ratio redirect/bare = {s['rps'] / b['rps']:.2f}x")
+            print(
+                f"[{mode}] clicks committed {committed} vs 302s answered {answered} "
+                f"(committed at end of load: {committed_live}; non-302 answers: {errors})",
+                flush=True,
+            )
+            if client == "wrk" and committed > answered:
+                print(
+                    f"[{mode}] note: wrk drops up to {args.concurrency} in-flight responses per "
+                    "run at its deadline; their clicks are committed but the 302s go unread"
+                )
+        return 0
+    finally:
+        for proc in procs:
+            stop(proc)
+        if dropped is not None:
+            asyncio.run(_drop_database(*dropped))
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--modes", default="durable,async")
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    args = parser.parse_args(argv)
+    if not 1 <= args.concurrency <= 1024 or not 1 <= args.rounds <= 10:
+        parser.error("concurrency must be 1-1024 and rounds 1-10")
+    if not 0.5 <= args.seconds <= 60:
+        parser.error("seconds must be 0.5-60")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

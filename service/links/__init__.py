@@ -1,0 +1,1 @@
+"""Links (tracking URLs) and promo codes."""

@@ -1,0 +1,113 @@
+"""What the redirect runs on: its own asyncpg pool, the link cache and its listener, the
+click writer and partition upkeep. Started and stopped by the FastAPI lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from service.config import ClickDurability, Settings
+from service.redirect.cache import LOOKUP_SQL, LinkCache, LinkEntry, NotifyListener
+from service.redirect.clickid import ClickIdSigner
+from service.redirect.partitions import ensure_partitions, maintain_partitions
+from service.redirect.writer import ClickWriter
+from service.secrets_store import Secrets
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE = 4
+# A batch or lookup stuck longer than this fails (and its redirects answer 503).
+COMMAND_TIMEOUT = 10.0
+LISTENER_START_TIMEOUT = 5.0
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain libpq-style URL asyncpg takes, from our SQLAlchemy one."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class RedirectRuntime:
+    """The redirect's moving parts, bundled so the lifespan can start and stop them together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Secrets,
+        pool: asyncpg.Pool,
+        cache: LinkCache,
+        listener: NotifyListener,
+        writer: ClickWriter,
+    ) -> None:
+        self.settings = settings
+        self.signer = ClickIdSigner(secrets.click_keys, secrets.click_key_id)
+        self.hash_key = secrets.hash_key
+        self.pool = pool
+        self.cache = cache
+        self.listener = listener
+        self.writer = writer
+        self.durable = writer.durable
+        self.ip_header = (
+            settings.client_ip_header.lower().encode("latin-1")
+            if settings.client_ip_header
+            else None
+        )
+        self.country_header = (
+            settings.country_header.lower().encode("latin-1") if settings.country_header else None
+        )
+        self._maintenance: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, url: str, settings: Settings, secrets: Secrets) -> RedirectRuntime:
+        """Connect, make this month's partitions, start listening and writing."""
+        dsn = asyncpg_dsn(url)
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=2,
+            max_size=POOL_SIZE,
+            command_timeout=COMMAND_TIMEOUT,
+            server_settings={"timezone": "UTC", "application_name": "affiliate-redirect"},
+        )
+        assert pool is not None
+        try:
+            async with pool.acquire() as conn:
+                await ensure_partitions(conn)
+        except Exception:
+            # Clicks still land in clicks_default; the maintenance task tries again.
+            log.exception("could not create click partitions at start")
+
+        async def load(code: str) -> LinkEntry | None:
+            row = await pool.fetchrow(LOOKUP_SQL, code)
+            return None if row is None else LinkEntry(row)
+
+        cache = LinkCache(load, settings.link_cache_size)
+        listener = NotifyListener(dsn, cache)
+        listener.start()
+        if not await listener.wait_connected(LISTENER_START_TIMEOUT):
+            log.warning("link cache listener not connected yet; links are read uncached")
+        writer = ClickWriter(
+            pool,
+            durable=settings.click_durability == ClickDurability.durable,
+            flush_interval=settings.click_flush_interval_ms / 1000,
+            batch_max=settings.click_batch_max,
+        )
+        writer.start()
+        runtime = cls(settings, secrets, pool, cache, listener, writer)
+        runtime._maintenance = asyncio.create_task(
+            maintain_partitions(pool), name="click-partitions"
+        )
+        return runtime
+
+    async def close(self) -> None:
+        """Flush every queued click, then stop listening and close the pool."""
+        try:
+            await self.writer.close()
+        finally:
+            if self._maintenance is not None:
+                self._maintenance.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._maintenance
+            await self.listener.stop()
+            await self.pool.close()

@@ -1,0 +1,196 @@
+"""The click writer's batch (clicks, visitor-days, hourly rollup) and monthly partitions."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from service.redirect.cache import LinkCache, LinkEntry
+from service.redirect.partitions import ensure_partitions, months_to_cover, partition_name
+from service.redirect.writer import write_batch
+from tests.factories import create_partner, create_program
+from tests.links.factories import create_link
+
+
+@pytest.fixture
+async def conn(database_url):
+    c = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    yield c
+    await c.close()
+
+
+def _record(link, at, visitor, *, bot=False, partner=None, program=None):
+    return (
+        uuid.uuid4(),
+        at,
+        uuid.UUID(link["id"]),
+        uuid.UUID(link["partner_id"]),
+        uuid.UUID(link["program_id"]),
+        "c1test",
+        b"ip-hash",
+        visitor,
+        "ua",
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        bot,
+        not bot,
+    )
+
+
+async def test_batch_rollup_and_uniques(client, admin, conn):
+    program = await create_program(client, admin)
+    partner = await create_partner(client, admin)
+    link = await create_link(client, admin, program, partner)
+    h10 = datetime(2026, 3, 5, 10, 15, tzinfo=UTC)
+    h11 = datetime(2026, 3, 5, 11, 40, tzinfo=UTC)
+    next_day = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)
+    batch = [
+        _record(link, h10, b"A"),
+        _record(link, h10, b"A"),
+        _record(link, h10, b"B"),
+        _record(link, h10, b"bot", bot=True),
+        _record(link, h11, b"A"),  # same visitor, same day: not unique again
+        _record(link, h11, b"C"),
+        _record(link, next_day, b"A"),  # a new day: unique again
+    ]
+    await write_batch(conn, batch[:3])
+    await write_batch(conn, batch[3:])
+    # Re-sent visitor on the same day in a later batch is not unique either.
+    await write_batch(conn, [_record(link, h11, b"B")])
+    rows = await conn.fetch(
+        "SELECT hour, clicks, unique_clicks, bots FROM click_rollups_hourly "
+        "WHERE link_id = $1 ORDER BY hour",
+        uuid.UUID(link["id"]),
+    )
+    assert [(r["hour"], r["clicks"], r["unique_clicks"], r["bots"]) for r in rows] == [
+        (datetime(2026, 3, 5, 10, tzinfo=UTC), 3, 2, 1),
+        (datetime(2026, 3, 5, 11, tzinfo=UTC), 3, 1, 0),
+        (datetime(2026, 3, 6, 9, tzinfo=UTC), 1, 1, 0),
+    ]
+    stored = await conn.fetchval(
+        "SELECT count(*) FROM clicks WHERE link_id = $1", uuid.UUID(link["id"])
+    )
+    assert stored == 8
+
+
+async def test_concurrent_batches_on_the_same_rows(client, admin, conn, database_url):
+    """Two writers (two instances) upserting the same rollup rows neither deadlock nor lose counts."""
+    program = await create_program(client, admin)
+    partner = await create_partner(client, admin)
+    links = [await create_link(client, admin, program, partner) for _ in range(3)]
+    at = datetime(2026, 4, 1, 8, tzinfo=UTC)
+    other = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        batches = [
+            [_record(link, at, bytes([i, j])) for link in links for j in range(5)] for i in range(6)
+        ]
+        for i in range(0, 6, 2):
+            await asyncio.gather(
+                write_batch(conn, batches[i]), write_batch(other, list(reversed(batches[i + 1])))
+            )
+    finally:
+        await other.close()
+    total = await conn.fetchval(
+        "SELECT sum(clicks) FROM click_rollups_hourly WHERE link_id = ANY($1::uuid[])",
+        [uuid.UUID(link["id"]) for link in links],
+    )
+    assert total == 90
+
+
+async def test_partitions_ahead(app, conn):
+    # The app created this month and the next ones at start.
+    names = {
+        r["relname"]
+        for r in await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'clicks'::regclass"
+        )
+    }
+    for month in months_to_cover(datetime.now(UTC)):
+        assert partition_name(month) in names
+    assert "clicks_default" in names
+    assert await ensure_partitions(conn) == []  # idempotent
+
+
+async def test_stray_clicks_move_into_their_new_partition(conn):
+    at = datetime(2031, 5, 17, 12, tzinfo=UTC)
+    cid = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO clicks (id, clicked_at, link_id, partner_id, program_id, click_token, "
+        "is_bot, attributable) VALUES ($1, $2, $3, $3, $3, 'c1x', false, true)",
+        cid,
+        at,
+        uuid.uuid4(),
+    )
+    where = await conn.fetchval("SELECT tableoid::regclass::text FROM clicks WHERE id = $1", cid)
+    assert where == "clicks_default"
+    created = await ensure_partitions(conn, now=at, ahead=0)
+    assert created == ["clicks_2031_05"]
+    where = await conn.fetchval("SELECT tableoid::regclass::text FROM clicks WHERE id = $1", cid)
+    assert where == "clicks_2031_05"
+
+
+def _entry(code: str) -> LinkEntry:
+    return LinkEntry(
+        {
+            "id": uuid.uuid4(),
+            "program_id": uuid.uuid4(),
+            "partner_id": uuid.uuid4(),
+            "destination_url": f"https://shop.example/{code}",
+            "params": "[]",
+            "status": "active",
+            "expires_at": None,
+            "click_param": "aff_click_id",
+            "fallback_url": None,
+            "allowed_domains": ["shop.example"],
+            "partner_status": "active",
+        }
+    )
+
+
+async def test_cache_is_bounded_and_skips_loads_raced_by_invalidation():
+    loads: list[str] = []
+    gate = asyncio.Event()
+
+    async def loader(code: str) -> LinkEntry | None:
+        loads.append(code)
+        if code == "slow":
+            await gate.wait()
+        return _entry(code)
+
+    cache = LinkCache(loader, max_size=2)
+    cache.enabled = True
+    for code in ("a", "b", "c"):
+        await cache.get(code)
+    assert len(cache) == 2 and "a" not in cache
+    await cache.get("b")  # cached: no load
+    assert loads == ["a", "b", "c"]
+
+    # A load that overlaps an invalidation of its code is served but not kept.
+    task = asyncio.create_task(cache.get("slow"))
+    await asyncio.sleep(0)
+    cache.on_notify("link:slow")
+    gate.set()
+    assert (await task) is not None
+    assert "slow" not in cache
+
+    # Concurrent misses share one load.
+    loads.clear()
+    results = await asyncio.gather(*(cache.get("d") for _ in range(5)))
+    assert loads == ["d"] and len({id(r) for r in results}) == 1
+
+    # Owner notifications drop every link of that partner; a disabled cache keeps nothing.
+    entry = await cache.get("d")
+    assert entry is not None
+    cache.on_notify(f"partner:{entry.partner_id}")
+    assert "d" not in cache
+    cache.enabled = False
+    await cache.get("e")
+    assert "e" not in cache
