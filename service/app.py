@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from service import migrate
 from service.agreements.api import router as agreements_router
 from service.auth.api import router as api_keys_router
+from service.commissions.api import router as commissions_router
 from service.config import Settings, get_settings
+from service.conversions.api import router as conversions_router
 from service.db import create_engine, create_sessionmaker, resolve_database_url
 from service.errors import install_error_handlers
 from service.health.api import router as health_router
@@ -35,6 +37,8 @@ ROUTERS = [
     links_router,
     promo_codes_router,
     agreements_router,
+    conversions_router,
+    commissions_router,
 ]
 
 

@@ -43,6 +43,11 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(_quantum(currency), rounding=ROUND_HALF_EVEN)
 
 
+def round_to_int(value: Decimal) -> int:
+    """Half-even to a whole number: for proportions of amounts already in minor units."""
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
 def to_minor(amount: Decimal, currency: str) -> int:
     """Exact conversion to integer minor units; refuses sub-minor digits."""
     scaled = amount.scaleb(minor_units(currency))

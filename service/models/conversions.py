@@ -62,6 +62,8 @@ class Customer(IdMixin, TimestampMixin, Base):
 
 class Conversion(IdMixin, TimestampMixin, Base):
     __tablename__ = "conversions"
+    # updated_at comes back in the UPDATE's RETURNING: no refresh query to answer.
+    __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         enum_check("type", ConversionType),
         enum_check("status", ConversionStatus),

@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.auth.deps import Admin, AdminMerchantPartner, Merchant
+from service.conversions import fx, service
+from service.conversions.schemas import (
+    Attribution,
+    ConversionCreate,
+    ConversionOut,
+    EntryOut,
+    FxRateIn,
+    FxRateOut,
+    RefundCreate,
+    RefundOut,
+    ReviewDecision,
+)
+from service.db import Session
+from service.kit.money import format_minor
+from service.kit.pagination import Page, Pagination, page_of, paginate_query
+from service.models import CommissionEntry, Conversion, Refund
+from service.openapi_responses import ERRORS, WRITE_ERRORS
+from service.redirect.clickid import ClickIdSigner
+
+router = APIRouter(tags=["conversions"])
+
+
+def context(request: Request) -> service.Context:
+    """The signer and hash key of the running app, built once."""
+    state = request.app.state
+    ctx = getattr(state, "conversion_context", None)
+    if ctx is None:
+        secrets = state.secrets
+        signer = getattr(state, "click_signer", None) or ClickIdSigner(
+            secrets.click_keys, secrets.click_key_id
+        )
+        ctx = service.Context(signer=signer, hash_key=secrets.hash_key)
+        state.conversion_context = ctx
+    return ctx
+
+
+def entry_out(row: CommissionEntry) -> EntryOut:
+    """The API shape of a ledger entry."""
+    return EntryOut(
+        id=row.id,
+        partner_id=row.partner_id,
+        program_id=row.program_id,
+        conversion_id=row.conversion_id,
+        refund_id=row.refund_id,
+        kind=row.kind,
+        amount=format_minor(row.amount_minor, row.currency),
+        currency=row.currency,
+        available_at=row.available_at,
+        payout_id=row.payout_id,
+        agreement_id=row.agreement_id,
+        agreement_version=row.agreement_version,
+        created_at=row.created_at,
+        explain=row.explain,
+    )
+
+
+async def conversion_out(
+    session: AsyncSession, row: Conversion, partner_id: uuid.UUID | None = None
+) -> ConversionOut:
+    """The API shape of a conversion, with its entries (a partner sees only its own)."""
+    entries = await service.entries_of(session, row.id)
+    if partner_id is not None:
+        entries = [e for e in entries if e.partner_id == partner_id]
+    attribution = dict(row.attribution or {})
+    attribution.pop("ledger", None)
+    return ConversionOut(
+        id=row.id,
+        program_id=row.program_id,
+        type=row.type,
+        order_id=row.order_id,
+        status=row.status,  # type: ignore[arg-type]
+        review_reason=row.review_reason,
+        amount=None if row.amount_minor is None else format_minor(row.amount_minor, row.currency),
+        currency=row.currency,
+        program_amount=(
+            None
+            if row.program_amount_minor is None
+            else format_minor(row.program_amount_minor, row.program_currency)
+        ),
+        program_currency=row.program_currency,
+        fx_rate=None if row.fx_rate is None else f"{row.fx_rate.normalize():f}",
+        refunded_amount=format_minor(row.refunded_minor, row.currency),
+        occurred_at=row.occurred_at,
+        click_id=row.click_token,
+        promo_code=row.promo_code,
+        customer_id=row.customer_external_id,
+        items=row.items,
+        metadata=row.metadata_,
+        attribution=Attribution.model_validate(
+            attribution or {"partner_id": None, "method": None, "reasons": []}
+        ),
+        commissions=[entry_out(e) for e in entries],
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+@router.post(
+    "/v1/conversions",
+    status_code=201,
+    responses={**WRITE_ERRORS, 200: {"description": "the same conversion, replayed"}},
+)
+async def create(
+    body: ConversionCreate, auth: Merchant, session: Session, request: Request, response: Response
+) -> ConversionOut:
+    row, created = await service.record_conversion(session, body, auth, context(request))
+    if not created:
+        response.status_code = 200
+    return await conversion_out(session, row)
+
+
+@router.get("/v1/conversions", responses=ERRORS)
+async def list_(
+    auth: AdminMerchantPartner,
+    session: Session,
+    page: Pagination,
+    program_id: Annotated[uuid.UUID | None, Query()] = None,
+    partner_id: Annotated[uuid.UUID | None, Query()] = None,
+    status: Annotated[str | None, Query(pattern="^(accepted|review|rejected)$")] = None,
+    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+) -> Page[ConversionOut]:
+    stmt = select(Conversion)
+    if auth.role == "partner":
+        stmt = stmt.where(Conversion.partner_id == auth.partner_id)
+    if auth.role == "merchant":
+        stmt = stmt.where(Conversion.program_id.in_(auth.program_ids))
+    if program_id is not None:
+        stmt = stmt.where(Conversion.program_id == program_id)
+    if partner_id is not None:
+        stmt = stmt.where(Conversion.partner_id == partner_id)
+    if status is not None:
+        stmt = stmt.where(Conversion.status == status)
+    if occurred_from is not None:
+        stmt = stmt.where(Conversion.occurred_at >= occurred_from)
+    if occurred_to is not None:
+        stmt = stmt.where(Conversion.occurred_at < occurred_to)
+    rows, cursor = page_of(
+        list((await session.scalars(paginate_query(stmt, Conversion.id, page))).all()), page
+    )
+    own = auth.partner_id if auth.role == "partner" else None
+    return Page(items=[await conversion_out(session, r, own) for r in rows], next_cursor=cursor)
+
+
+@router.get("/v1/conversions/{conversion_id}", responses=ERRORS)
+async def get(
+    conversion_id: uuid.UUID, auth: AdminMerchantPartner, session: Session
+) -> ConversionOut:
+    row = await service.get_conversion(session, conversion_id, auth)
+    own = auth.partner_id if auth.role == "partner" else None
+    return await conversion_out(session, row, own)
+
+
+async def _decide(
+    conversion_id: uuid.UUID, action: str, body: ReviewDecision, auth: Admin, session: Session
+) -> ConversionOut:
+    row = await service.decide(session, conversion_id, action, body.reason, auth)
+    await session.refresh(row)
+    return await conversion_out(session, row)
+
+
+@router.post("/v1/conversions/{conversion_id}/review", responses=WRITE_ERRORS)
+async def hold(
+    conversion_id: uuid.UUID, body: ReviewDecision, auth: Admin, session: Session
+) -> ConversionOut:
+    """Hold an accepted conversion for review: its entries stop being payable."""
+    return await _decide(conversion_id, "review", body, auth, session)
+
+
+@router.post("/v1/conversions/{conversion_id}/approve", responses=WRITE_ERRORS)
+async def approve(
+    conversion_id: uuid.UUID, body: ReviewDecision, auth: Admin, session: Session
+) -> ConversionOut:
+    """Accept a conversion held for review."""
+    return await _decide(conversion_id, "approve", body, auth, session)
+
+
+@router.post("/v1/conversions/{conversion_id}/reject", responses=WRITE_ERRORS)
+async def reject(
+    conversion_id: uuid.UUID, body: ReviewDecision, auth: Admin, session: Session
+) -> ConversionOut:
+    """Reject a conversion: everything it earned is reversed; the reason is shown to the partner."""
+    return await _decide(conversion_id, "reject", body, auth, session)
+
+
+@router.post(
+    "/v1/refunds",
+    status_code=201,
+    responses={**WRITE_ERRORS, 200: {"description": "the same refund, replayed"}},
+)
+async def refund(
+    body: RefundCreate, auth: Merchant, session: Session, response: Response
+) -> RefundOut:
+    row, created = await service.record_refund(session, body, auth)
+    if not created:
+        response.status_code = 200
+    conversion = await session.get(Conversion, row.conversion_id)
+    assert conversion is not None
+    return refund_out(row, conversion, await service.refund_entries(session, row.id))
+
+
+def refund_out(row: Refund, conversion: Conversion, entries: list[CommissionEntry]) -> RefundOut:
+    """The API shape of a refund with its reversals."""
+    return RefundOut(
+        id=row.id,
+        refund_id=row.refund_id,
+        conversion_id=row.conversion_id,
+        amount=format_minor(row.amount_minor, row.currency),
+        currency=row.currency,
+        program_amount=format_minor(row.program_amount_minor, conversion.program_currency),
+        created_at=row.created_at,
+        reversals=[entry_out(e) for e in entries],
+    )
+
+
+@router.post("/v1/fx-rates", status_code=201, responses=WRITE_ERRORS)
+async def put_rate(body: FxRateIn, auth: Admin, session: Session) -> FxRateOut:
+    """Record the rate of a day (a second post for the same day replaces it)."""
+    return await fx.put_rate(session, body, auth)
+
+
+@router.get("/v1/fx-rates", responses=ERRORS)
+async def list_rates(
+    auth: Admin,
+    session: Session,
+    base_currency: Annotated[str | None, Query()] = None,
+    quote_currency: Annotated[str | None, Query()] = None,
+) -> list[FxRateOut]:
+    return await fx.list_rates(session, base_currency, quote_currency)

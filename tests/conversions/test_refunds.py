@@ -1,0 +1,155 @@
+import asyncio
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+
+from service.models import CommissionEntry, Payout, PayoutRun
+from tests.conversions.factories import add_link, click_id, sale, setup
+from tests.factories import unique
+from tests.helpers import assert_problem, error_fields
+
+
+async def _sale(client, app, admin, amount="200.00", terms=None):
+    program, partner = await setup(client, admin, terms=terms)
+    link = await add_link(app, program["id"], partner["id"])
+    r = await client.post(
+        "/v1/conversions",
+        json=sale(program, amount=amount, click_id=click_id(app, link)),
+        headers=admin,
+    )
+    assert r.status_code == 201
+    return program, partner, r.json()
+
+
+def refund(program, conversion, amount, refund_id=None):
+    return {
+        "program_id": program["id"],
+        "order_id": conversion["order_id"],
+        "refund_id": refund_id or unique("rf-"),
+        "amount": amount,
+    }
+
+
+async def _balance(app, partner_id):
+    async with app.state.sessionmaker() as session:
+        return await session.scalar(
+            select(func.coalesce(func.sum(CommissionEntry.amount_minor), 0)).where(
+                CommissionEntry.partner_id == partner_id
+            )
+        )
+
+
+async def test_partial_then_full_refund(client, app, admin):
+    program, partner, conv = await _sale(client, app, admin)
+    r = await client.post("/v1/refunds", json=refund(program, conv, "50.00"), headers=admin)
+    assert r.status_code == 201, r.text
+    assert [e["amount"] for e in r.json()["reversals"]] == ["-5.00"]
+    assert r.json()["reversals"][0]["kind"] == "reversal"
+    r = await client.post("/v1/refunds", json=refund(program, conv, "150.00"), headers=admin)
+    assert [e["amount"] for e in r.json()["reversals"]] == ["-15.00"]
+    assert await _balance(app, partner["id"]) == 0
+    got = (await client.get(f"/v1/conversions/{conv['id']}", headers=admin)).json()
+    assert got["refunded_amount"] == "200.00"
+    assert sum(Decimal(e["amount"]) for e in got["commissions"]) == 0
+
+
+async def test_over_refund_is_422_and_changes_nothing(client, app, admin):
+    program, partner, conv = await _sale(client, app, admin)
+    await client.post("/v1/refunds", json=refund(program, conv, "150.00"), headers=admin)
+    r = await client.post("/v1/refunds", json=refund(program, conv, "50.01"), headers=admin)
+    assert error_fields(r) == ["amount"] and "50.00" in r.json()["errors"][0]["message"]
+    assert await _balance(app, partner["id"]) == 500
+    for bad, field in (("0", "amount"), ("-5", "amount"), ("1.001", "amount")):
+        assert field in error_fields(
+            await client.post("/v1/refunds", json=refund(program, conv, bad), headers=admin)
+        )
+    r = await client.post(
+        "/v1/refunds",
+        json={**refund(program, conv, "1.00"), "order_id": "no-such-order"},
+        headers=admin,
+    )
+    assert error_fields(r) == ["order_id"]
+
+
+async def test_refund_is_idempotent_on_refund_id(client, app, admin):
+    program, partner, conv = await _sale(client, app, admin)
+    body = refund(program, conv, "20.00")
+    results = await asyncio.gather(
+        *(client.post("/v1/refunds", json=body, headers=admin) for _ in range(5))
+    )
+    assert sorted(r.status_code for r in results) == [200, 200, 200, 200, 201]
+    assert len({r.json()["id"] for r in results}) == 1
+    assert await _balance(app, partner["id"]) == 2000 - 200
+    assert_problem(
+        await client.post("/v1/refunds", json={**body, "amount": "21.00"}, headers=admin), 409
+    )
+
+
+async def test_refund_after_payout_leaves_a_negative_balance(client, app, admin):
+    program, partner, conv = await _sale(client, app, admin)
+    async with app.state.sessionmaker() as session:
+        run = PayoutRun(idempotency_key=unique("k"), request_hash=b"0" * 32, as_of=func.now())
+        session.add(run)
+        await session.flush()
+        payout = Payout(
+            run_id=run.id,
+            partner_id=partner["id"],
+            currency="USD",
+            amount_minor=2000,
+            entry_count=1,
+            status="paid",
+        )
+        session.add(payout)
+        await session.flush()
+        await session.execute(
+            update(CommissionEntry)
+            .where(CommissionEntry.partner_id == partner["id"])
+            .values(payout_id=payout.id)
+        )
+        await session.commit()
+    r = await client.post("/v1/refunds", json=refund(program, conv, "200.00"), headers=admin)
+    assert r.status_code == 201
+    async with app.state.sessionmaker() as session:
+        unpaid = await session.scalar(
+            select(func.sum(CommissionEntry.amount_minor)).where(
+                CommissionEntry.partner_id == partner["id"], CommissionEntry.payout_id.is_(None)
+            )
+        )
+    assert unpaid == -2000
+
+
+async def test_refund_of_a_tiered_month_is_order_independent(client, app, admin):
+    terms = {
+        "rules": [
+            {
+                "event": "sale",
+                "type": "percent",
+                "tiers": [{"from": "0", "percent": "10"}, {"from": "300.00", "percent": "20"}],
+            }
+        ]
+    }
+    program, partner = await setup(client, admin, terms=terms)
+    link = await add_link(app, program["id"], partner["id"])
+    convs = []
+    for amount in ("200.00", "200.00"):
+        r = await client.post(
+            "/v1/conversions",
+            json=sale(program, amount=amount, click_id=click_id(app, link)),
+            headers=admin,
+        )
+        convs.append(r.json())
+    # Month: 400 of revenue -> 300*10% + 100*20% = 50.00
+    assert await _balance(app, partner["id"]) == 5000
+    # Refunding the first (low-tier) sale takes the month back to f(200) = 20.00.
+    await client.post("/v1/refunds", json=refund(program, convs[0], "200.00"), headers=admin)
+    assert await _balance(app, partner["id"]) == 2000
+
+
+async def test_refund_of_rejected_conversion_is_409(client, app, admin):
+    program, _, conv = await _sale(client, app, admin)
+    await client.post(
+        f"/v1/conversions/{conv['id']}/reject", json={"reason": "fraud"}, headers=admin
+    )
+    assert_problem(
+        await client.post("/v1/refunds", json=refund(program, conv, "1.00"), headers=admin), 409
+    )
