@@ -22,6 +22,7 @@ from service.health.metrics import MetricsMiddleware
 from service.links.api import promo_codes_router
 from service.links.api import router as links_router
 from service.partners.api import router as partners_router
+from service.payouts.api import router as payouts_router
 from service.programs.api import router as programs_router
 from service.redirect.asgi import RedirectApp
 from service.redirect.runtime import RedirectRuntime
@@ -36,6 +37,7 @@ ROUTERS = [
     partners_router,
     links_router,
     promo_codes_router,
+    payouts_router,
     agreements_router,
     conversions_router,
     commissions_router,

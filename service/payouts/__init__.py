@@ -1,0 +1,1 @@
+"""Payouts: previews, idempotent runs, paid and failed, reconciliation and reports."""

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import AwareDatetime
+
+from service.auth.deps import Finance, FinanceOrPartner
+from service.db import Session
+from service.kit.pagination import Page, Pagination
+from service.openapi_responses import ERRORS, WRITE_ERRORS
+from service.payouts import service
+from service.payouts.schemas import (
+    Format,
+    MarkFailed,
+    MarkPaid,
+    PayoutDetail,
+    PayoutOut,
+    PayoutStatusName,
+    Preview,
+    Reconciliation,
+    Report,
+    RunCreate,
+    RunOut,
+    RunSummary,
+)
+
+router = APIRouter(prefix="/v1", tags=["payouts"])
+
+CSV_MEDIA = "text/csv; charset=utf-8"
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "JSON, or CSV when asked for"}
+}
+FormatParam = Annotated[Format | None, Query(description="csv, or json (default)")]
+
+
+def _wants_csv(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _csv_response(body: str, filename: str) -> Response:
+    return Response(
+        body,
+        media_type=CSV_MEDIA,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/payouts/preview",
+    response_model=Preview,
+    responses={**ERRORS, **CSV_RESPONSE},
+)
+async def preview(
+    request: Request,
+    auth: Finance,
+    session: Session,
+    as_of: Annotated[AwareDatetime | None, Query(description="RFC 3339; now when absent")] = None,
+    program_id: Annotated[uuid.UUID | None, Query()] = None,
+    format: FormatParam = None,
+) -> Any:
+    result = await service.preview(session, as_of, program_id)
+    if _wants_csv(request, format):
+        return _csv_response(service.preview_csv(result), "payout-preview.csv")
+    return result
+
+
+@router.get("/payouts/report", response_model=Report, responses={**ERRORS, **CSV_RESPONSE})
+async def report(
+    request: Request,
+    auth: Finance,
+    session: Session,
+    from_: Annotated[AwareDatetime, Query(alias="from", description="inclusive, RFC 3339")],
+    to: Annotated[AwareDatetime, Query(description="exclusive, RFC 3339")],
+    format: FormatParam = None,
+) -> Any:
+    result = await service.report(session, from_, to)
+    if _wants_csv(request, format):
+        return _csv_response(service.report_csv(result), "payouts-paid.csv")
+    return result
+
+
+@router.post("/payout-runs", status_code=201, response_model=RunOut, responses=WRITE_ERRORS)
+async def create_run(
+    body: RunCreate,
+    response: Response,
+    auth: Finance,
+    session: Session,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="required; the same key replays the run"),
+    ] = None,
+) -> Any:
+    key = service.check_idempotency_key(idempotency_key)
+    run, created = await service.create_run(session, body, key, auth)
+    if not created:
+        response.status_code = 200
+    return run
+
+
+@router.get("/payout-runs", responses=ERRORS)
+async def list_runs(
+    auth: Finance,
+    session: Session,
+    page: Pagination,
+    program_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Page[RunSummary]:
+    items, cursor = await service.list_runs(session, page, program_id)
+    return Page(items=items, next_cursor=cursor)
+
+
+@router.get("/payout-runs/{run_id}", responses=ERRORS)
+async def get_run(run_id: uuid.UUID, auth: Finance, session: Session) -> RunOut:
+    return await service.run_out(session, await service.get_run(session, run_id))
+
+
+@router.get(
+    "/payout-runs/{run_id}/export.csv",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"text/csv": {}}, "description": "one row per payout"}},
+)
+async def export_run(run_id: uuid.UUID, auth: Finance, session: Session) -> Response:
+    run = await service.get_run(session, run_id)
+    return _csv_response(await service.run_csv(session, run), f"payout-run-{run.id}.csv")
+
+
+@router.get("/payouts", responses=ERRORS)
+async def list_payouts(
+    auth: FinanceOrPartner,
+    session: Session,
+    page: Pagination,
+    partner_id: Annotated[uuid.UUID | None, Query()] = None,
+    status: Annotated[PayoutStatusName | None, Query()] = None,
+    run_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Page[PayoutOut]:
+    rows, cursor = await service.list_payouts(
+        session, page, auth, partner_id=partner_id, status=status, run_id=run_id
+    )
+    return Page(items=[service.payout_out(r) for r in rows], next_cursor=cursor)
+
+
+@router.get("/payouts/{payout_id}", responses=ERRORS)
+async def get_payout(
+    payout_id: uuid.UUID, auth: FinanceOrPartner, session: Session
+) -> PayoutDetail:
+    return await service.payout_detail(session, payout_id, auth)
+
+
+@router.post("/payouts/{payout_id}/paid", responses=WRITE_ERRORS)
+async def mark_paid(
+    payout_id: uuid.UUID, body: MarkPaid, auth: Finance, session: Session
+) -> PayoutOut:
+    return service.payout_out(await service.mark_paid(session, payout_id, body, auth))
+
+
+@router.post("/payouts/{payout_id}/failed", responses=WRITE_ERRORS)
+async def mark_failed(
+    payout_id: uuid.UUID, body: MarkFailed, auth: Finance, session: Session
+) -> PayoutOut:
+    return service.payout_out(await service.mark_failed(session, payout_id, body, auth))
+
+
+@router.get("/ledger/reconciliation", responses=ERRORS)
+async def reconciliation(
+    auth: Finance,
+    session: Session,
+    program_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Reconciliation:
+    return await service.reconciliation(session, program_id)
