@@ -56,6 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             workers=args.workers,
             log_level=settings.log_level,
+            # A line per redirect costs the hot path real CPU; opt in when wanted.
+            access_log=settings.access_log,
             proxy_headers=False,
         )
     finally:

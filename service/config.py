@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # Header a trusted proxy sets with the visitor's address (e.g. X-Forwarded-For).
     client_ip_header: str | None = None
     log_level: str = "info"
+    access_log: bool = False
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

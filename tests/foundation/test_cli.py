@@ -115,3 +115,30 @@ def test_serve_on_embedded_server_stops_it_on_sigterm(tmp_path):
         proc.wait(timeout=60)
     assert proc.returncode == 0
     assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
+
+
+def test_demo_loads_traffic_and_prints_working_keys(cli_env):
+    out = _run(["demo"], cli_env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "curl -i" in out.stdout and "14 sales" in out.stdout
+    keys = dict(
+        line.split()[:2]
+        for line in out.stdout.splitlines()
+        if line.startswith("  ") and "aff_" in line and "curl" not in line
+    )
+    assert set(keys) == {"admin", "merchant", "partner", "finance"}
+    proc, port, ready = _serve(cli_env)
+    try:
+        assert ready is not None and ready.status_code == 200
+        base = f"http://127.0.0.1:{port}"
+        mine = httpx.get(
+            f"{base}/v1/commissions", headers={"Authorization": f"Bearer {keys['partner']}"}
+        )
+        assert mine.status_code == 200 and mine.json()["items"]
+        listed = httpx.get(
+            f"{base}/v1/conversions", headers={"Authorization": f"Bearer {keys['admin']}"}
+        )
+        assert listed.status_code == 200 and listed.json()["items"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
