@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
@@ -267,29 +267,25 @@ async def in_force(
     currency: str,
 ) -> InForce | None:
     """The agreement version governing a partner's conversion at `at`, or None."""
-    agreement = await session.scalar(
-        select(Agreement).where(
-            Agreement.partner_id == partner_id,
-            Agreement.program_id == program_id,
-            Agreement.starts_at <= at,
-            or_(Agreement.terminated_at.is_(None), Agreement.terminated_at > at),
-        )
-    )
-    if agreement is None:
-        return None
-    version = await session.scalar(
-        select(AgreementVersion)
-        .where(
-            and_(
-                AgreementVersion.agreement_id == agreement.id,
+    # One round trip: this runs for every conversion.
+    row = (
+        await session.execute(
+            select(Agreement, AgreementVersion)
+            .join(AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
+            .where(
+                Agreement.partner_id == partner_id,
+                Agreement.program_id == program_id,
+                Agreement.starts_at <= at,
+                or_(Agreement.terminated_at.is_(None), Agreement.terminated_at > at),
                 AgreementVersion.effective_from <= at,
             )
+            .order_by(AgreementVersion.effective_from.desc(), AgreementVersion.version.desc())
+            .limit(1)
         )
-        .order_by(AgreementVersion.effective_from.desc(), AgreementVersion.version.desc())
-        .limit(1)
-    )
-    if version is None:
+    ).first()
+    if row is None:
         return None
+    agreement, version = row
     return InForce(agreement=agreement, version=version, terms=load_terms(version, currency))
 
 

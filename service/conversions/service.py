@@ -222,9 +222,16 @@ async def _by_click(
             "unknown key id": "click id signed with an unknown key",
         }.get(exc.reason, "click id signature invalid")
         return attr.Candidate(reason=reason), None
-    link = await session.get(Link, click.link_id)
-    if link is None or link.program_id != program.id:
+    found = (
+        await session.execute(
+            select(Link, Partner)
+            .join(Partner, Partner.id == Link.partner_id)
+            .where(Link.id == click.link_id)
+        )
+    ).first()
+    if found is None or found[0].program_id != program.id:
         return attr.Candidate(reason="click id belongs to another program"), click
+    link, partner = found
     if click.clicked_at > at + FUTURE_SLACK:
         return attr.Candidate(reason="click happened after the conversion"), click
     window = timedelta(days=program.attribution_window_days)
@@ -235,7 +242,6 @@ async def _by_click(
             ),
             click,
         )
-    partner = await session.get(Partner, link.partner_id)
     unavailable = _partner_unavailable(partner)
     if unavailable:
         return attr.Candidate(reason=unavailable), click
