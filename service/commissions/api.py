@@ -7,8 +7,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from service.auth.deps import FinanceOrPartner
-from service.conversions.api import entry_out
-from service.conversions.schemas import EntryOut
+from service.commissions.schemas import EntryOut, entry_out
 from service.db import Session
 from service.kit.pagination import Page, Pagination, page_of, paginate_query
 from service.models import CommissionEntry

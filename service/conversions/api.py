@@ -9,12 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.deps import Admin, AdminMerchantPartner, Merchant
+from service.commissions.schemas import entry_out
 from service.conversions import fx, service
 from service.conversions.schemas import (
     Attribution,
     ConversionCreate,
     ConversionOut,
-    EntryOut,
     FxRateIn,
     FxRateOut,
     RefundCreate,
@@ -43,26 +43,6 @@ def context(request: Request) -> service.Context:
         ctx = service.Context(signer=signer, hash_key=secrets.hash_key)
         state.conversion_context = ctx
     return ctx
-
-
-def entry_out(row: CommissionEntry) -> EntryOut:
-    """The API shape of a ledger entry."""
-    return EntryOut(
-        id=row.id,
-        partner_id=row.partner_id,
-        program_id=row.program_id,
-        conversion_id=row.conversion_id,
-        refund_id=row.refund_id,
-        kind=row.kind,
-        amount=format_minor(row.amount_minor, row.currency),
-        currency=row.currency,
-        available_at=row.available_at,
-        payout_id=row.payout_id,
-        agreement_id=row.agreement_id,
-        agreement_version=row.agreement_version,
-        created_at=row.created_at,
-        explain=row.explain,
-    )
 
 
 async def conversion_out(

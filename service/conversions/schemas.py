@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from service.commissions.schemas import EntryOut
+
 
 def _no_float(value: object) -> object:
     if isinstance(value, bool) or isinstance(value, float | int):
@@ -71,23 +73,6 @@ class Attribution(BaseModel):
     method: Literal["promo_code", "click", "customer"] | None
     reasons: list[Reason]
     detail: dict[str, str] | None = None
-
-
-class EntryOut(BaseModel):
-    id: uuid.UUID
-    partner_id: uuid.UUID
-    program_id: uuid.UUID
-    conversion_id: uuid.UUID | None
-    refund_id: uuid.UUID | None
-    kind: str
-    amount: str
-    currency: str
-    available_at: datetime
-    payout_id: uuid.UUID | None
-    agreement_id: uuid.UUID | None
-    agreement_version: int | None
-    created_at: datetime
-    explain: dict[str, Any]
 
 
 class RefundOut(BaseModel):

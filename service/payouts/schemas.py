@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from service.commissions.schemas import EntryOut
 
 PayoutStatusName = Literal["open", "paid", "failed"]
 Format = Literal["json", "csv"]
@@ -92,20 +94,6 @@ class RunSummary(BaseModel):
     totals: dict[str, AmountCount] = Field(description="per currency")
 
 
-class PayoutEntry(BaseModel):
-    id: uuid.UUID
-    program_id: uuid.UUID
-    conversion_id: uuid.UUID | None
-    kind: str
-    amount: str
-    currency: str
-    available_at: datetime
-    agreement_id: uuid.UUID | None
-    agreement_version: int | None
-    created_at: datetime
-    explain: dict[str, Any]
-
-
 class PayoutOut(BaseModel):
     id: uuid.UUID
     run_id: uuid.UUID
@@ -126,7 +114,7 @@ class PayoutOut(BaseModel):
 
 
 class PayoutDetail(PayoutOut):
-    entries: list[PayoutEntry] = Field(description="the ledger entries locked into this payout")
+    entries: list[EntryOut] = Field(description="the ledger entries locked into this payout")
 
 
 class MarkPaid(BaseModel):

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
 from service.auth.keys import Principal
+from service.commissions.schemas import entry_out
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, format_minor, parse_amount, to_minor
@@ -29,7 +30,6 @@ from service.payouts.schemas import (
     MarkFailed,
     MarkPaid,
     PayoutDetail,
-    PayoutEntry,
     PayoutMismatch,
     PayoutOut,
     Preview,
@@ -372,22 +372,7 @@ async def payout_detail(session: AsyncSession, payout_id: uuid.UUID, by: Princip
     ).all()
     return PayoutDetail(
         **payout_out(payout).model_dump(),
-        entries=[
-            PayoutEntry(
-                id=e.id,
-                program_id=e.program_id,
-                conversion_id=e.conversion_id,
-                kind=e.kind,
-                amount=format_minor(e.amount_minor, e.currency),
-                currency=e.currency,
-                available_at=e.available_at,
-                agreement_id=e.agreement_id,
-                agreement_version=e.agreement_version,
-                created_at=e.created_at,
-                explain=e.explain,
-            )
-            for e in entries
-        ],
+        entries=[entry_out(e) for e in entries],
     )
 
 
