@@ -26,6 +26,7 @@ from service.payouts.api import router as payouts_router
 from service.programs.api import router as programs_router
 from service.redirect.asgi import RedirectApp
 from service.redirect.runtime import RedirectRuntime
+from service.reports.api import router as reports_router
 from service.secrets_store import load_secrets
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ ROUTERS = [
     agreements_router,
     conversions_router,
     commissions_router,
+    reports_router,
 ]
 
 

@@ -4,7 +4,12 @@ from service.models.agreements import Agreement, AgreementVersion
 from service.models.audit import AuditEvent
 from service.models.auth import ApiKey, Role, ServiceSecret
 from service.models.base import Base
-from service.models.clicks import Click, ClickRollupHourly, ClickVisitorDaily
+from service.models.clicks import (
+    Click,
+    ClickRollupHourly,
+    ClickRollupSub1Hourly,
+    ClickVisitorDaily,
+)
 from service.models.conversions import (
     AttributionMethod,
     Conversion,
@@ -29,6 +34,7 @@ __all__ = [
     "Base",
     "Click",
     "ClickRollupHourly",
+    "ClickRollupSub1Hourly",
     "ClickVisitorDaily",
     "CommissionEntry",
     "Conversion",

@@ -57,6 +57,25 @@ class ClickRollupHourly(Base):
     bots: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
+class ClickRollupSub1Hourly(Base):
+    """Counts per link, hour and sub1 ('' when the click had none), for reports by sub1.
+
+    No unique clicks here: a visitor's first sight is known per link and day only.
+    """
+
+    __tablename__ = "click_rollups_sub1_hourly"
+
+    link_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("links.id"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    sub1: Mapped[str] = mapped_column(Text, primary_key=True)
+    partner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    program_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    bots: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
 class ClickVisitorDaily(Base):
     """First sight of a visitor on a link per day: what makes a click unique."""
 

@@ -36,7 +36,7 @@ CLICK_COLUMNS = (
     "attributable",
 )
 # Positions in a click record (a tuple in CLICK_COLUMNS order).
-_AT, _LINK, _PARTNER, _PROGRAM, _VISITOR, _BOT = 1, 2, 3, 4, 7, 16
+_AT, _LINK, _PARTNER, _PROGRAM, _VISITOR, _SUB1, _BOT = 1, 2, 3, 4, 7, 11, 16
 
 ClickRecord = tuple[Any, ...]
 
@@ -66,6 +66,20 @@ ORDER BY c.link_id, c.hour
 ON CONFLICT (link_id, hour) DO UPDATE SET
     clicks = r.clicks + excluded.clicks,
     unique_clicks = r.unique_clicks + excluded.unique_clicks,
+    bots = r.bots + excluded.bots
+"""
+
+# Counts per (link, hour, sub1) for reports by sub1; '' stands for no sub1 (a key column).
+# sub1 is at most 255 characters (see redirect.location), well inside a btree key.
+SUB1_ROLLUP_SQL = """
+INSERT INTO click_rollups_sub1_hourly AS r
+    (link_id, hour, sub1, partner_id, program_id, clicks, bots)
+SELECT * FROM unnest(
+    $1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[], $5::uuid[], $6::bigint[], $7::bigint[]
+) AS c(link_id, hour, sub1, partner_id, program_id, clicks, bots)
+ORDER BY c.link_id, c.hour, c.sub1
+ON CONFLICT (link_id, hour, sub1) DO UPDATE SET
+    clicks = r.clicks + excluded.clicks,
     bots = r.bots + excluded.bots
 """
 
@@ -109,16 +123,23 @@ async def write_batch(conn: asyncpg.Connection, records: list[ClickRecord]) -> N
     # First sight of each (link, UTC day, visitor) in this batch; bots never count.
     first_seen: dict[tuple[uuid.UUID, datetime, bytes], datetime] = {}
     counts: dict[tuple[uuid.UUID, datetime], list[Any]] = {}
+    by_sub1: dict[tuple[uuid.UUID, datetime, str], list[int]] = {}
     for rec in records:
         hour = _hour(rec[_AT])
         slot = (rec[_LINK], hour)
         row = counts.get(slot)
         if row is None:
             row = counts[slot] = [rec[_PARTNER], rec[_PROGRAM], 0, 0]
+        sub_slot = (rec[_LINK], hour, rec[_SUB1] or "")
+        sub_row = by_sub1.get(sub_slot)
+        if sub_row is None:
+            sub_row = by_sub1[sub_slot] = [0, 0]
         if rec[_BOT]:
             row[3] += 1
+            sub_row[1] += 1
             continue
         row[2] += 1
+        sub_row[0] += 1
         visitor = rec[_VISITOR]
         if visitor is not None:
             key = (rec[_LINK], _day(rec[_AT]), visitor)
@@ -127,6 +148,7 @@ async def write_batch(conn: asyncpg.Connection, records: list[ClickRecord]) -> N
     # Rows are locked in one order by every instance, so two writers never deadlock.
     visitors = sorted(first_seen)
     slots = sorted(counts)
+    sub_slots = sorted(by_sub1)
     async with conn.transaction():
         await conn.copy_records_to_table("clicks", records=records, columns=CLICK_COLUMNS)
         await conn.execute(
@@ -141,6 +163,17 @@ async def write_batch(conn: asyncpg.Connection, records: list[ClickRecord]) -> N
             [counts[s][1] for s in slots],
             [counts[s][2] for s in slots],
             [counts[s][3] for s in slots],
+        )
+        # Same lock order rule as above; this table's rows are always taken after those.
+        await conn.execute(
+            SUB1_ROLLUP_SQL,
+            [k[0] for k in sub_slots],
+            [k[1] for k in sub_slots],
+            [k[2] for k in sub_slots],
+            [counts[k[:2]][0] for k in sub_slots],
+            [counts[k[:2]][1] for k in sub_slots],
+            [by_sub1[k][0] for k in sub_slots],
+            [by_sub1[k][1] for k in sub_slots],
         )
 
 

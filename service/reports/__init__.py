@@ -1,0 +1,1 @@
+"""Reports: partnership performance (clicks, conversions, revenue, commission) from rollups."""
