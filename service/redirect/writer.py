@@ -203,7 +203,8 @@ class ClickWriter:
         self._flush_interval = flush_interval
         self._batch_max = batch_max
         self._slots = asyncio.Semaphore(in_flight)
-        # Async mode keeps failed batches for a retry; past this many, new clicks are dropped.
+        # Async mode keeps failed batches for a retry; past this many, new clicks wait
+        # for their commit as in durable mode.
         self._max_queued = max_queued or max(100_000, 50 * batch_max)
         self._records: list[ClickRecord] = []
         self._futures: list[asyncio.Future[None] | None] = []
@@ -228,12 +229,12 @@ class ClickWriter:
         if self._closing:
             raise WriterClosed("the click writer is shutting down")
         future: asyncio.Future[None] | None = None
-        if self.durable:
+        if self.durable or len(self._records) >= self._max_queued:
+            # A full queue in async mode (the database is failing or far behind) turns
+            # this click durable: its 302 waits for the commit, or becomes a 503. A 302 is
+            # never sent for a click that is then thrown away, and memory stays bounded
+            # by the requests in flight.
             future = asyncio.get_running_loop().create_future()
-        elif len(self._records) >= self._max_queued:
-            CLICKS_LOST.inc()
-            log.error("click queue full (%d); a click is dropped", len(self._records))
-            return None
         self._records.append(record)
         self._futures.append(future)
         if not self._wakeup.is_set():
@@ -304,15 +305,28 @@ class ClickWriter:
                         future.exception()
                 return
             if self._closing and self._failures >= 5:
-                lost = len(records) + len(self._records)
+                waiting = [f for f in (*futures, *self._futures) if f is not None]
+                lost = len(records) + len(self._records) - len(waiting)
                 CLICKS_LOST.inc(lost)
                 log.error("giving up on %d clicks at shutdown: %s", lost, exc)
+                for future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()
                 self._records.clear()
                 self._futures.clear()
                 return
             log.warning("click batch of %d failed, will retry: %s", len(records), exc)
-            self._records[:0] = records
-            self._futures[:0] = futures
+            # Clicks whose request is waiting answer now (503); the others are retried.
+            kept = []
+            for record, future in zip(records, futures, strict=True):
+                if future is None:
+                    kept.append(record)
+                elif not future.done():
+                    future.set_exception(exc)
+                    future.exception()
+            self._records[:0] = kept
+            self._futures[:0] = [None] * len(kept)
             # The slot stays taken during the pause, so a broken database is not hammered.
             await asyncio.sleep(min(0.1 * 2**self._failures, 5.0))
             return

@@ -119,3 +119,28 @@ async def test_admin_api_still_served_behind_the_redirect(app, client):
     r = await client.get("/v1/links", headers=key)
     assert r.status_code == 200
     assert (await client.get("/healthz")).status_code == 200
+
+
+class _BrokenPool:
+    """A pool whose database is down."""
+
+    def acquire(self):
+        raise ConnectionError("database went away")
+
+
+async def test_async_overflow_waits_for_the_commit_instead_of_dropping():
+    """Past the queue bound, async mode gives the request a future: 503, never a lost 302."""
+    from service.redirect.writer import ClickWriter
+
+    w = ClickWriter(_BrokenPool(), durable=False, flush_interval=0.001, batch_max=10, max_queued=2)
+    queued = [w.submit(object()) for _ in range(2)]  # type: ignore[arg-type]
+    assert queued == [None, None]
+    waiting = w.submit(object())  # type: ignore[arg-type]
+    assert waiting is not None
+    w.start()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(waiting, 5)
+    # The clicks nobody waits for stay queued for a retry.
+    assert w.queued == 2
+    await asyncio.wait_for(w.close(), 30)
+    assert w.queued == 0
