@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service import migrate
 from service.agreements.api import router as agreements_router
@@ -19,6 +19,7 @@ from service.db import create_engine, create_sessionmaker, resolve_database_url
 from service.errors import install_error_handlers
 from service.health.api import router as health_router
 from service.health.metrics import MetricsMiddleware
+from service.kit.text import storable_input
 from service.links.api import promo_codes_router
 from service.links.api import router as links_router
 from service.partners.api import router as partners_router
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             "into an append-only ledger, and payouts that reconcile to the cent."
         ),
         lifespan=lifespan,
+        dependencies=[Depends(storable_input)],
     )
     app.state.settings = settings
     install_error_handlers(app)

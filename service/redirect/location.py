@@ -92,13 +92,19 @@ def passthrough_params(query_string: bytes) -> list[tuple[str, str]]:
         if key not in _SUB_KEYS and not (key.startswith("utm_") and _UTM_KEY_RE.fullmatch(key)):
             continue
         # Decoding first means the cut never splits a %XX escape or a UTF-8 sequence.
-        value = _decode(raw_value[: MAX_PASSTHROUGH_VALUE_LEN * 12])[:MAX_PASSTHROUGH_VALUE_LEN]
+        value = _decode(raw_value[: MAX_PASSTHROUGH_VALUE_LEN * 12])
+        # Control characters (NUL above all, which PostgreSQL cannot store) would fail the
+        # whole COPY batch of other visitors' clicks; they carry no tracking meaning.
+        value = value.translate(_CONTROL)[:MAX_PASSTHROUGH_VALUE_LEN]
         if not value:
             continue
         kept.append((key, value))
         if len(kept) == MAX_PASSTHROUGH_PARAMS:
             break
     return kept
+
+
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F])
 
 
 def _decode(raw: bytes) -> str:

@@ -1,0 +1,63 @@
+"""Input text that PostgreSQL cannot store, found before it reaches the database."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from service.errors import ValidationFailed
+
+MESSAGE = "contains a character that cannot be stored (NUL or an unpaired surrogate)"
+
+
+def _bad(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def unstorable(value: Any, path: str = "") -> str | None:
+    """The path of the first string, or object key, that text and JSONB columns refuse."""
+    if isinstance(value, str):
+        return path or "body" if _bad(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _bad(key):
+                return path or "body"
+            found = unstorable(item, here)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = unstorable(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+async def storable_input(request: Request) -> None:
+    """Refuse, with a 422 naming the field, text PostgreSQL would reject with an error."""
+    for source in (request.path_params, request.query_params):
+        for key, value in source.items():
+            if _bad(key) or _bad(value):
+                raise ValidationFailed(
+                    [{"field": key if not _bad(key) else "query", "message": MESSAGE}]
+                )
+    if request.method in ("POST", "PUT", "PATCH"):
+        body = await request.body()
+        if b"\\u" not in body and b"\x00" not in body:
+            return  # the common case: no escapes, nothing to decode twice
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return  # malformed JSON is the framework's 422 to give
+        found = unstorable(parsed)
+        if found:
+            raise ValidationFailed([{"field": found, "message": MESSAGE}])
