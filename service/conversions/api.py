@@ -49,7 +49,7 @@ async def conversion_out(
     session: AsyncSession, row: Conversion, partner_id: uuid.UUID | None = None
 ) -> ConversionOut:
     """The API shape of a conversion, with its entries (a partner sees only its own)."""
-    entries = await service.entries_of(session, row.id)
+    entries = await service.entries_of(session, CommissionEntry.conversion_id == row.id)
     if partner_id is not None:
         entries = [e for e in entries if e.partner_id == partner_id]
     attribution = dict(row.attribution or {})
@@ -187,7 +187,9 @@ async def refund(
         response.status_code = 200
     conversion = await session.get(Conversion, row.conversion_id)
     assert conversion is not None
-    return refund_out(row, conversion, await service.refund_entries(session, row.id))
+    return refund_out(
+        row, conversion, await service.entries_of(session, CommissionEntry.refund_id == row.id)
+    )
 
 
 def refund_out(row: Refund, conversion: Conversion, entries: list[CommissionEntry]) -> RefundOut:

@@ -97,13 +97,9 @@ async def get_conversion(
     return conversion
 
 
-async def entries_of(session: AsyncSession, conversion_id: uuid.UUID) -> list[CommissionEntry]:
-    """Every ledger entry a conversion caused, oldest first."""
-    rows = await session.scalars(
-        select(CommissionEntry)
-        .where(CommissionEntry.conversion_id == conversion_id)
-        .order_by(CommissionEntry.id)
-    )
+async def entries_of(session: AsyncSession, *where: Any) -> list[CommissionEntry]:
+    """Ledger entries matching `where` (a conversion's, or a refund's), oldest first."""
+    rows = await session.scalars(select(CommissionEntry).where(*where).order_by(CommissionEntry.id))
     return list(rows.all())
 
 
@@ -679,16 +675,6 @@ def _replayed(existing: Refund, digest: bytes, refund_id: str) -> Refund:
             errors=[{"field": "refund_id", "message": "already recorded with other content"}],
         )
     return existing
-
-
-async def refund_entries(session: AsyncSession, refund_id: uuid.UUID) -> list[CommissionEntry]:
-    """The reversals a refund wrote."""
-    rows = await session.scalars(
-        select(CommissionEntry)
-        .where(CommissionEntry.refund_id == refund_id)
-        .order_by(CommissionEntry.id)
-    )
-    return list(rows.all())
 
 
 # --- review -------------------------------------------------------------------
