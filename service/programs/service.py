@@ -118,7 +118,7 @@ async def get_program(session: AsyncSession, program_id: uuid.UUID) -> Program:
 async def update_program(
     session: AsyncSession, program_id: uuid.UUID, body: ProgramUpdate, by: Principal
 ) -> Program:
-    """Apply a partial update; the currency never changes once money exists in it."""
+    """Apply a partial update; the currency is fixed at creation, as the ledger is kept in it."""
     program = await get_program(session, program_id)
     changes = body.model_dump(exclude_unset=True)
     for required in ("name", "time_zone", "default_url", "allowed_domains", "click_param"):
