@@ -486,21 +486,15 @@ async def _reverse(
         return {"reversed": "0", "note": "the conversion earned nothing to reverse"}
     partner = await session.get(Partner, conversion.partner_id)
     assert partner is not None and conversion.agreement_id is not None
-    found = await in_force(
-        session, partner.id, program.id, conversion.occurred_at, program.currency
-    )
-    if found is None or found.version.version != conversion.agreement_version:
-        # Terms of the version the conversion was computed under, whatever came since.
-        version = await session.scalar(
-            select(AgreementVersion).where(
-                AgreementVersion.agreement_id == conversion.agreement_id,
-                AgreementVersion.version == conversion.agreement_version,
-            )
+    # Reversals use the terms the conversion was computed under, whatever came since.
+    version = await session.scalar(
+        select(AgreementVersion).where(
+            AgreementVersion.agreement_id == conversion.agreement_id,
+            AgreementVersion.version == conversion.agreement_version,
         )
-        assert version is not None
-        terms = load_terms(version, program.currency)
-    else:
-        terms = found.terms
+    )
+    assert version is not None
+    terms = load_terms(version, program.currency)
     event = conversion.type
     month = month_start(conversion.occurred_at, program.time_zone)
     state = await lock_month(session, partner.id, program.id, month, event)

@@ -153,3 +153,18 @@ async def test_refund_of_rejected_conversion_is_409(client, app, admin):
     assert_problem(
         await client.post("/v1/refunds", json=refund(program, conv, "1.00"), headers=admin), 409
     )
+
+
+async def test_refund_after_termination_reverses_under_the_original_terms(client, app, admin):
+    program, partner, conv = await _sale(client, app, admin)
+    agreement = (
+        await client.get("/v1/agreements", params={"partner_id": partner["id"]}, headers=admin)
+    ).json()["items"][0]
+    r = await client.post(f"/v1/agreements/{agreement['id']}/terminate", json={}, headers=admin)
+    assert r.json()["status"] == "terminated"
+    r = await client.post("/v1/refunds", json=refund(program, conv, "200.00"), headers=admin)
+    assert r.status_code == 201, r.text
+    assert [(e["kind"], e["amount"], e["agreement_version"]) for e in r.json()["reversals"]] == [
+        ("reversal", "-20.00", 1)
+    ]
+    assert await _balance(app, partner["id"]) == 0
