@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     country_header: str | None = None
     # Header a trusted proxy sets with the visitor's address (e.g. X-Forwarded-For).
     client_ip_header: str | None = None
+    # CIDRs of proxies whose client_ip_header is believed; from any other peer it is ignored.
+    trusted_proxies: str = ""
+    # Largest request body read, checked before the body is (413 past it).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
+    # Async click mode answers before the commit only while the writer is this far behind.
+    click_max_lag_ms: int = Field(default=1000, ge=1, le=600_000)
+    # A key held outside the database for address hashes; unset: daily keys, deleted after
+    # hash_key_days.
+    hash_key: str | None = None
+    hash_key_days: int = Field(default=2, ge=1, le=366)
+    # When set, GET /metrics needs `Authorization: Bearer <token>`.
+    metrics_token: str | None = None
     log_level: str = "info"
     access_log: bool = False
 
