@@ -126,9 +126,8 @@ async def list_(
         stmt = stmt.where(Conversion.occurred_at >= occurred_from)
     if occurred_to is not None:
         stmt = stmt.where(Conversion.occurred_at < occurred_to)
-    rows, cursor = page_of(
-        list((await session.scalars(paginate_query(stmt, Conversion.id, page))).all()), page
-    )
+    query = paginate_query(stmt, Conversion.id, page, Conversion.created_at)
+    rows, cursor = page_of(list((await session.scalars(query)).all()), page, by_created=True)
     own = auth.partner_id if auth.role == "partner" else None
     return Page(items=[await conversion_out(session, r, own) for r in rows], next_cursor=cursor)
 

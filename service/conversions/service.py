@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,8 @@ from service.conversions.fraud import FraudSignals, review_reasons
 from service.conversions.ledger import lock_month, save_month, write_entries
 from service.conversions.schemas import ConversionCreate, RefundCreate
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
+from service.kit.idempotency import request_hash
+from service.kit.ids import new_id
 from service.kit.money import (
     MoneyError,
     from_minor,
@@ -59,6 +61,8 @@ from service.redirect.clickid import ClickIdInvalid, ClickIdSigner
 
 # A backend's clock may run ahead of ours by this much before "in the future" is refused.
 FUTURE_SLACK = timedelta(minutes=5)
+# conversions.fx_rate is NUMERIC(24, 12).
+FX_RATE_QUANTUM = Decimal("1e-12")
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,63 @@ def keyed_hash(key: bytes, value: str) -> bytes:
     return hmac.new(key, value.strip().lower().encode(), hashlib.sha256).digest()
 
 
-def request_hash(body: Any) -> bytes:
-    """sha256 of a request's canonical JSON, to tell a replay from a conflict."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+def _legacy_hash(body: ConversionCreate | RefundCreate) -> bytes:
+    # Requests stored before hashes were normalized: their replays must still match.
+    raw = body.model_dump(mode="json", exclude_unset=True)
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).digest()
+
+
+def _same_request(stored: bytes, digest: bytes, body: ConversionCreate | RefundCreate) -> bool:
+    return hmac.compare_digest(stored, digest) or hmac.compare_digest(stored, _legacy_hash(body))
+
+
+def _decimal_or_text(text: str) -> Decimal | str:
+    try:
+        value = Decimal(text.strip())
+    except (ArithmeticError, ValueError):
+        return text
+    # Only a plain amount is normalized; anything else is refused later, as it is.
+    return value if value.is_finite() and abs(value.adjusted()) <= 30 else text
+
+
+def _conversion_hash(body: ConversionCreate, parsed: _Parsed) -> bytes:
+    return request_hash(
+        {
+            "program_id": body.program_id,
+            "type": body.type,
+            "order_id": body.order_id,
+            "amount": parsed.amount,
+            "currency": parsed.currency,
+            "occurred_at": body.occurred_at,
+            "click_id": body.click_id,
+            "promo_code": body.promo_code,
+            "customer_id": body.customer_id,
+            "customer_email": body.customer_email,
+            "items": [
+                {
+                    "sku": it.sku,
+                    "category": it.category,
+                    "amount": _decimal_or_text(it.amount),
+                    "quantity": it.quantity,
+                }
+                for it in body.items
+            ],
+            "metadata": body.metadata,
+        }
+    )
+
+
+def _refund_hash(body: RefundCreate) -> bytes:
+    return request_hash(
+        {
+            "program_id": body.program_id,
+            "order_id": body.order_id,
+            "refund_id": body.refund_id,
+            "amount": _decimal_or_text(body.amount),
+            "occurred_at": body.occurred_at,
+        }
+    )
 
 
 # --- reading ----------------------------------------------------------------
@@ -132,7 +189,11 @@ async def _fx_rate(session: AsyncSession, base: str, quote: str, day: Any) -> De
         .order_by(FxRate.date.desc())
         .limit(1)
     )
-    return None if inverse is None else Decimal(1) / Decimal(inverse)
+    if inverse is None:
+        return None
+    # Rounded as the conversion stores it (12 places), so the first answer, its replay
+    # and every later refund use one and the same rate.
+    return (Decimal(1) / Decimal(inverse)).quantize(FX_RATE_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
 async def _parse(session: AsyncSession, body: ConversionCreate, program: Program) -> _Parsed:
@@ -252,7 +313,7 @@ async def _customer(
         return None
     await session.execute(
         insert(Customer)
-        .values(id=uuid.uuid4(), program_id=program.id, external_id=external_id)
+        .values(id=new_id(), program_id=program.id, external_id=external_id)
         .on_conflict_do_nothing(index_elements=["program_id", "external_id"])
     )
     return await session.scalar(
@@ -341,12 +402,12 @@ async def record_conversion(
     program = await session.get(Program, body.program_id)
     if program is None or not by.sees_program(program.id):
         raise field_error("program_id", "no such program")
-    digest = request_hash(body.model_dump(mode="json", exclude_unset=True))
     parsed = await _parse(session, body, program)
+    digest = _conversion_hash(body, parsed)
     conversion = await session.scalar(
         insert(Conversion)
         .values(
-            id=uuid.uuid4(),
+            id=new_id(),
             program_id=program.id,
             type=body.type,
             order_id=body.order_id,
@@ -372,7 +433,7 @@ async def record_conversion(
             )
         )
         assert existing is not None
-        if existing.request_hash != digest:
+        if not _same_request(existing.request_hash, digest, body):
             raise Conflict(
                 f"order {body.order_id!r} was already recorded with other content",
                 errors=[{"field": "order_id", "message": "already recorded with other content"}],
@@ -433,6 +494,9 @@ async def record_conversion(
             conversion.customer_id = customer.id
             if customer.partner_id is None:
                 customer.partner_id = partner.id
+            # The recurring window counts from the first attributed sale: a lead earns
+            # by its own rule and starts nothing.
+            if body.type == "sale" and customer.first_attributed_at is None:
                 customer.first_conversion_id = conversion.id
                 customer.first_attributed_at = parsed.occurred_at
         held = review_reasons(
@@ -536,7 +600,9 @@ async def _reverse(
             CommissionEntry.conversion_id == conversion.id
         )
     )
-    hold_days = int(ledger.get("hold_days") or program.hold_days)
+    # A terms' hold of 0 days is a hold of 0 days, not "use the program's".
+    stored_hold = ledger.get("hold_days")
+    hold_days = int(stored_hold) if stored_hold is not None else program.hold_days
     write_entries(
         session,
         outcome,
@@ -570,12 +636,12 @@ async def record_refund(
     program = await session.get(Program, body.program_id)
     if program is None or not by.sees_program(program.id):
         raise field_error("program_id", "no such program")
-    digest = request_hash(body.model_dump(mode="json", exclude_unset=True))
+    digest = _refund_hash(body)
     existing = await session.scalar(
         select(Refund).where(Refund.program_id == program.id, Refund.refund_id == body.refund_id)
     )
     if existing is not None:
-        return _replayed(existing, digest, body.refund_id), False
+        return _replayed(existing, digest, body), False
     conversion = await session.scalar(
         select(Conversion)
         .where(
@@ -592,7 +658,7 @@ async def record_refund(
         select(Refund).where(Refund.program_id == program.id, Refund.refund_id == body.refund_id)
     )
     if existing is not None:
-        return _replayed(existing, digest, body.refund_id), False
+        return _replayed(existing, digest, body), False
     if conversion.status == ConversionStatus.rejected:
         raise Conflict("the conversion was rejected; its commissions are already reversed")
     try:
@@ -662,10 +728,10 @@ async def record_refund(
     return refund, True
 
 
-def _replayed(existing: Refund, digest: bytes, refund_id: str) -> Refund:
-    if existing.request_hash != digest:
+def _replayed(existing: Refund, digest: bytes, body: RefundCreate) -> Refund:
+    if not _same_request(existing.request_hash, digest, body):
         raise Conflict(
-            f"refund {refund_id!r} was already recorded with other content",
+            f"refund {body.refund_id!r} was already recorded with other content",
             errors=[{"field": "refund_id", "message": "already recorded with other content"}],
         )
     return existing

@@ -69,6 +69,8 @@ class Conversion(IdMixin, TimestampMixin, Base):
         enum_check("status", ConversionStatus),
         UniqueConstraint("program_id", "type", "order_id"),
         Index("ix_conversions_partner_occurred", "partner_id", "occurred_at"),
+        # Lists page in creation order; ids from before UUIDv7 are random (kit/pagination).
+        Index("ix_conversions_created_id", "created_at", "id"),
     )
 
     program_id: Mapped[uuid.UUID] = mapped_column(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import uuid
@@ -18,6 +17,7 @@ from service import audit
 from service.auth.keys import Principal
 from service.commissions.schemas import entry_out
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
+from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, format_minor, parse_amount, to_minor
 from service.kit.pagination import PageParams, page_of, paginate_query
@@ -155,15 +155,9 @@ def check_idempotency_key(key: str | None) -> str:
     return key
 
 
-def request_hash(body: RunCreate) -> bytes:
-    """sha256 of the canonical request: the same instant in any offset hashes the same."""
-    canonical = {
-        "as_of": rfc3339(body.as_of),
-        "program_id": str(body.program_id) if body.program_id else None,
-    }
-    return hashlib.sha256(
-        json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-    ).digest()
+def run_request_hash(body: RunCreate) -> bytes:
+    """The hash of a run request: the same instant in any offset hashes the same."""
+    return request_hash({"as_of": body.as_of, "program_id": body.program_id})
 
 
 async def _replay(session: AsyncSession, key: str, digest: bytes) -> PayoutRun | None:
@@ -190,7 +184,7 @@ async def create_run(
     as_of = body.as_of
     if as_of > utc_now() + CLOCK_SKEW:
         raise field_error("as_of", "must not be in the future: a run pays what is available")
-    digest = request_hash(body)
+    digest = run_request_hash(body)
     existing = await _replay(session, key, digest)
     if existing is not None:
         return await run_out(session, existing), False
