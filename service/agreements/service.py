@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from service.agreements.schemas import (
 )
 from service.agreements.terms import TermsInvalid, terms_to_json, validate_terms
 from service.auth.keys import Principal
-from service.commissions.rules import Terms
+from service.commissions.terms import Terms
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.kit.pagination import PageParams, page_of, paginate_query
 from service.kit.time import utc_now
@@ -45,9 +46,24 @@ def _validated(raw: dict[str, object], currency: str) -> dict[str, object]:
         raise ValidationFailed(exc.errors) from exc
 
 
+# A stored version never changes, so its parsed terms are kept by (agreement, version):
+# a conversion does not pay for validating the same JSON again.
+_TERMS_CACHE_SIZE = 10_000
+_terms_cache: OrderedDict[tuple[uuid.UUID, int, str], Terms] = OrderedDict()
+
+
 def load_terms(version: AgreementVersion, currency: str) -> Terms:
-    """The engine's Terms from a stored version (validated when written)."""
-    return validate_terms(version.terms, currency)
+    """The engine's Terms of a stored version (validated when written, parsed once)."""
+    key = (version.agreement_id, version.version, currency)
+    terms = _terms_cache.get(key)
+    if terms is not None:
+        _terms_cache.move_to_end(key)
+        return terms
+    terms = validate_terms(version.terms, currency)
+    _terms_cache[key] = terms
+    if len(_terms_cache) > _TERMS_CACHE_SIZE:
+        _terms_cache.popitem(last=False)
+    return terms
 
 
 def status_at(agreement: Agreement, at: datetime) -> str:

@@ -27,16 +27,9 @@ from service.agreements.schemas import (
 from service.agreements.service import get_agreement, load_terms
 from service.agreements.terms import TermsInvalid, validate_terms
 from service.auth.keys import Principal
-from service.commissions.rules import (
-    ZERO,
-    Item,
-    SimConversion,
-    SimLine,
-    SimRefund,
-    SimResult,
-    Terms,
-    simulate,
-)
+from service.commissions.simulation import SimConversion, SimLine, SimRefund, SimResult, simulate
+from service.commissions.state import Item
+from service.commissions.terms import ZERO, Terms
 from service.errors import ValidationFailed
 from service.kit.money import MoneyError, format_amount, from_minor, parse_amount
 from service.kit.time import ensure_aware

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
 from pydantic_core import PydanticCustomError
 
-from service.commissions.rules import Rule, Terms, Tier
+from service.commissions.terms import Rule, Terms, Tier
 from service.kit.money import MoneyError, parse_amount
 
 # Stored as BIGINT minor units: 10**15 leaves room for three decimals.

@@ -11,7 +11,7 @@ from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.commissions.rules import MonthState, Outcome
+from service.commissions.state import MonthState, Outcome
 from service.kit.money import to_minor
 from service.models import CommissionEntry, MonthTotal
 

@@ -19,13 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import audit
 from service.agreements.service import in_force, load_terms
 from service.auth.keys import Principal
-from service.commissions.rules import (
-    ConversionInput,
-    Item,
-    RefundInput,
-    compute_conversion,
-    compute_refund,
-)
+from service.commissions.engine import compute_conversion, compute_refund
+from service.commissions.state import ConversionInput, Item, RefundInput
 from service.conversions import attribution as attr
 from service.conversions.fraud import FraudSignals, review_reasons
 from service.conversions.ledger import lock_month, save_month, write_entries

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from service.agreements.terms import TermsIn, TermsInvalid, terms_to_json, validate_terms
-from service.commissions.rules import Rule, Terms, Tier
+from service.commissions.terms import Rule, Terms, Tier
 
 DESIGN: dict[str, Any] = {
     "rules": [
@@ -345,3 +345,30 @@ def test_engine_terms_from_json_are_plain_dataclasses() -> None:
     terms = validate_terms(DESIGN, "USD")
     assert isinstance(terms, Terms)
     hash(terms)  # frozen and hashable: safe to cache per agreement version
+
+
+def test_stored_terms_are_parsed_once_per_agreement_version(monkeypatch):
+    import uuid
+
+    from service.agreements import service as agreements
+    from service.models import AgreementVersion
+
+    calls = []
+    real = agreements.validate_terms
+
+    def counting(raw, currency):
+        calls.append(currency)
+        return real(raw, currency)
+
+    monkeypatch.setattr(agreements, "validate_terms", counting)
+    version = AgreementVersion(
+        agreement_id=uuid.uuid4(),
+        version=1,
+        terms={"rules": [{"event": "sale", "type": "percent", "percent": "10"}]},
+    )
+    first = agreements.load_terms(version, "USD")
+    assert agreements.load_terms(version, "USD") is first
+    assert calls == ["USD"]
+    later = AgreementVersion(agreement_id=version.agreement_id, version=2, terms=version.terms)
+    agreements.load_terms(later, "USD")
+    assert calls == ["USD", "USD"]

@@ -11,20 +11,16 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.commissions.rules import (
+from service.commissions.engine import compute_conversion, compute_refund, month_total
+from service.commissions.state import (
     ConversionInput,
     EntryDraft,
     Item,
     MonthState,
     Outcome,
     RefundInput,
-    Rule,
-    Terms,
-    Tier,
-    compute_conversion,
-    compute_refund,
-    month_total,
 )
+from service.commissions.terms import Rule, Terms, Tier
 from service.kit.money import from_minor, minor_units, round_money, to_minor
 
 ZERO = Decimal(0)

@@ -8,23 +8,15 @@ from decimal import Decimal as D
 
 import pytest
 
-from service.commissions.rules import (
-    ConversionInput,
-    Item,
-    MonthState,
-    Outcome,
-    RefundInput,
-    Rule,
-    SimConversion,
-    SimRefund,
-    Terms,
-    Tier,
+from service.commissions.engine import (
     compute_click,
     compute_conversion,
     compute_refund,
     month_total,
-    simulate,
 )
+from service.commissions.simulation import SimConversion, SimRefund, simulate
+from service.commissions.state import ConversionInput, Item, MonthState, Outcome, RefundInput
+from service.commissions.terms import Rule, Terms, Tier
 
 NOW = datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from service.agreements.terms import validate_terms
-from service.commissions.rules import MonthState, month_total
+from service.commissions.engine import month_total
+from service.commissions.state import MonthState
 from service.kit.money import round_money
 from service.models import CommissionEntry
 from tests.conversions.factories import add_link, click_id, sale, setup

@@ -28,212 +28,22 @@ included, so that a month's totals only ever depend on that month.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-from service.kit.money import from_minor, round_money
-from service.kit.time import add_months, ensure_aware, month_start
-
-Event = Literal["sale", "lead", "click"]
-ConversionEvent = Literal["sale", "lead"]
-RuleType = Literal["percent", "flat"]
-TierBasis = Literal["revenue", "count"]
-EntryKind = Literal["commission", "override", "click_bounty", "reversal"]
-Beneficiary = Literal["partner", "parent"]
-Explain = dict[str, Any]
-
-ZERO = Decimal(0)
-HUNDRED = Decimal(100)
-
-
-# --- terms -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tier:
-    """A bracket starting at `start` (revenue, or conversions already counted)."""
-
-    start: Decimal
-    percent: Decimal | None = None
-    amount: Decimal | None = None
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How one event earns. `categories` is a sorted tuple of (name, percent)."""
-
-    event: Event
-    type: RuleType
-    percent: Decimal | None = None
-    amount: Decimal | None = None
-    tiers: tuple[Tier, ...] = ()
-    tier_basis: TierBasis = "revenue"
-    categories: tuple[tuple[str, Decimal], ...] = ()
-    recurring_months: int | None = None
-    cap_per_conversion: Decimal | None = None
-    monthly_cap: Decimal | None = None
-
-    def category_percent(self, name: str | None) -> Decimal | None:
-        """The special percent of a category, or None when it takes the rule's rate."""
-        for key, pct in self.categories:
-            if key == name:
-                return pct
-        return None
-
-
-@dataclass(frozen=True)
-class Terms:
-    """One agreement version's terms, already validated."""
-
-    rules: tuple[Rule, ...]
-    parent_override_percent: Decimal | None = None
-    hold_days: int | None = None
-    min_payout: Decimal | None = None
-
-    def rule_for(self, event: str) -> Rule | None:
-        """The rule for an event, or None when the event earns nothing."""
-        for rule in self.rules:
-            if rule.event == event:
-                return rule
-        return None
-
-
-# --- inputs and outputs ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MonthState:
-    """One (partner, program, month, rule event): net base, count, categories, written totals."""
-
-    revenue: Decimal = ZERO
-    count: int = 0
-    category_revenue: tuple[tuple[str, Decimal], ...] = ()
-    commission: Decimal = ZERO
-    override: Decimal = ZERO
-
-    @classmethod
-    def empty(cls) -> MonthState:
-        """The state of a month with nothing in it yet."""
-        return cls()
-
-    def category(self, name: str) -> Decimal:
-        """Net revenue of a special category this month."""
-        for key, value in self.category_revenue:
-            if key == name:
-                return value
-        return ZERO
-
-    def as_json(self) -> Explain:
-        """Strings for the explain record."""
-        return {
-            "revenue": _s(self.revenue),
-            "count": self.count,
-            "category_revenue": {k: _s(v) for k, v in self.category_revenue},
-            "commission": _s(self.commission),
-            "override": _s(self.override),
-        }
-
-
-@dataclass(frozen=True)
-class Item:
-    """An order line; `amount` is the unit price in the program currency."""
-
-    sku: str
-    category: str | None
-    amount: Decimal
-    quantity: int = 1
-
-
-@dataclass(frozen=True)
-class ConversionInput:
-    """A sale or lead, in the program currency; `recurring_since` only for customer attribution."""
-
-    event: ConversionEvent
-    amount: Decimal | None
-    occurred_at: datetime
-    items: tuple[Item, ...] = ()
-    recurring_since: datetime | None = None
-
-
-@dataclass(frozen=True)
-class RefundInput:
-    """A refund of part or all of a conversion, with what that conversion already earned.
-
-    `counted` is False when the conversion never moved the month state (it
-    earned nothing: no rule, outside its recurring window) or, for a
-    conversion without an amount, once it has been refunded in full.
-    """
-
-    event: ConversionEvent
-    amount: Decimal
-    conversion_amount: Decimal
-    refunded_before: Decimal = ZERO
-    items: tuple[Item, ...] = ()
-    earned: Decimal = ZERO
-    full: bool = False
-    counted: bool = True
-
-
-@dataclass(frozen=True)
-class EntryDraft:
-    """A ledger entry to write; `explain` holds the inputs that produced it."""
-
-    kind: EntryKind
-    amount: Decimal
-    beneficiary: Beneficiary
-    explain: Explain
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Entries to write (never zero ones), the month's next state, and why."""
-
-    entries: tuple[EntryDraft, ...]
-    new_state: MonthState
-    explain: Explain
-
-    def partner_total(self) -> Decimal:
-        """Net amount for the partner."""
-        return sum((e.amount for e in self.entries if e.beneficiary == "partner"), ZERO)
-
-    def parent_total(self) -> Decimal:
-        """Net amount for the parent."""
-        return sum((e.amount for e in self.entries if e.beneficiary == "parent"), ZERO)
-
-
-# --- helpers ---------------------------------------------------------------
-
-
-def _s(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value:f}"
-
-
-def _rounding(currency: str) -> str:
-    return f"half-even to {from_minor(1, currency):f}"
-
-
-def _rule_json(rule: Rule) -> Explain:
-    out: Explain = {"event": rule.event, "type": rule.type, "tier_basis": rule.tier_basis}
-    if rule.percent is not None:
-        out["percent"] = _s(rule.percent)
-    if rule.amount is not None:
-        out["amount"] = _s(rule.amount)
-    if rule.tiers:
-        out["tiers"] = [
-            {"from": _s(t.start), "percent": _s(t.percent), "amount": _s(t.amount)}
-            for t in rule.tiers
-        ]
-    if rule.categories:
-        out["categories"] = {k: _s(v) for k, v in rule.categories}
-    if rule.cap_per_conversion is not None:
-        out["cap_per_conversion"] = _s(rule.cap_per_conversion)
-    if rule.monthly_cap is not None:
-        out["monthly_cap"] = _s(rule.monthly_cap)
-    if rule.recurring_months is not None:
-        out["recurring_months"] = rule.recurring_months
-    return out
+from service.commissions.explain import rounding, rule_json, text
+from service.commissions.state import (
+    ConversionInput,
+    EntryDraft,
+    Item,
+    MonthState,
+    Outcome,
+    RefundInput,
+)
+from service.commissions.terms import HUNDRED, ZERO, EntryKind, Explain, Rule, Terms, Tier
+from service.kit.money import round_money
+from service.kit.time import add_months, ensure_aware
 
 
 def _slices(quantity: Decimal, tiers: Sequence[Tier]) -> list[tuple[Tier, Decimal | None, Decimal]]:
@@ -306,8 +116,8 @@ def _brackets(rule: Rule, before: MonthState, after: MonthState) -> list[Explain
         return [
             {
                 "basis": "count",
-                "level_before": {"from": _s(lo.start), "percent": _s(lo.percent)},
-                "level_after": {"from": _s(hi.start), "percent": _s(hi.percent)},
+                "level_before": {"from": text(lo.start), "percent": text(lo.percent)},
+                "level_after": {"from": text(hi.start), "percent": text(hi.percent)},
                 "applies_to": "the month's whole revenue",
             }
         ]
@@ -322,12 +132,12 @@ def _brackets(rule: Rule, before: MonthState, after: MonthState) -> list[Explain
         moved = part_a - part_b
         if moved == 0:
             continue
-        row: Explain = {"basis": rule.tier_basis, "from": _s(tier.start), "to": _s(upper)}
-        row["slice"] = _s(moved)
+        row: Explain = {"basis": rule.tier_basis, "from": text(tier.start), "to": text(upper)}
+        row["slice"] = text(moved)
         if rule.type == "percent":
-            row["percent"] = _s(tier.percent)
+            row["percent"] = text(tier.percent)
         else:
-            row["amount"] = _s(tier.amount)
+            row["amount"] = text(tier.amount)
         out.append(row)
     return out
 
@@ -409,12 +219,12 @@ def _settle(
     caps: list[Explain] = []
     if clip_to_conversion_cap and rule.cap_per_conversion is not None:
         if delta > rule.cap_per_conversion:
-            caps.append({"cap": "cap_per_conversion", "limit": _s(rule.cap_per_conversion)})
+            caps.append({"cap": "cap_per_conversion", "limit": text(rule.cap_per_conversion)})
             delta = rule.cap_per_conversion
     if rule.monthly_cap is not None and delta > 0:
         room = max(rule.monthly_cap - before.commission, ZERO)
         if delta > room:
-            caps.append({"cap": "monthly_cap", "limit": _s(rule.monthly_cap), "room": _s(room)})
+            caps.append({"cap": "monthly_cap", "limit": text(rule.monthly_cap), "room": text(room)})
             delta = room
     if rule.monthly_cap is not None and fixed_delta is None:
         uncapped = round_money(_unrounded(rule, moved), currency)
@@ -422,8 +232,8 @@ def _settle(
             caps.append(
                 {
                     "cap": "monthly_cap",
-                    "limit": _s(rule.monthly_cap),
-                    "uncapped_month_total": _s(uncapped),
+                    "limit": text(rule.monthly_cap),
+                    "uncapped_month_total": text(uncapped),
                 }
             )
     commission = before.commission + delta
@@ -436,25 +246,25 @@ def _settle(
         o_after = round_money(pct / HUNDRED * commission, currency)
         o_delta = o_after - o_before
         override_explain = {
-            "override_percent": _s(pct),
-            "partner_commission_before": _s(before.commission),
-            "partner_commission_after": _s(commission),
-            "override_before": _s(o_before),
-            "override_after": _s(o_after),
-            "rounding": _rounding(currency),
+            "override_percent": text(pct),
+            "partner_commission_before": text(before.commission),
+            "partner_commission_after": text(commission),
+            "override_before": text(o_before),
+            "override_after": text(o_after),
+            "rounding": rounding(currency),
         }
     new_state = replace(moved, commission=commission, override=before.override + o_delta)
 
     record: Explain = {
         **explain,
-        "rule": _rule_json(rule),
+        "rule": rule_json(rule),
         "brackets": _brackets(rule, before, moved),
         "state_before": before.as_json(),
         "state_after": new_state.as_json(),
-        "month_total_before": _s(t_before),
-        "month_total_after": _s(t_after),
+        "month_total_before": text(t_before),
+        "month_total_after": text(t_after),
         "caps_applied": caps,
-        "rounding": _rounding(currency),
+        "rounding": rounding(currency),
     }
     if override_explain is not None:
         record["override"] = override_explain
@@ -474,7 +284,7 @@ def _settle(
                 kind=kind,
                 amount=o_delta,
                 beneficiary="parent",
-                explain={**override_explain, "partner_delta": _s(delta)},
+                explain={**override_explain, "partner_delta": text(delta)},
             )
         )
     return Outcome(entries=tuple(entries), new_state=new_state, explain=record)
@@ -526,11 +336,11 @@ def compute_conversion(
     explain: Explain = {
         "event": conv.event,
         "operation": "conversion",
-        "amount": _s(amount),
+        "amount": text(amount),
         "split": split,
-        "tiered_base": _s(base),
+        "tiered_base": text(base),
         "category_parts": [
-            {"category": k, "amount": _s(v), "percent": _s(rule.category_percent(k))}
+            {"category": k, "amount": text(v), "percent": text(rule.category_percent(k))}
             for k, v in parts
         ],
         **window,
@@ -613,14 +423,14 @@ def compute_refund(
     explain: Explain = {
         "event": refund.event,
         "operation": "refund",
-        "refund_amount": _s(now),
-        "conversion_amount": _s(total),
-        "refunded_before": _s(before_cum),
-        "refunded_after": _s(after_cum),
+        "refund_amount": text(now),
+        "conversion_amount": text(total),
+        "refunded_before": text(before_cum),
+        "refunded_after": text(after_cum),
         "full": full,
         "split": split,
-        "tiered_base_removed": _s(base_move),
-        "category_parts_removed": [{"category": k, "amount": _s(v)} for k, v in part_moves],
+        "tiered_base_removed": text(base_move),
+        "category_parts_removed": [{"category": k, "amount": text(v)} for k, v in part_moves],
     }
     fixed: Decimal | None = None
     if rule.cap_per_conversion is not None:
@@ -636,7 +446,7 @@ def compute_refund(
         else:
             fixed = -round_money(earned * now / remaining, currency)
         explain["per_conversion"] = {
-            "earned_before": _s(earned),
+            "earned_before": text(earned),
             "basis": "full refund" if full else "share of the remaining amount",
         }
     return _settle(
@@ -649,164 +459,4 @@ def compute_refund(
         positive_kind="commission",
         explain=explain,
         fixed_delta=fixed,
-    )
-
-
-# --- what-if simulation ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SimRefund:
-    """A refund of a simulated conversion at a moment."""
-
-    amount: Decimal
-    occurred_at: datetime
-
-
-@dataclass(frozen=True)
-class SimConversion:
-    """A simulated conversion (or click), with any refunds it later gets."""
-
-    occurred_at: datetime
-    event: Event = "sale"
-    amount: Decimal | None = None
-    items: tuple[Item, ...] = ()
-    recurring_since: datetime | None = None
-    refunds: tuple[SimRefund, ...] = ()
-
-
-@dataclass(frozen=True)
-class SimMonth:
-    """Totals of one month and event."""
-
-    month: date
-    event: Event
-    revenue: Decimal
-    count: int
-    commission: Decimal
-    override: Decimal
-
-
-@dataclass(frozen=True)
-class SimLine:
-    """What one simulated conversion earned net of its refunds."""
-
-    index: int
-    month: date
-    commission: Decimal
-    override: Decimal
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class SimResult:
-    """Month totals, per-conversion lines, and the overall totals."""
-
-    months: tuple[SimMonth, ...]
-    lines: tuple[SimLine, ...]
-    commission: Decimal
-    override: Decimal
-    entries: int = field(default=0)
-
-
-def simulate(
-    terms: Terms,
-    conversions: Sequence[SimConversion],
-    currency: str,
-    tz: str,
-    *,
-    has_parent: bool = False,
-) -> SimResult:
-    """Run conversions and refunds through the engine in time order, month by month."""
-    # (when, order, index, refund index or -1): a refund sorts after its
-    # conversion even when dated earlier.
-    ops: list[tuple[datetime, int, int, int]] = []
-    for i, conv in enumerate(conversions):
-        at = ensure_aware(conv.occurred_at)
-        ops.append((at, 0, i, -1))
-        for j, ref in enumerate(conv.refunds):
-            ops.append((max(ensure_aware(ref.occurred_at), at), 1, i, j))
-    ops.sort()
-
-    states: dict[tuple[date, Event], MonthState] = {}
-    earned: dict[int, Decimal] = {}
-    parent: dict[int, Decimal] = {}
-    refunded: dict[int, Decimal] = {}
-    counted: dict[int, bool] = {}
-    reasons: dict[int, str] = {}
-    entry_count = 0
-    for _, _, i, j in ops:
-        conv = conversions[i]
-        month = month_start(conv.occurred_at, tz)
-        key = (month, conv.event)
-        state = states.get(key, MonthState.empty())
-        if conv.event == "click":
-            if j >= 0:
-                continue
-            outcome = compute_click(terms, state, currency, has_parent)
-        elif j < 0:
-            outcome = compute_conversion(
-                terms,
-                ConversionInput(
-                    event=conv.event,
-                    amount=conv.amount,
-                    occurred_at=conv.occurred_at,
-                    items=conv.items,
-                    recurring_since=conv.recurring_since,
-                ),
-                state,
-                currency,
-                has_parent,
-            )
-            counted[i] = outcome.new_state != state
-        else:
-            total = round_money(conv.amount or ZERO, currency)
-            before = refunded.get(i, ZERO)
-            amount = min(round_money(conv.refunds[j].amount, currency), total - before)
-            if amount <= 0:
-                continue
-            outcome = compute_refund(
-                terms,
-                RefundInput(
-                    event=conv.event,
-                    amount=amount,
-                    conversion_amount=total,
-                    refunded_before=before,
-                    items=conv.items,
-                    earned=earned.get(i, ZERO),
-                    full=before + amount >= total,
-                    counted=counted.get(i, False),
-                ),
-                state,
-                currency,
-                has_parent,
-            )
-            refunded[i] = before + amount
-        states[key] = outcome.new_state
-        entry_count += len(outcome.entries)
-        earned[i] = earned.get(i, ZERO) + outcome.partner_total()
-        parent[i] = parent.get(i, ZERO) + outcome.parent_total()
-        if not outcome.entries and "reason" in outcome.explain:
-            reasons.setdefault(i, str(outcome.explain["reason"]))
-
-    months = tuple(
-        SimMonth(m, ev, s.revenue, s.count, s.commission, s.override)
-        for (m, ev), s in sorted(states.items())
-    )
-    lines = tuple(
-        SimLine(
-            index=i,
-            month=month_start(c.occurred_at, tz),
-            commission=earned.get(i, ZERO),
-            override=parent.get(i, ZERO),
-            reason=reasons.get(i) if earned.get(i, ZERO) == 0 else None,
-        )
-        for i, c in enumerate(conversions)
-    )
-    return SimResult(
-        months=months,
-        lines=lines,
-        commission=sum((m.commission for m in months), ZERO),
-        override=sum((m.override for m in months), ZERO),
-        entries=entry_count,
     )
