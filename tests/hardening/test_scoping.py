@@ -400,3 +400,24 @@ async def test_walk_every_get_a_bound_partner_can_reach(app, client, world, boun
     }
     assert walked == gets
     assert answered >= 20
+
+
+async def test_listing_conversions_reads_their_entries_in_one_query(app, client, world):
+    """A page of conversions costs one query for its ledger entries, whatever its length."""
+    from sqlalchemy import event
+
+    merchant = await make_key(app, "merchant", program_ids=[world["A"]["id"]])
+    await client.get("/v1/conversions", headers=merchant)  # the key, now cached
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        r = await client.get("/v1/conversions", params={"limit": 200}, headers=merchant)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert r.status_code == 200 and len(r.json()["items"]) >= 5
+    assert sum(s.count("FROM commission_entries") > 0 for s in statements) == 1, statements
