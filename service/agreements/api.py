@@ -39,7 +39,7 @@ async def list_(
     program_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[AgreementOut]:
     rows, cursor = await service.list_agreements(session, page, auth, partner_id, program_id)
-    return Page(items=[await service.to_out(session, r) for r in rows], next_cursor=cursor)
+    return Page(items=await service.to_outs(session, rows), next_cursor=cursor)
 
 
 @router.get("/v1/agreements/{agreement_id}", responses=ERRORS)

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
+from service.agreements import repository
 from service.agreements.schemas import (
     AgreementCreate,
     AgreementOut,
@@ -22,7 +23,7 @@ from service.agreements.terms import TermsInvalid, terms_to_json, validate_terms
 from service.auth.keys import Principal
 from service.commissions.terms import Terms
 from service.errors import Conflict, NotFound, ValidationFailed
-from service.kit.pagination import PageParams, page_of, paginate_query
+from service.kit.pagination import PageParams
 from service.kit.time import utc_now
 from service.models import Agreement, AgreementVersion, Partner, PartnerStatus, Program
 
@@ -94,8 +95,17 @@ def _current(versions: list[AgreementVersion], at: datetime) -> AgreementVersion
 
 async def to_out(session: AsyncSession, agreement: Agreement) -> AgreementOut:
     """The API shape of an agreement with all its versions."""
-    versions = await _versions(session, agreement.id)
+    return (await to_outs(session, [agreement]))[0]
+
+
+async def to_outs(session: AsyncSession, agreements: list[Agreement]) -> list[AgreementOut]:
+    """The API shape of agreements, their versions read in one query."""
+    versions = await repository.versions_of(session, [a.id for a in agreements])
     now = utc_now()
+    return [_out(a, versions[a.id], now) for a in agreements]
+
+
+def _out(agreement: Agreement, versions: list[AgreementVersion], now: datetime) -> AgreementOut:
     current = _current(versions, now) if status_at(agreement, now) == "active" else None
     return AgreementOut(
         id=agreement.id,
@@ -175,9 +185,9 @@ async def create_agreement(
 
 
 async def get_agreement(session: AsyncSession, agreement_id: uuid.UUID, by: Principal) -> Agreement:
-    """An agreement by id; partners see only their own (404 otherwise)."""
-    agreement = await session.get(Agreement, agreement_id)
-    if agreement is None or not by.sees_partner(agreement.partner_id):
+    """An agreement the key may read (a partner its own, in its programs), or NotFound."""
+    agreement = await repository.get(session, by, agreement_id)
+    if agreement is None:
         raise NotFound(f"agreement {agreement_id} does not exist")
     return agreement
 
@@ -263,16 +273,8 @@ async def list_agreements(
     partner_id: uuid.UUID | None = None,
     program_id: uuid.UUID | None = None,
 ) -> tuple[list[Agreement], str | None]:
-    """A page of agreements, filtered; partners see only their own."""
-    stmt = select(Agreement)
-    if by.partner_id is not None and by.role == "partner":
-        stmt = stmt.where(Agreement.partner_id == by.partner_id)
-    if partner_id is not None:
-        stmt = stmt.where(Agreement.partner_id == partner_id)
-    if program_id is not None:
-        stmt = stmt.where(Agreement.program_id == program_id)
-    rows = list((await session.scalars(paginate_query(stmt, Agreement.id, params))).all())
-    return page_of(rows, params)
+    """A page of the agreements the key may read, filtered."""
+    return await repository.page(session, by, params, partner_id=partner_id, program_id=program_id)
 
 
 async def in_force(

@@ -4,13 +4,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from service.auth.deps import FinanceOrPartner
+from service.commissions import repository
 from service.commissions.schemas import EntryOut, entry_out
 from service.db import Session
-from service.kit.pagination import Page, Pagination, page_of, paginate_query
-from service.models import CommissionEntry
+from service.kit.pagination import Page, Pagination
 from service.openapi_responses import ERRORS
 
 router = APIRouter(tags=["commissions"])
@@ -33,21 +32,15 @@ async def list_(
     unpaid: Annotated[bool | None, Query(description="only entries in no payout")] = None,
 ) -> Page[EntryOut]:
     """Ledger entries; a partner key sees only its own."""
-    stmt = select(CommissionEntry)
-    if auth.role == "partner":
-        stmt = stmt.where(CommissionEntry.partner_id == auth.partner_id)
-    if partner_id is not None:
-        stmt = stmt.where(CommissionEntry.partner_id == partner_id)
-    if program_id is not None:
-        stmt = stmt.where(CommissionEntry.program_id == program_id)
-    if conversion_id is not None:
-        stmt = stmt.where(CommissionEntry.conversion_id == conversion_id)
-    if payout_id is not None:
-        stmt = stmt.where(CommissionEntry.payout_id == payout_id)
-    if kind is not None:
-        stmt = stmt.where(CommissionEntry.kind == kind)
-    if unpaid:
-        stmt = stmt.where(CommissionEntry.payout_id.is_(None))
-    rows = list((await session.scalars(paginate_query(stmt, CommissionEntry.id, page))).all())
-    items, cursor = page_of(rows, page)
-    return Page(items=[entry_out(r) for r in items], next_cursor=cursor)
+    rows, cursor = await repository.page(
+        session,
+        auth,
+        page,
+        partner_id=partner_id,
+        program_id=program_id,
+        conversion_id=conversion_id,
+        payout_id=payout_id,
+        kind=kind,
+        unpaid=unpaid,
+    )
+    return Page(items=[entry_out(r, auth) for r in rows], next_cursor=cursor)

@@ -1,4 +1,4 @@
-"""The ledger entry as the API shows it, to every caller alike."""
+"""The ledger entry as the API shows it; partners see no other partner's figures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from service.auth.keys import Principal
+from service.auth.scope import is_partner
 from service.kit.money import format_minor
 from service.models import CommissionEntry
+
+# What a parent may read of an override entry computed from its child's commission: its
+# own rate and how it was rounded, not the child's commission it was computed from.
+PARENT_EXPLAIN = frozenset({"beneficiary", "override_percent", "rounding", "hold_days", "reason"})
 
 
 class EntryOut(BaseModel):
@@ -29,8 +35,21 @@ class EntryOut(BaseModel):
     explain: dict[str, Any]
 
 
-def entry_out(row: CommissionEntry) -> EntryOut:
-    """The API shape of a ledger entry."""
+def explain_for(row: CommissionEntry, principal: Principal) -> dict[str, Any]:
+    """The entry's explain as this key may read it."""
+    explain = row.explain
+    if not is_partner(principal):
+        return explain
+    if explain.get("beneficiary") == "parent":
+        return {k: v for k, v in explain.items() if k in PARENT_EXPLAIN}
+    # The attributed partner's own record, without what its parent earns from it.
+    return {k: v for k, v in explain.items() if k != "override"}
+
+
+def entry_out(row: CommissionEntry, principal: Principal) -> EntryOut:
+    """The API shape of a ledger entry, as this key may read it."""
+    # A parent's override is computed under its child's agreement, which is not the parent's.
+    childs = is_partner(principal) and row.explain.get("beneficiary") == "parent"
     return EntryOut(
         id=row.id,
         partner_id=row.partner_id,
@@ -42,8 +61,8 @@ def entry_out(row: CommissionEntry) -> EntryOut:
         currency=row.currency,
         available_at=row.available_at,
         payout_id=row.payout_id,
-        agreement_id=row.agreement_id,
-        agreement_version=row.agreement_version,
+        agreement_id=None if childs else row.agreement_id,
+        agreement_version=None if childs else row.agreement_version,
         created_at=row.created_at,
-        explain=row.explain,
+        explain=explain_for(row, principal),
     )

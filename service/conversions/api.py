@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.deps import Admin, AdminMerchantPartner, Merchant
+from service.auth.keys import Principal
+from service.auth.scope import is_partner
+from service.commissions import repository as commissions
 from service.commissions.schemas import entry_out
-from service.conversions import fx, service
+from service.conversions import fx, repository, service
 from service.conversions.schemas import (
     Attribution,
     ConversionCreate,
@@ -23,7 +26,7 @@ from service.conversions.schemas import (
 )
 from service.db import Session
 from service.kit.money import format_minor
-from service.kit.pagination import Page, Pagination, page_of, paginate_query
+from service.kit.pagination import Page, Pagination
 from service.models import CommissionEntry, Conversion, Refund
 from service.openapi_responses import ERRORS, WRITE_ERRORS
 from service.redirect.clickid import ClickIdSigner
@@ -45,15 +48,28 @@ def context(request: Request) -> service.Context:
     return ctx
 
 
-async def conversion_out(
-    session: AsyncSession, row: Conversion, partner_id: uuid.UUID | None = None
-) -> ConversionOut:
-    """The API shape of a conversion, with its entries (a partner sees only its own)."""
-    entries = await service.entries_of(session, CommissionEntry.conversion_id == row.id)
-    if partner_id is not None:
-        entries = [e for e in entries if e.partner_id == partner_id]
+async def conversions_out(
+    session: AsyncSession, principal: Principal, rows: Sequence[Conversion]
+) -> list[ConversionOut]:
+    """The API shape of conversions, with the entries the key may read (one query for all)."""
+    entries = await commissions.by_conversion(session, principal, [r.id for r in rows])
+    return [conversion_out(r, entries[r.id], principal) for r in rows]
+
+
+def _attribution(row: Conversion, principal: Principal) -> dict[str, Any]:
     attribution = dict(row.attribution or {})
     attribution.pop("ledger", None)
+    if is_partner(principal) and attribution.get("detail"):
+        # The merchant's customer ids are not the partner's to read.
+        detail = {k: v for k, v in attribution["detail"].items() if k != "customer_id"}
+        attribution["detail"] = detail or None
+    return attribution or {"partner_id": None, "method": None, "reasons": []}
+
+
+def conversion_out(
+    row: Conversion, entries: Sequence[CommissionEntry], principal: Principal
+) -> ConversionOut:
+    """The API shape of a conversion, as this key may read it."""
     return ConversionOut(
         id=row.id,
         program_id=row.program_id,
@@ -74,13 +90,11 @@ async def conversion_out(
         occurred_at=row.occurred_at,
         click_id=row.click_token,
         promo_code=row.promo_code,
-        customer_id=row.customer_external_id,
+        customer_id=None if is_partner(principal) else row.customer_external_id,
         items=row.items,
         metadata=row.metadata_,
-        attribution=Attribution.model_validate(
-            attribution or {"partner_id": None, "method": None, "reasons": []}
-        ),
-        commissions=[entry_out(e) for e in entries],
+        attribution=Attribution.model_validate(_attribution(row, principal)),
+        commissions=[entry_out(e, principal) for e in entries],
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -97,7 +111,7 @@ async def create(
     row, created = await service.record_conversion(session, body, auth, context(request))
     if not created:
         response.status_code = 200
-    return await conversion_out(session, row)
+    return (await conversions_out(session, auth, [row]))[0]
 
 
 @router.get("/v1/conversions", responses=ERRORS)
@@ -111,25 +125,17 @@ async def list_(
     occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
     occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
 ) -> Page[ConversionOut]:
-    stmt = select(Conversion)
-    if auth.role == "partner":
-        stmt = stmt.where(Conversion.partner_id == auth.partner_id)
-    if auth.role == "merchant":
-        stmt = stmt.where(Conversion.program_id.in_(auth.program_ids))
-    if program_id is not None:
-        stmt = stmt.where(Conversion.program_id == program_id)
-    if partner_id is not None:
-        stmt = stmt.where(Conversion.partner_id == partner_id)
-    if status is not None:
-        stmt = stmt.where(Conversion.status == status)
-    if occurred_from is not None:
-        stmt = stmt.where(Conversion.occurred_at >= occurred_from)
-    if occurred_to is not None:
-        stmt = stmt.where(Conversion.occurred_at < occurred_to)
-    query = paginate_query(stmt, Conversion.id, page, Conversion.created_at)
-    rows, cursor = page_of(list((await session.scalars(query)).all()), page, by_created=True)
-    own = auth.partner_id if auth.role == "partner" else None
-    return Page(items=[await conversion_out(session, r, own) for r in rows], next_cursor=cursor)
+    rows, cursor = await repository.page(
+        session,
+        auth,
+        page,
+        program_id=program_id,
+        partner_id=partner_id,
+        status=status,
+        occurred_from=occurred_from,
+        occurred_to=occurred_to,
+    )
+    return Page(items=await conversions_out(session, auth, rows), next_cursor=cursor)
 
 
 @router.get("/v1/conversions/{conversion_id}", responses=ERRORS)
@@ -137,8 +143,7 @@ async def get(
     conversion_id: uuid.UUID, auth: AdminMerchantPartner, session: Session
 ) -> ConversionOut:
     row = await service.get_conversion(session, conversion_id, auth)
-    own = auth.partner_id if auth.role == "partner" else None
-    return await conversion_out(session, row, own)
+    return (await conversions_out(session, auth, [row]))[0]
 
 
 async def _decide(
@@ -146,7 +151,7 @@ async def _decide(
 ) -> ConversionOut:
     row = await service.decide(session, conversion_id, action, body.reason, auth)
     await session.refresh(row)
-    return await conversion_out(session, row)
+    return (await conversions_out(session, auth, [row]))[0]
 
 
 @router.post("/v1/conversions/{conversion_id}/review", responses=WRITE_ERRORS)
@@ -186,12 +191,13 @@ async def refund(
         response.status_code = 200
     conversion = await session.get(Conversion, row.conversion_id)
     assert conversion is not None
-    return refund_out(
-        row, conversion, await service.entries_of(session, CommissionEntry.refund_id == row.id)
-    )
+    entries = await service.entries_of(session, CommissionEntry.refund_id == row.id)
+    return refund_out(row, conversion, entries, auth)
 
 
-def refund_out(row: Refund, conversion: Conversion, entries: list[CommissionEntry]) -> RefundOut:
+def refund_out(
+    row: Refund, conversion: Conversion, entries: list[CommissionEntry], principal: Principal
+) -> RefundOut:
     """The API shape of a refund with its reversals."""
     return RefundOut(
         id=row.id,
@@ -201,7 +207,7 @@ def refund_out(row: Refund, conversion: Conversion, entries: list[CommissionEntr
         currency=row.currency,
         program_amount=format_minor(row.program_amount_minor, conversion.program_currency),
         created_at=row.created_at,
-        reversals=[entry_out(e) for e in entries],
+        reversals=[entry_out(e, principal) for e in entries],
     )
 
 

@@ -22,6 +22,7 @@ from service.auth.keys import Principal
 from service.commissions.engine import compute_conversion, compute_refund
 from service.commissions.state import ConversionInput, Item, RefundInput
 from service.conversions import attribution as attr
+from service.conversions import repository
 from service.conversions.fraud import FraudSignals, review_reasons
 from service.conversions.ledger import lock_month, save_month, write_entries
 from service.conversions.schemas import ConversionCreate, RefundCreate
@@ -139,12 +140,8 @@ async def get_conversion(
     session: AsyncSession, conversion_id: uuid.UUID, by: Principal
 ) -> Conversion:
     """A conversion the caller may see, or NotFound."""
-    conversion = await session.get(Conversion, conversion_id)
-    if (
-        conversion is None
-        or not by.sees_program(conversion.program_id)
-        or not by.sees_partner(conversion.partner_id)
-    ):
+    conversion = await repository.get(session, by, conversion_id)
+    if conversion is None:
         raise NotFound(f"conversion {conversion_id} does not exist")
     return conversion
 

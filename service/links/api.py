@@ -86,14 +86,14 @@ async def list_promo_codes(
     code: Annotated[str | None, Query(max_length=64, description="matched ignoring case")] = None,
 ) -> Page[PromoCodeOut]:
     rows, cursor = await service.list_promo_codes(
-        session, page, program_id=program_id, partner_id=partner_id, status=status, code=code
+        session, page, auth, program_id=program_id, partner_id=partner_id, status=status, code=code
     )
     return Page(items=[service.promo_to_out(r) for r in rows], next_cursor=cursor)
 
 
 @promo_codes_router.get("/{promo_code_id}", responses=ERRORS)
 async def get_promo_code(promo_code_id: uuid.UUID, auth: Admin, session: Session) -> PromoCodeOut:
-    return service.promo_to_out(await service.get_promo_code(session, promo_code_id))
+    return service.promo_to_out(await service.get_promo_code(session, promo_code_id, auth))
 
 
 @promo_codes_router.patch("/{promo_code_id}", responses=WRITE_ERRORS)

@@ -18,8 +18,9 @@ from sqlalchemy.orm.util import identity_key
 from service import audit
 from service.auth.keys import Principal
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed, field_error
-from service.kit.pagination import PageParams, page_of, paginate_query
+from service.kit.pagination import PageParams
 from service.kit.time import utc_now
+from service.links import repository
 from service.links.schemas import (
     LinkCreate,
     LinkOut,
@@ -254,10 +255,8 @@ async def create_link(session: AsyncSession, body: LinkCreate, by: Principal) ->
 
 async def get_link(session: AsyncSession, link_id: uuid.UUID, by: Principal) -> Link:
     """A link the caller may see, or NotFound."""
-    link = await session.get(Link, link_id)
-    if link is None or not by.sees_partner(link.partner_id):
-        raise NotFound(f"link {link_id} does not exist")
-    if by.role == Role.partner and not by.sees_program(link.program_id):
+    link = await repository.get(session, by, link_id)
+    if link is None:
         raise NotFound(f"link {link_id} does not exist")
     return link
 
@@ -310,19 +309,9 @@ async def list_links(
     status: str | None = None,
 ) -> tuple[list[Link], str | None]:
     """A page of the links the caller may see, with optional filters."""
-    stmt = select(Link)
-    if by.role == Role.partner:
-        stmt = stmt.where(Link.partner_id == by.partner_id)
-        if by.program_ids:
-            stmt = stmt.where(Link.program_id.in_(by.program_ids))
-    if program_id is not None:
-        stmt = stmt.where(Link.program_id == program_id)
-    if partner_id is not None:
-        stmt = stmt.where(Link.partner_id == partner_id)
-    if status is not None:
-        stmt = stmt.where(Link.status == status)
-    rows = list((await session.scalars(paginate_query(stmt, Link.id, params))).all())
-    return page_of(rows, params)
+    return await repository.page(
+        session, by, params, program_id=program_id, partner_id=partner_id, status=status
+    )
 
 
 # --- promo codes --------------------------------------------------------------------------
@@ -423,9 +412,9 @@ async def create_promo_code(
     return promo
 
 
-async def get_promo_code(session: AsyncSession, promo_id: uuid.UUID) -> PromoCode:
-    """A promo code by id, or NotFound."""
-    promo = await session.get(PromoCode, promo_id)
+async def get_promo_code(session: AsyncSession, promo_id: uuid.UUID, by: Principal) -> PromoCode:
+    """A promo code the caller may see, or NotFound."""
+    promo = await repository.get_promo_code(session, by, promo_id)
     if promo is None:
         raise NotFound(f"promo code {promo_id} does not exist")
     return promo
@@ -435,7 +424,7 @@ async def update_promo_code(
     session: AsyncSession, promo_id: uuid.UUID, body: PromoCodeUpdate, by: Principal
 ) -> PromoCode:
     """Change a promo code's window, use limit or status."""
-    promo = await get_promo_code(session, promo_id)
+    promo = await get_promo_code(session, promo_id, by)
     changes = body.model_dump(exclude_unset=True)
     if "status" in changes and changes["status"] is None:
         raise field_error("status", "may not be null")
@@ -463,24 +452,23 @@ async def update_promo_code(
 async def list_promo_codes(
     session: AsyncSession,
     params: PageParams,
+    by: Principal,
     *,
     program_id: uuid.UUID | None = None,
     partner_id: uuid.UUID | None = None,
     status: str | None = None,
     code: str | None = None,
 ) -> tuple[list[PromoCode], str | None]:
-    """A page of promo codes, with optional filters (code matched ignoring case)."""
-    stmt = select(PromoCode)
-    if program_id is not None:
-        stmt = stmt.where(PromoCode.program_id == program_id)
-    if partner_id is not None:
-        stmt = stmt.where(PromoCode.partner_id == partner_id)
-    if status is not None:
-        stmt = stmt.where(PromoCode.status == status)
-    if code is not None:
-        stmt = stmt.where(PromoCode.code_normalized == normalise_promo_code(code.strip()))
-    rows = list((await session.scalars(paginate_query(stmt, PromoCode.id, params))).all())
-    return page_of(rows, params)
+    """A page of the promo codes the caller may see, filtered (code matched ignoring case)."""
+    return await repository.page_promo_codes(
+        session,
+        by,
+        params,
+        program_id=program_id,
+        partner_id=partner_id,
+        status=status,
+        code_normalized=None if code is None else normalise_promo_code(code.strip()),
+    )
 
 
 async def check_promo_code(

@@ -27,13 +27,13 @@ async def list_(
     page: Pagination,
     status: Annotated[Status | None, Query()] = None,
 ) -> Page[PartnerOut]:
-    rows, cursor = await service.list_partners(session, page, status)
+    rows, cursor = await service.list_partners(session, page, auth, status)
     return Page(items=[service.to_out(r) for r in rows], next_cursor=cursor)
 
 
 @router.get("/{partner_id}", responses=ERRORS)
 async def get(partner_id: uuid.UUID, auth: Admin, session: Session) -> PartnerOut:
-    return service.to_out(await service.get_partner(session, partner_id))
+    return service.to_out(await service.get_partner(session, partner_id, auth))
 
 
 @router.patch("/{partner_id}", responses=WRITE_ERRORS)

@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import audit
 from service.auth.keys import Principal
 from service.errors import Conflict, NotFound, ValidationFailed
-from service.kit.pagination import PageParams, page_of, paginate_query
+from service.kit.pagination import PageParams
 from service.models import Partner, PartnerStatus
+from service.partners import repository
 from service.partners.schemas import PartnerCreate, PartnerOut, PartnerUpdate
 
 # terminated is final; the rest may move as a program manager would expect.
@@ -39,9 +40,9 @@ def to_out(partner: Partner) -> PartnerOut:
     )
 
 
-async def get_partner(session: AsyncSession, partner_id: uuid.UUID) -> Partner:
-    """A partner by id, or NotFound."""
-    partner = await session.get(Partner, partner_id)
+async def get_partner(session: AsyncSession, partner_id: uuid.UUID, by: Principal) -> Partner:
+    """A partner the caller may see, or NotFound."""
+    partner = await repository.get(session, by, partner_id)
     if partner is None:
         raise NotFound(f"partner {partner_id} does not exist")
     return partner
@@ -117,7 +118,7 @@ async def update_partner(
     session: AsyncSession, partner_id: uuid.UUID, body: PartnerUpdate, by: Principal
 ) -> Partner:
     """Apply a partial update under the status and parent rules."""
-    partner = await get_partner(session, partner_id)
+    partner = await get_partner(session, partner_id, by)
     changes = body.model_dump(exclude_unset=True)
     for required in ("name", "email", "status", "payout_details", "metadata"):
         if required in changes and changes[required] is None:
@@ -148,11 +149,7 @@ async def update_partner(
 
 
 async def list_partners(
-    session: AsyncSession, params: PageParams, status: str | None = None
+    session: AsyncSession, params: PageParams, by: Principal, status: str | None = None
 ) -> tuple[list[Partner], str | None]:
-    """A page of partners, optionally of one status."""
-    stmt = select(Partner)
-    if status is not None:
-        stmt = stmt.where(Partner.status == status)
-    rows = list((await session.scalars(paginate_query(stmt, Partner.id, params))).all())
-    return page_of(rows, params)
+    """A page of the partners the caller may see, optionally of one status."""
+    return await repository.page(session, by, params, status=status)

@@ -62,7 +62,7 @@ async def preview(
     program_id: Annotated[uuid.UUID | None, Query()] = None,
     format: FormatParam = None,
 ) -> Any:
-    result = await service.preview(session, as_of, program_id)
+    result = await service.preview(session, auth, as_of, program_id)
     if _wants_csv(request, format):
         return _csv_response(service.preview_csv(result), "payout-preview.csv")
     return result
@@ -108,13 +108,13 @@ async def list_runs(
     page: Pagination,
     program_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[RunSummary]:
-    items, cursor = await service.list_runs(session, page, program_id)
+    items, cursor = await service.list_runs(session, page, auth, program_id)
     return Page(items=items, next_cursor=cursor)
 
 
 @router.get("/payout-runs/{run_id}", responses=ERRORS)
 async def get_run(run_id: uuid.UUID, auth: Finance, session: Session) -> RunOut:
-    return await service.run_out(session, await service.get_run(session, run_id))
+    return await service.run_out(session, await service.get_run(session, run_id, auth))
 
 
 @router.get(
@@ -123,7 +123,7 @@ async def get_run(run_id: uuid.UUID, auth: Finance, session: Session) -> RunOut:
     responses={**ERRORS, 200: {"content": {"text/csv": {}}, "description": "one row per payout"}},
 )
 async def export_run(run_id: uuid.UUID, auth: Finance, session: Session) -> Response:
-    run = await service.get_run(session, run_id)
+    run = await service.get_run(session, run_id, auth)
     return _csv_response(await service.run_csv(session, run), f"payout-run-{run.id}.csv")
 
 

@@ -8,43 +8,84 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, cast, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.auth.keys import Principal
+from service.auth.scope import bound_programs, in_programs, is_partner, of_partner
+from service.commissions import repository as commissions
+from service.models import CommissionEntry, Conversion, ConversionStatus, Payout, PayoutRun
 from service.payouts.rules import ProgramSlice
 
 # Advisory lock namespaces (first key of pg_advisory_xact_lock(int, int)).
 _LOCK_ALL_PROGRAMS = 0x5041_5901
 _LOCK_ONE_PROGRAM = 0x5041_5902
 
-# An entry is held while its conversion is under review; rejected conversions
-# have written their reversals, so their entries stay payable and net out.
-_HELD = "c.id IS NOT NULL"
-_SLICES = f"""
-SELECT e.partner_id, e.currency, e.program_id,
-       COALESCE(sum(e.amount_minor) FILTER (WHERE NOT ({_HELD}) AND e.available_at <= :as_of), 0)::bigint,
-       count(*) FILTER (WHERE NOT ({_HELD}) AND e.available_at <= :as_of),
-       COALESCE(sum(e.amount_minor) FILTER (WHERE NOT ({_HELD}) AND e.available_at > :as_of), 0)::bigint,
-       COALESCE(sum(e.amount_minor) FILTER (WHERE {_HELD}), 0)::bigint
-FROM commission_entries e
-LEFT JOIN conversions c ON c.id = e.conversion_id AND c.status = 'review'
-WHERE e.payout_id IS NULL {{program_filter}}
-GROUP BY e.partner_id, e.currency, e.program_id
-"""
+
+def readable(principal: Principal) -> Select[Payout]:
+    """The payouts a key may read: a partner its own; a bound key only payouts of its programs.
+
+    A payout may span programs, so a key bound to some programs reads a payout only when
+    none of its entries is of another program, and it is of one of the key's programs
+    (by its entries, or, once they are released, by its run).
+    """
+    stmt = select(Payout).where(of_partner(principal, Payout.partner_id))
+    if bound_programs(principal) is None:
+        return stmt
+    entries = select(CommissionEntry.id).where(CommissionEntry.payout_id == Payout.id)
+    mine = in_programs(principal, CommissionEntry.program_id)
+    run_mine = select(PayoutRun.id).where(
+        PayoutRun.id == Payout.run_id, in_programs(principal, PayoutRun.program_id)
+    )
+    return stmt.where(
+        ~entries.where(~mine).exists(), or_(entries.where(mine).exists(), run_mine.exists())
+    )
+
+
+def readable_runs(principal: Principal) -> Select[PayoutRun]:
+    """The runs a key may read: none for a partner (a run lists every partner's payouts)."""
+    if is_partner(principal):
+        return select(PayoutRun).where(false())
+    return select(PayoutRun).where(in_programs(principal, PayoutRun.program_id))
 
 
 async def unpaid_slices(
-    session: AsyncSession, as_of: datetime, program_id: uuid.UUID | None
+    session: AsyncSession, principal: Principal, as_of: datetime, program_id: uuid.UUID | None
 ) -> list[ProgramSlice]:
-    """Unpaid entries summed per partner, currency and program, split by state."""
-    params: dict[str, Any] = {"as_of": as_of}
-    program_filter = ""
+    """Unpaid readable entries summed per partner, currency and program, split by state."""
+    e = CommissionEntry
+    # An entry is held while its conversion is under review; rejected conversions
+    # have written their reversals, so their entries stay payable and net out.
+    held = Conversion.id.is_not(None)
+    due = and_(~held, e.available_at <= as_of)
+    later = and_(~held, e.available_at > as_of)
+
+    def total(when: ColumnElement[bool]) -> ColumnElement[int]:
+        return cast(func.coalesce(func.sum(e.amount_minor).filter(when), 0), BigInteger)
+
+    stmt = (
+        commissions.readable(principal)
+        .with_only_columns(
+            e.partner_id,
+            e.currency,
+            e.program_id,
+            total(due),
+            func.count().filter(due),
+            total(later),
+            total(held),
+        )
+        .outerjoin(
+            Conversion,
+            and_(Conversion.id == e.conversion_id, Conversion.status == ConversionStatus.review),
+        )
+        .where(e.payout_id.is_(None))
+        .group_by(e.partner_id, e.currency, e.program_id)
+    )
     if program_id is not None:
-        program_filter = "AND e.program_id = :program_id"
-        params["program_id"] = program_id
+        stmt = stmt.where(e.program_id == program_id)
     # Ten thousand partners' groups fit in memory; the default 4MB would sort on disk.
     await session.execute(text("SET LOCAL work_mem = '64MB'"))
-    rows = await session.execute(text(_SLICES.format(program_filter=program_filter)), params)
+    rows = await session.execute(stmt)
     return [ProgramSlice(*row) for row in rows]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
 from service.auth.keys import Principal
+from service.commissions import repository as commissions
 from service.commissions.schemas import entry_out
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
 from service.kit.idempotency import request_hash
@@ -22,7 +23,7 @@ from service.kit.ids import new_id
 from service.kit.money import MoneyError, format_minor, parse_amount, to_minor
 from service.kit.pagination import PageParams, page_of, paginate_query
 from service.kit.time import rfc3339, utc_now
-from service.models import CommissionEntry, Payout, PayoutRun, PayoutStatus, Role
+from service.models import Payout, PayoutRun, PayoutStatus
 from service.payouts import repository as repo
 from service.payouts.rules import TRANSITIONS, Balance, balances
 from service.payouts.schemas import (
@@ -55,10 +56,10 @@ MAX_KEY_LENGTH = 200
 
 
 async def compute_balances(
-    session: AsyncSession, as_of: datetime, program_id: uuid.UUID | None
+    session: AsyncSession, by: Principal, as_of: datetime, program_id: uuid.UUID | None
 ) -> list[Balance]:
     """Per partner and currency: payable, pending, on hold and the minimum that applies."""
-    slices = await repo.unpaid_slices(session, as_of, program_id)
+    slices = await repo.unpaid_slices(session, by, as_of, program_id)
     program_ids = sorted({s.program_id for s in slices})
     programs = await repo.program_minimums(session, program_ids)
     minimums: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
@@ -85,12 +86,12 @@ async def ensure_program(session: AsyncSession, program_id: uuid.UUID | None) ->
 
 
 async def preview(
-    session: AsyncSession, as_of: datetime | None, program_id: uuid.UUID | None
+    session: AsyncSession, by: Principal, as_of: datetime | None, program_id: uuid.UUID | None
 ) -> Preview:
     """What a run at as_of would pay, hold and carry, per partner and currency."""
     when = as_of or utc_now()
     await ensure_program(session, program_id)
-    rows = await compute_balances(session, when, program_id)
+    rows = await compute_balances(session, by, when, program_id)
     partners = await repo.partner_infos(session, sorted({b.partner_id for b in rows}))
     items: list[PreviewItem] = []
     sums: dict[str, dict[str, int]] = {}
@@ -208,7 +209,7 @@ async def create_run(
         return await run_out(session, existing), False
 
     await repo.lock_scope(session, body.program_id)
-    due = [b for b in await compute_balances(session, as_of, body.program_id) if b.eligible]
+    due = [b for b in await compute_balances(session, by, as_of, body.program_id) if b.eligible]
     targets = [(new_id(), b.partner_id, b.currency) for b in due]
     await repo.insert_payouts(session, run_id, targets)
     locked = await repo.lock_entries(session, targets, as_of, body.program_id)
@@ -248,9 +249,9 @@ def _still_due(amount: int, min_payout: int) -> bool:
     return amount > 0 and amount >= min_payout
 
 
-async def get_run(session: AsyncSession, run_id: uuid.UUID) -> PayoutRun:
-    """A run by id, or NotFound."""
-    run = await session.get(PayoutRun, run_id)
+async def get_run(session: AsyncSession, run_id: uuid.UUID, by: Principal) -> PayoutRun:
+    """A run the caller may see, or NotFound."""
+    run = await session.scalar(repo.readable_runs(by).where(PayoutRun.id == run_id))
     if run is None:
         raise NotFound(f"payout run {run_id} does not exist")
     return run
@@ -296,10 +297,10 @@ async def run_out(session: AsyncSession, run: PayoutRun) -> RunOut:
 
 
 async def list_runs(
-    session: AsyncSession, params: PageParams, program_id: uuid.UUID | None
+    session: AsyncSession, params: PageParams, by: Principal, program_id: uuid.UUID | None
 ) -> tuple[list[RunSummary], str | None]:
-    """A page of runs, oldest first, with their totals."""
-    stmt = select(PayoutRun)
+    """A page of the runs the caller may see, oldest first, with their totals."""
+    stmt = repo.readable_runs(by)
     if program_id is not None:
         stmt = stmt.where(PayoutRun.program_id == program_id)
     rows = list((await session.scalars(paginate_query(stmt, PayoutRun.id, params))).all())
@@ -348,8 +349,9 @@ async def get_payout(
     session: AsyncSession, payout_id: uuid.UUID, by: Principal, *, for_update: bool = False
 ) -> Payout:
     """A payout the caller may see, or NotFound (another partner's payout included)."""
-    payout = await session.get(Payout, payout_id, with_for_update=for_update or None)
-    if payout is None or not by.sees_partner(payout.partner_id):
+    stmt = repo.readable(by).where(Payout.id == payout_id)
+    payout = await session.scalar(stmt.with_for_update(of=Payout) if for_update else stmt)
+    if payout is None:
         raise NotFound(f"payout {payout_id} does not exist")
     return payout
 
@@ -357,16 +359,10 @@ async def get_payout(
 async def payout_detail(session: AsyncSession, payout_id: uuid.UUID, by: Principal) -> PayoutDetail:
     """A payout with the ledger entries locked into it."""
     payout = await get_payout(session, payout_id, by)
-    entries = (
-        await session.scalars(
-            select(CommissionEntry)
-            .where(CommissionEntry.payout_id == payout.id)
-            .order_by(CommissionEntry.available_at, CommissionEntry.id)
-        )
-    ).all()
+    entries = await commissions.of_payout(session, by, payout.id)
     return PayoutDetail(
         **payout_out(payout).model_dump(),
-        entries=[entry_out(e) for e in entries],
+        entries=[entry_out(e, by) for e in entries],
     )
 
 
@@ -379,12 +375,8 @@ async def list_payouts(
     status: str | None,
     run_id: uuid.UUID | None,
 ) -> tuple[list[Payout], str | None]:
-    """A page of payouts; a partner key sees its own only."""
-    stmt = select(Payout)
-    if by.role == Role.partner:
-        if partner_id is not None and partner_id != by.partner_id:
-            return [], None
-        partner_id = by.partner_id
+    """A page of the payouts the caller may see; a partner key sees its own only."""
+    stmt = repo.readable(by)
     if partner_id is not None:
         stmt = stmt.where(Payout.partner_id == partner_id)
     if status is not None:

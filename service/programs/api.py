@@ -6,7 +6,6 @@ from fastapi import APIRouter
 
 from service.auth.deps import Admin
 from service.db import Session
-from service.errors import NotFound
 from service.kit.pagination import Page, Pagination
 from service.openapi_responses import ERRORS, WRITE_ERRORS
 from service.programs import service
@@ -28,10 +27,7 @@ async def list_(auth: Admin, session: Session, page: Pagination) -> Page[Program
 
 @router.get("/{program_id}", responses=ERRORS)
 async def get(program_id: uuid.UUID, auth: Admin, session: Session) -> ProgramOut:
-    program = await service.get_program(session, program_id)
-    if not auth.sees_program(program.id):
-        raise NotFound(f"program {program_id} does not exist")
-    return service.to_out(program)
+    return service.to_out(await service.get_program(session, program_id, auth))
 
 
 @router.patch("/{program_id}", responses=WRITE_ERRORS)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
 from service.auth.keys import Principal
 from service.errors import NotFound, ValidationFailed
 from service.kit.money import MoneyError, format_minor, is_currency, parse_amount, to_minor
-from service.kit.pagination import PageParams, page_of, paginate_query
+from service.kit.pagination import PageParams
 from service.kit.time import is_time_zone
 from service.kit.urls import check_http_url, host_of, is_hostname
 from service.models import Program
+from service.programs import repository
 from service.programs.schemas import ProgramCreate, ProgramOut, ProgramUpdate
 from service.redirect.location import host_allowed
 
@@ -107,9 +107,9 @@ async def create_program(session: AsyncSession, body: ProgramCreate, by: Princip
     return program
 
 
-async def get_program(session: AsyncSession, program_id: uuid.UUID) -> Program:
-    """A program by id, or NotFound."""
-    program = await session.get(Program, program_id)
+async def get_program(session: AsyncSession, program_id: uuid.UUID, by: Principal) -> Program:
+    """A program the caller may see, or NotFound."""
+    program = await repository.get(session, by, program_id)
     if program is None:
         raise NotFound(f"program {program_id} does not exist")
     return program
@@ -119,7 +119,7 @@ async def update_program(
     session: AsyncSession, program_id: uuid.UUID, body: ProgramUpdate, by: Principal
 ) -> Program:
     """Apply a partial update; the currency is fixed at creation, as the ledger is kept in it."""
-    program = await get_program(session, program_id)
+    program = await get_program(session, program_id, by)
     changes = body.model_dump(exclude_unset=True)
     for required in ("name", "time_zone", "default_url", "allowed_domains", "click_param"):
         if required in changes and changes[required] is None:
@@ -151,8 +151,4 @@ async def list_programs(
     session: AsyncSession, params: PageParams, by: Principal
 ) -> tuple[list[Program], str | None]:
     """A page of programs the caller may see."""
-    stmt = select(Program)
-    if by.program_ids and by.role in ("merchant", "partner"):
-        stmt = stmt.where(Program.id.in_(by.program_ids))
-    rows = list((await session.scalars(paginate_query(stmt, Program.id, params))).all())
-    return page_of(rows, params)
+    return await repository.page(session, by, params)

@@ -15,6 +15,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, literal, literal_column, null, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.auth.keys import Principal
+from service.auth.scope import in_programs, of_partner
+from service.commissions import repository as commissions
+from service.conversions import repository as conversions
 from service.models import (
     Click,
     ClickRollupHourly,
@@ -33,16 +37,24 @@ from service.models import (
 
 @dataclass(frozen=True)
 class Query:
-    """What one report reads: the range, the grouping and the caller's scope."""
+    """What one report reads: the range, the grouping, the filters and who asks."""
 
     start: datetime
     end: datetime
     time_zone: str
     group_by: str
-    # None: every program; otherwise only these (a program filter or a merchant's programs).
+    # The filters asked for (None: no filter); the key's own reach comes from `principal`.
     program_ids: frozenset[uuid.UUID] | None
     partner_id: uuid.UUID | None
     link_id: uuid.UUID | None
+    principal: Principal
+
+
+def readable(principal: Principal, rollup: Any) -> Select[Any]:
+    """The click rollup rows (hourly or sub1) a key may read: its programs, its partner."""
+    return select(rollup).where(
+        in_programs(principal, rollup.program_id), of_partner(principal, rollup.partner_id)
+    )
 
 
 def _day(q: Query, at: Any) -> ColumnElement[Any]:
@@ -91,7 +103,8 @@ async def click_rows(session: AsyncSession, q: Query) -> Sequence[Any]:
     }[q.group_by]()
     uniques = null() if q.group_by == "sub1" else func.sum(t.unique_clicks)
     stmt = (
-        select(
+        readable(q.principal, t)
+        .with_only_columns(
             key.label("key"),
             Program.currency.label("currency"),
             func.sum(t.clicks).label("clicks"),
@@ -146,13 +159,17 @@ async def conversion_rows(session: AsyncSession, q: Query) -> Sequence[Any]:
     is_sale = Conversion.type == ConversionType.sale
     net = func.coalesce(Conversion.program_amount_minor, 0) - refunded
     key = _conversion_key(q, Conversion.partner_id)
-    stmt = select(
-        key.label("key"),
-        Conversion.program_currency.label("currency"),
-        func.count().filter(Conversion.type == ConversionType.lead).label("leads"),
-        func.count().filter(is_sale).label("sales"),
-        func.coalesce(func.sum(net).filter(is_sale), 0).label("revenue_minor"),
-    ).where(Conversion.status != ConversionStatus.rejected)
+    stmt = (
+        conversions.readable(q.principal)
+        .with_only_columns(
+            key.label("key"),
+            Conversion.program_currency.label("currency"),
+            func.count().filter(Conversion.type == ConversionType.lead).label("leads"),
+            func.count().filter(is_sale).label("sales"),
+            func.coalesce(func.sum(net).filter(is_sale), 0).label("revenue_minor"),
+        )
+        .where(Conversion.status != ConversionStatus.rejected)
+    )
     stmt = _conversion_filters(stmt, q).group_by(key, Conversion.program_currency)
     if q.partner_id is not None:
         stmt = stmt.where(Conversion.partner_id == q.partner_id)
@@ -167,11 +184,15 @@ async def commission_rows(session: AsyncSession, q: Query) -> Sequence[Any]:
     otherwise only the attributed partner's entries count (overrides are left out).
     """
     key = _conversion_key(q, CommissionEntry.partner_id)
-    stmt = select(
-        key.label("key"),
-        CommissionEntry.currency.label("currency"),
-        func.sum(CommissionEntry.amount_minor).label("commission_minor"),
-    ).join(Conversion, Conversion.id == CommissionEntry.conversion_id)
+    stmt = (
+        commissions.readable(q.principal)
+        .with_only_columns(
+            key.label("key"),
+            CommissionEntry.currency.label("currency"),
+            func.sum(CommissionEntry.amount_minor).label("commission_minor"),
+        )
+        .join(Conversion, Conversion.id == CommissionEntry.conversion_id)
+    )
     stmt = _conversion_filters(stmt, q).group_by(key, CommissionEntry.currency)
     if q.group_by != "partner":
         stmt = stmt.where(CommissionEntry.partner_id == Conversion.partner_id)
@@ -196,7 +217,8 @@ async def _click_bounty_rows(session: AsyncSession, q: Query) -> Sequence[Any]:
     }[q.group_by]()
     constant = {"link": null(), "sub1": literal("")}.get(q.group_by)
     stmt = (
-        select(
+        commissions.readable(q.principal)
+        .with_only_columns(
             (key if constant is None else constant).label("key"),
             e.currency.label("currency"),
             func.sum(e.amount_minor).label("commission_minor"),

@@ -18,7 +18,10 @@ from service.auth.keys import Principal
 from service.errors import NotFound, field_error
 from service.kit.money import format_amount, format_minor, from_minor
 from service.kit.time import is_time_zone, utc_now
-from service.models import Link, Partner, Program, Role
+from service.links import repository as links
+from service.models import Program
+from service.partners import repository as partners
+from service.programs import repository as programs
 from service.reports import repository as repo
 from service.reports.schemas import (
     DayBoundaries,
@@ -92,36 +95,19 @@ def day_boundaries(time_zone: str, start: datetime, end: datetime) -> DayBoundar
         at = min(at + timedelta(hours=12), end)
 
 
-async def _scope(
-    session: AsyncSession, auth: Principal, req: Params
-) -> tuple[frozenset[uuid.UUID] | None, uuid.UUID | None, Program | None]:
-    """The programs and partner the caller may see, after the filters; 404 for others'."""
+async def _scope(session: AsyncSession, auth: Principal, req: Params) -> Program | None:
+    """404 for a program, partner or link filter the caller may not read; the program."""
     program = None
     if req.program_id is not None:
-        program = await session.get(Program, req.program_id)
-        if program is None or not auth.sees_program(program.id):
+        # For a partner, a program it has no agreement in is not there.
+        program = await programs.get(session, auth, req.program_id)
+        if program is None:
             raise NotFound(f"program {req.program_id} does not exist")
-    if req.partner_id is not None:
-        partner = await session.get(Partner, req.partner_id)
-        if partner is None or not auth.sees_partner(partner.id):
-            raise NotFound(f"partner {req.partner_id} does not exist")
-    if req.link_id is not None:
-        link = await session.get(Link, req.link_id)
-        if (
-            link is None
-            or not auth.sees_program(link.program_id)
-            or not auth.sees_partner(link.partner_id)
-        ):
-            raise NotFound(f"link {req.link_id} does not exist")
-    program_ids: frozenset[uuid.UUID] | None = None
-    if program is not None:
-        program_ids = frozenset({program.id})
-    elif auth.role == Role.merchant or (auth.role == Role.partner and auth.program_ids):
-        program_ids = auth.program_ids
-    partner_id = req.partner_id
-    if auth.role == Role.partner:
-        partner_id = auth.partner_id
-    return program_ids, partner_id, program
+    if req.partner_id is not None and await partners.get(session, auth, req.partner_id) is None:
+        raise NotFound(f"partner {req.partner_id} does not exist")
+    if req.link_id is not None and await links.get(session, auth, req.link_id) is None:
+        raise NotFound(f"link {req.link_id} does not exist")
+    return program
 
 
 def conversion_rate(conversions: int, clicks: int) -> str | None:
@@ -156,7 +142,7 @@ def _metrics(acc: _Acc, currency: str, *, uniques: bool) -> dict[str, Any]:
 async def performance(session: AsyncSession, auth: Principal, req: Params) -> Performance:
     """The KPIs of the range, grouped and split by currency, within what the caller sees."""
     start, end = _range(req.start, req.end)
-    program_ids, partner_id, program = await _scope(session, auth, req)
+    program = await _scope(session, auth, req)
     if req.time_zone is not None and not is_time_zone(req.time_zone):
         raise field_error("time_zone", "not an IANA time zone name")
     time_zone = req.time_zone or (program.time_zone if program is not None else "UTC")
@@ -165,9 +151,10 @@ async def performance(session: AsyncSession, auth: Principal, req: Params) -> Pe
         end=end,
         time_zone=time_zone,
         group_by=req.group_by,
-        program_ids=program_ids,
-        partner_id=partner_id,
+        program_ids=None if program is None else frozenset({program.id}),
+        partner_id=req.partner_id,
         link_id=req.link_id,
+        principal=auth,
     )
     groups: dict[tuple[Any, str], _Acc] = {}
 
