@@ -13,7 +13,7 @@ from tests.factories import create_partner, create_program
 from tests.payouts.factories import add_entry
 
 HOSTILE = {
-    "=HYPERLINK(\"http://evil.example\",\"x\")": "'=HYPERLINK(\"http://evil.example\",\"x\")",
+    '=HYPERLINK("http://evil.example","x")': '\'=HYPERLINK("http://evil.example","x")',
     " =1+1": "' =1+1",
     "+1+1": "'+1+1",
     "-2+3": "'-2+3",
