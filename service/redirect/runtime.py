@@ -10,6 +10,7 @@ import logging
 import asyncpg
 
 from service.config import ClickDurability, Settings
+from service.kit.clientip import ClientAddress
 from service.redirect.cache import LOOKUP_SQL, LinkCache, LinkEntry, NotifyListener
 from service.redirect.clickid import ClickIdSigner
 from service.redirect.partitions import ensure_partitions, maintain_partitions
@@ -54,6 +55,7 @@ class RedirectRuntime:
             if settings.client_ip_header
             else None
         )
+        self.client_address = ClientAddress(settings.trusted_proxies)
         self.country_header = (
             settings.country_header.lower().encode("latin-1") if settings.country_header else None
         )
