@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     click_max_lag_ms: int = Field(default=1000, ge=1, le=600_000)
     # A key held outside the database for address hashes; unset: daily keys, deleted after
     # hash_key_days.
-    hash_key: str | None = None
+    hash_key: str | None = Field(default=None, min_length=32)
     hash_key_days: int = Field(default=2, ge=1, le=366)
     # When set, GET /metrics needs `Authorization: Bearer <token>`.
     metrics_token: str | None = None

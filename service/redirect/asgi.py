@@ -150,8 +150,18 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
 
     ua = user_agent.decode("utf-8", "replace")[:MAX_USER_AGENT] if user_agent else None
     bot = method == "HEAD" or is_bot(ua)
-    key = rt.hash_key
     click = rt.signer.issue(entry.link_id, datetime.now(UTC))
+    day = click.clicked_at.date()
+    key = rt.visitor_keys.cached(day)
+    if key is None:
+        # Only when the upkeep has not made the day's key ready: once a day at most.
+        try:
+            key = await rt.visitor_keys.key_for(day)
+        except Exception:
+            log.exception("visitor key lookup failed")
+            _UNAVAILABLE.inc()
+            await _problem(send, 503, "the click could not be recorded; try again", retry=True)
+            return
     subs: dict[str, str] = {}
     for name, value in passthrough:
         if name in _SUB_KEYS and name not in subs:

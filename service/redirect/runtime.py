@@ -44,7 +44,7 @@ class RedirectRuntime:
     ) -> None:
         self.settings = settings
         self.signer = ClickIdSigner(secrets.click_keys, secrets.click_key_id)
-        self.hash_key = secrets.hash_key
+        self.visitor_keys = secrets.visitor_keys
         self.pool = pool
         self.cache = cache
         self.listener = listener
