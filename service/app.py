@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,9 +67,13 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         # The redirect (outer ASGI app) reads its cache, signer and click writer from here.
         app.state.redirect = await RedirectRuntime.start(url, settings, app.state.secrets)
         app.state.click_signer = app.state.redirect.signer
+        key_upkeep = asyncio.create_task(app.state.secrets.visitor_keys.maintain())
         try:
             yield
         finally:
+            key_upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await key_upkeep
             # Every queued click is flushed before the database goes away.
             await app.state.redirect.close()
             app.state.redirect = None

@@ -6,8 +6,10 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.kit.clientip import parse_networks
 
 
 class Environment(StrEnum):
@@ -52,15 +54,27 @@ class Settings(BaseSettings):
     click_max_lag_ms: int = Field(default=1000, ge=1, le=600_000)
     # A key held outside the database for address hashes; unset: daily keys, deleted after
     # hash_key_days.
-    hash_key: str | None = None
+    hash_key: str | None = Field(default=None, min_length=32)
     hash_key_days: int = Field(default=2, ge=1, le=366)
     # When set, GET /metrics needs `Authorization: Bearer <token>`.
     metrics_token: str | None = None
     log_level: str = "info"
     access_log: bool = False
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
+        if self.client_ip_header and not self.trusted_proxies.strip():
+            # The header would never count: say so rather than ignore it quietly.
+            raise ValueError(
+                "AFFILIATE_CLIENT_IP_HEADER needs AFFILIATE_TRUSTED_PROXIES, the proxies it is "
+                "believed from"
+            )
         if self.env == Environment.production:
             if self.database_url is None:
                 raise ValueError("AFFILIATE_ENV=production needs DATABASE_URL (no embedded server)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +36,45 @@ def to_async_url(url: str) -> str:
     raise ValueError("DATABASE_URL must be a postgresql:// URL")
 
 
+# pgserver's list of the processes using a data directory: the last one to leave stops the
+# server. A process killed with -9 never leaves, so its pid would keep the server running
+# forever after every clean stop.
+HANDLES_FILE = ".handle_pids.json"
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop processes that died without leaving from pgserver's handle list.
+
+    The postmaster they left behind is then adopted by the next start (pgserver finds it by
+    postmaster.pid) and stopped by its clean stop.
+    """
+    from pgserver.postgres_server import PostgresServer
+
+    path = pgdata / HANDLES_FILE
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(pids, list):
+            return
+        alive = [p for p in pids if isinstance(p, int) and (p == os.getpid() or _alive(p))]
+        if alive != pids:
+            log.warning(
+                "embedded PostgreSQL: forgetting dead processes %s", sorted(set(pids) - set(alive))
+            )
+            path.write_text(json.dumps(alive))
+
+
 class EmbeddedPostgres:
     """A pgserver instance in the data directory, started on demand, stopped on exit."""
 
@@ -47,6 +88,7 @@ class EmbeddedPostgres:
 
         pgdata = self.data_dir / "pgdata"
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(pgdata)
         self._server = pgserver.get_server(pgdata, cleanup_mode="stop")
         self._server.psql("SELECT 1;")
         log.info("embedded PostgreSQL running in %s", pgdata)

@@ -43,7 +43,7 @@ def context(request: Request) -> service.Context:
         signer = getattr(state, "click_signer", None) or ClickIdSigner(
             secrets.click_keys, secrets.click_key_id
         )
-        ctx = service.Context(signer=signer, hash_key=secrets.hash_key)
+        ctx = service.Context(signer=signer, email_key=secrets.email_key)
         state.conversion_context = ctx
     return ctx
 

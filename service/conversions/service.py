@@ -66,7 +66,7 @@ class Context:
     """What the conversion path needs from the running app."""
 
     signer: ClickIdSigner
-    hash_key: bytes
+    email_key: bytes
 
 
 def keyed_hash(key: bytes, value: str) -> bytes:
@@ -444,7 +444,7 @@ async def record_conversion(
     conversion.promo_code = body.promo_code
     conversion.customer_external_id = body.customer_id
     conversion.customer_email_hash = (
-        keyed_hash(ctx.hash_key, body.customer_email) if body.customer_email else None
+        keyed_hash(ctx.email_key, body.customer_email) if body.customer_email else None
     )
     conversion.items = [it.model_dump(mode="json") for it in body.items]
     conversion.metadata_ = body.metadata
@@ -496,7 +496,7 @@ async def record_conversion(
                 clicked_at=click.clicked_at if decision.method == "click" and click else None,
                 occurred_at=parsed.occurred_at,
                 customer_email_hash=conversion.customer_email_hash,
-                partner_email_hash=keyed_hash(ctx.hash_key, partner.email),
+                partner_email_hash=keyed_hash(ctx.email_key, partner.email),
             )
         )
         if held:

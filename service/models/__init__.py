@@ -2,7 +2,7 @@
 
 from service.models.agreements import Agreement, AgreementVersion
 from service.models.audit import AuditEvent
-from service.models.auth import ApiKey, Role, ServiceSecret
+from service.models.auth import ApiKey, HashKey, Role, ServiceSecret
 from service.models.base import Base
 from service.models.clicks import (
     Click,
@@ -43,6 +43,7 @@ __all__ = [
     "Customer",
     "EntryKind",
     "FxRate",
+    "HashKey",
     "Link",
     "LinkStatus",
     "MonthTotal",

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, ForeignKey, LargeBinary, String
+from sqlalchemy import Date, DateTime, ForeignKey, LargeBinary, String, func
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,3 +43,16 @@ class ServiceSecret(TimestampMixin, Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class HashKey(Base):
+    """The key of one UTC day for visitor address hashes, deleted after a few days so that
+    a dump holds no key to the hashes of the days before: they cannot be reversed."""
+
+    __tablename__ = "hash_keys"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )

@@ -110,7 +110,14 @@ async def create_partner(session: AsyncSession, body: PartnerCreate, by: Princip
     session.add(partner)
     await session.flush()
     await session.refresh(partner)
-    audit.record(session, by, "partner.created", "partner", partner.id, {"email": email})
+    audit.record(
+        session,
+        by,
+        "partner.created",
+        "partner",
+        partner.id,
+        {"email": email, "payout_details": partner.payout_details},
+    )
     return partner
 
 
@@ -139,7 +146,8 @@ async def update_partner(
         attr = "metadata_" if key == "metadata" else key
         old = getattr(partner, attr)
         if old != value:
-            delta[key] = {"from": str(old) if old is not None else None, "to": str(value)}
+            # Values as JSON; audit.record fingerprints payout_details instead of keeping it.
+            delta[key] = {"from": old, "to": value}
             setattr(partner, attr, value)
     await session.flush()
     await session.refresh(partner)

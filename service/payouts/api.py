@@ -8,6 +8,7 @@ from pydantic import AwareDatetime
 
 from service.auth.deps import Finance, FinanceOrPartner
 from service.db import Session
+from service.kit import csvout
 from service.kit.pagination import Page, Pagination
 from service.openapi_responses import ERRORS, WRITE_ERRORS
 from service.payouts import service
@@ -28,25 +29,10 @@ from service.payouts.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["payouts"])
 
-CSV_MEDIA = "text/csv; charset=utf-8"
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "JSON, or CSV when asked for"}
 }
 FormatParam = Annotated[Format | None, Query(description="csv, or json (default)")]
-
-
-def _wants_csv(request: Request, fmt: str | None) -> bool:
-    if fmt is not None:
-        return fmt == "csv"
-    return "text/csv" in request.headers.get("accept", "")
-
-
-def _csv_response(body: str, filename: str) -> Response:
-    return Response(
-        body,
-        media_type=CSV_MEDIA,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
 
 
 @router.get(
@@ -63,8 +49,8 @@ async def preview(
     format: FormatParam = None,
 ) -> Any:
     result = await service.preview(session, auth, as_of, program_id)
-    if _wants_csv(request, format):
-        return _csv_response(service.preview_csv(result), "payout-preview.csv")
+    if csvout.wanted(request, format):
+        return csvout.response(service.preview_csv(result), "payout-preview.csv")
     return result
 
 
@@ -78,8 +64,8 @@ async def report(
     format: FormatParam = None,
 ) -> Any:
     result = await service.report(session, from_, to)
-    if _wants_csv(request, format):
-        return _csv_response(service.report_csv(result), "payouts-paid.csv")
+    if csvout.wanted(request, format):
+        return csvout.response(service.report_csv(result), "payouts-paid.csv")
     return result
 
 
@@ -124,7 +110,7 @@ async def get_run(run_id: uuid.UUID, auth: Finance, session: Session) -> RunOut:
 )
 async def export_run(run_id: uuid.UUID, auth: Finance, session: Session) -> Response:
     run = await service.get_run(session, run_id, auth)
-    return _csv_response(await service.run_csv(session, run), f"payout-run-{run.id}.csv")
+    return csvout.response(await service.run_csv(session, run), f"payout-run-{run.id}.csv")
 
 
 @router.get("/payouts", responses=ERRORS)

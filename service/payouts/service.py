@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +15,7 @@ from service.auth.keys import Principal
 from service.commissions import repository as commissions
 from service.commissions.schemas import entry_out
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
+from service.kit import csvout
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, format_minor, parse_amount, to_minor
@@ -571,48 +569,34 @@ REPORT_COLUMNS = (
 )
 
 
-def _cell(value: Any) -> str:
-    """One CSV cell; text that a spreadsheet would run as a formula is quoted with '."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return rfc3339(value)
-    text = str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+# Amounts may be negative: they are numbers, never formulas, so they go as they are.
+_AMOUNTS = frozenset(
+    {
+        "payable",
+        "pending",
+        "on_hold",
+        "carried",
+        "min_payout",
+        "amount",
+        "entry_count",
+        "payout_count",
+    }
+)
 
 
-def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], raw: frozenset[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        # Amounts may be negative: they are numbers, never formulas, so they go as they are.
-        writer.writerow(
-            [str(v) if c in raw else _cell(v) for c, v in zip(columns, row, strict=True)]
-        )
-    return buf.getvalue()
-
-
-_AMOUNTS = frozenset({"payable", "pending", "on_hold", "carried", "min_payout", "amount"})
-
-
-def preview_csv(p: Preview) -> str:
+def preview_csv(p: Preview) -> Iterator[str]:
     """The preview as CSV, one row per partner and currency, columns in PREVIEW_COLUMNS order."""
-    return _csv(
+    return csvout.lines(
         PREVIEW_COLUMNS,
         ([getattr(i, c) for c in PREVIEW_COLUMNS] for i in p.items),
         _AMOUNTS,
     )
 
 
-async def run_csv(session: AsyncSession, run: PayoutRun) -> str:
+async def run_csv(session: AsyncSession, run: PayoutRun) -> Iterator[str]:
     """A run's export: one row per payout, with what is needed to make the transfer."""
     rows = await repo.run_payouts(session, run.id)
-    return _csv(
+    return csvout.lines(
         RUN_COLUMNS,
         (
             (
@@ -636,9 +620,9 @@ async def run_csv(session: AsyncSession, run: PayoutRun) -> str:
     )
 
 
-def report_csv(r: Report) -> str:
-    """The paid report as CSV; references joined with ';'."""
-    return _csv(
+def report_csv(r: Report) -> Iterator[str]:
+    """The paid report as CSV; references joined with csvout.LIST_SEPARATOR."""
+    return csvout.lines(
         REPORT_COLUMNS,
         (
             (
@@ -648,7 +632,7 @@ def report_csv(r: Report) -> str:
                 i.currency,
                 i.amount,
                 i.payout_count,
-                ";".join(i.references),
+                csvout.join_list(i.references),
             )
             for i in r.items
         ),

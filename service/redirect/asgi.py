@@ -132,7 +132,8 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
                 return
         passthrough = passthrough_params(query)
 
-    user_agent = referer = ip = country = None
+    user_agent = referer = country = None
+    forwarded: list[str] = []
     ip_header, country_header = rt.ip_header, rt.country_header
     for name, value in scope["headers"]:
         if name == b"user-agent":
@@ -140,17 +141,27 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
         elif name == b"referer":
             referer = value
         elif name == ip_header:
-            ip = value.split(b",", 1)[0].strip()
+            forwarded.append(value.decode("latin-1"))
         elif name == country_header:
             country = value.strip()
-    if ip is None:
-        client = scope.get("client")
-        ip = client[0].encode("latin-1") if client else b""
+    client = scope.get("client")
+    peer = client[0] if client else ""
+    ip = (rt.client_address.resolve(peer, forwarded) if forwarded else peer).encode("latin-1")
 
     ua = user_agent.decode("utf-8", "replace")[:MAX_USER_AGENT] if user_agent else None
     bot = method == "HEAD" or is_bot(ua)
-    key = rt.hash_key
     click = rt.signer.issue(entry.link_id, datetime.now(UTC))
+    day = click.clicked_at.date()
+    key = rt.visitor_keys.cached(day)
+    if key is None:
+        # Only when the upkeep has not made the day's key ready: once a day at most.
+        try:
+            key = await rt.visitor_keys.key_for(day)
+        except Exception:
+            log.exception("visitor key lookup failed")
+            _UNAVAILABLE.inc()
+            await _problem(send, 503, "the click could not be recorded; try again", retry=True)
+            return
     subs: dict[str, str] = {}
     for name, value in passthrough:
         if name in _SUB_KEYS and name not in subs:

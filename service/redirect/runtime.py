@@ -10,6 +10,7 @@ import logging
 import asyncpg
 
 from service.config import ClickDurability, Settings
+from service.kit.clientip import ClientAddress
 from service.redirect.cache import LOOKUP_SQL, LinkCache, LinkEntry, NotifyListener
 from service.redirect.clickid import ClickIdSigner
 from service.redirect.partitions import ensure_partitions, maintain_partitions
@@ -43,7 +44,7 @@ class RedirectRuntime:
     ) -> None:
         self.settings = settings
         self.signer = ClickIdSigner(secrets.click_keys, secrets.click_key_id)
-        self.hash_key = secrets.hash_key
+        self.visitor_keys = secrets.visitor_keys
         self.pool = pool
         self.cache = cache
         self.listener = listener
@@ -54,6 +55,7 @@ class RedirectRuntime:
             if settings.client_ip_header
             else None
         )
+        self.client_address = ClientAddress(settings.trusted_proxies)
         self.country_header = (
             settings.country_header.lower().encode("latin-1") if settings.country_header else None
         )

@@ -3,18 +3,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
 from service.auth.deps import Reader
 from service.db import Session
+from service.kit import csvout
 from service.openapi_responses import ERRORS
 from service.reports import service
 from service.reports.schemas import Format, GroupBy, Performance
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-CSV_MEDIA = "text/csv; charset=utf-8"
 
 DESCRIPTION = """\
 The KPIs partnerships are judged by, per group and currency, with totals per currency.
@@ -58,12 +58,6 @@ revenue, commission, epc; null is an empty cell.
 """
 
 
-def _wants_csv(request: Request, fmt: str | None) -> bool:
-    if fmt is not None:
-        return fmt == "csv"
-    return "text/csv" in request.headers.get("accept", "")
-
-
 @router.get(
     "/performance",
     response_model=Performance,
@@ -98,10 +92,6 @@ async def performance(
         time_zone=time_zone,
     )
     report = await service.performance(session, auth, params)
-    if _wants_csv(request, format):
-        return Response(
-            service.to_csv(report),
-            media_type=CSV_MEDIA,
-            headers={"Content-Disposition": 'attachment; filename="performance.csv"'},
-        )
+    if csvout.wanted(request, format):
+        return csvout.response(service.to_csv(report), "performance.csv")
     return report

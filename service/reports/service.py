@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.errors import NotFound, field_error
+from service.kit import csvout
 from service.kit.money import format_amount, format_minor, from_minor
 from service.kit.time import is_time_zone, utc_now
 from service.links import repository as links
@@ -250,16 +249,6 @@ METRIC_COLUMNS = (
 )
 
 
-def _cell(value: Any) -> str:
-    """One CSV cell; text a spreadsheet would run as a formula is quoted with '."""
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, date) else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
-
-
 def _key_cells(key: RowKey) -> list[Any]:
     values = key.model_dump()
     if isinstance(key, ProgramKey):
@@ -267,16 +256,12 @@ def _key_cells(key: RowKey) -> list[Any]:
     return list(values.values())
 
 
-def to_csv(report: Performance) -> str:
+def to_csv(report: Performance) -> Iterator[str]:
     """The rows as CSV: key columns for the grouping, then METRIC_COLUMNS, in that order."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow((*KEY_COLUMNS[report.group_by], *METRIC_COLUMNS))
-    lines: Iterable[list[str]] = (
-        [_cell(v) for v in _key_cells(row.key)]
+    keys = KEY_COLUMNS[report.group_by]
+    return csvout.lines(
+        (*keys, *METRIC_COLUMNS),
+        ([*_key_cells(row.key), *(getattr(row, c) for c in METRIC_COLUMNS)] for row in report.rows),
         # Metrics are numbers (amounts may be negative), never formulas: written as they are.
-        + ["" if (v := getattr(row, c)) is None else str(v) for c in METRIC_COLUMNS]
-        for row in report.rows
+        frozenset(METRIC_COLUMNS),
     )
-    writer.writerows(lines)
-    return buf.getvalue()

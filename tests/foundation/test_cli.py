@@ -142,3 +142,57 @@ def test_demo_loads_traffic_and_prints_working_keys(cli_env):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    path = pgdata / "postmaster.pid"
+    return int(path.read_text().split()[0]) if path.exists() else None
+
+
+def _postmasters_of(pgdata: Path) -> list[int]:
+    """Running postgres processes serving this data directory."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if proc.info["name"] == "postgres" and str(pgdata) in cmdline:
+            found.append(proc.pid)
+    return found
+
+
+def test_embedded_server_orphaned_by_kill_9_is_stopped_by_the_next_clean_stop(tmp_path):
+    """kill -9 leaves the postmaster running; the next start adopts it, its clean stop ends it."""
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
+    env["AFFILIATE_DATA_DIR"] = str(tmp_path / "data")
+    pgdata = (tmp_path / "data" / "pgdata").resolve()
+    proc, _, ready = _serve(env)
+    try:
+        assert ready is not None and ready.status_code == 200
+        orphan = _postmaster_pid(pgdata)
+        assert orphan is not None
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert psutil.pid_exists(orphan), "the postmaster outlives a kill -9 of the service"
+
+    proc, _, ready = _serve(env)
+    try:
+        assert ready is not None and ready.status_code == 200
+        assert _postmaster_pid(pgdata) == orphan  # adopted, not a second server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 10
+    while _postmasters_of(pgdata) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _postmasters_of(pgdata)
+    for pid in left:  # never leave a server behind, even when the test fails
+        psutil.Process(pid).terminate()
+    assert left == []
+    assert not (pgdata / "postmaster.pid").exists()

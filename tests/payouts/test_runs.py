@@ -312,7 +312,7 @@ async def test_paid_report_for_a_period(client, admin, finance, app):
     r = await client.get("/v1/payouts/report", params={**params, "format": "csv"}, headers=finance)
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [(x["partner_id"], x["amount"], x["references"]) for x in rows] == [
-        (i["partner_id"], i["amount"], ";".join(i["references"])) for i in body["items"]
+        (i["partner_id"], i["amount"], " | ".join(i["references"])) for i in body["items"]
     ]
     total = sum(Decimal(x["amount"]) for x in rows if x["currency"] == "USD")
     assert total == Decimal(body["totals"]["USD"]["amount"])

@@ -340,7 +340,11 @@ async def test_country_and_client_ip_headers(database_url):
     from tests.conftest import make_key, settings_for_tests
 
     app = create_asgi(
-        settings_for_tests(client_ip_header="X-Forwarded-For", country_header="CF-IPCountry"),
+        settings_for_tests(
+            client_ip_header="X-Forwarded-For",
+            trusted_proxies="127.0.0.0/8",
+            country_header="CF-IPCountry",
+        ),
         database_url=database_url,
     )
     async with app.router.lifespan_context(app):
