@@ -121,7 +121,10 @@ def velocity(facts: Facts, rule: Velocity) -> str | None:
     n = facts.partner_conversions_before + 1
     if n <= rule.max_per_hour:
         return None
-    return f"the partner's {n}th conversion in an hour (more than {rule.max_per_hour})"
+    return (
+        f"{n} conversions of the partner in the past hour, this one included "
+        f"(more than {rule.max_per_hour})"
+    )
 
 
 def host_blocked(host: str | None, domains: Iterable[str]) -> str | None:

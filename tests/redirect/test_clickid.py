@@ -1,6 +1,4 @@
 import base64
-import hmac
-import os
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -8,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from service.redirect.clickid import ClickId, ClickIdInvalid, ClickIdSigner, parse_keys
+from tests.fraud.factories import legacy_token
 
 K1 = b"k1-secret-0123456789abcdef"
 K2 = b"k2-secret-fedcba9876543210"
@@ -136,17 +135,8 @@ def test_bot_flag_is_signed(signer: ClickIdSigner) -> None:
     assert info.value.reason == "signature invalid"
 
 
-def _legacy_token(key_id: str, secret: bytes, link: uuid.UUID, at: datetime) -> str:
-    # Version 1 as issued before the flags byte: no bot bit at all.
-    ms = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-    kid = key_id.encode()
-    payload = bytes([len(kid)]) + kid + link.bytes + ms.to_bytes(6, "big") + os.urandom(10)
-    tag = hmac.digest(secret, b"c1" + payload, "sha256")[:16]
-    return "c1" + base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode()
-
-
 def test_version_1_ids_still_verify(signer: ClickIdSigner) -> None:
-    token = _legacy_token("k1", K1, LINK, NOW)
+    token = legacy_token("k1", K1, LINK, NOW)
     assert len(token) == 70
     verified = signer.verify(token)
     assert verified.link_id == LINK and verified.key_id == "k1"
