@@ -18,6 +18,7 @@ from service.config import Settings, get_settings
 from service.conversions.api import router as conversions_router
 from service.db import create_engine, create_sessionmaker, resolve_database_url
 from service.errors import install_error_handlers
+from service.fraud.api import router as fraud_router
 from service.health.api import router as health_router
 from service.health.metrics import MetricsMiddleware
 from service.kit.text import storable_input
@@ -45,6 +46,7 @@ ROUTERS = [
     conversions_router,
     commissions_router,
     reports_router,
+    fraud_router,
 ]
 
 

@@ -140,8 +140,8 @@ async def run_demo(database_url: str, settings: Settings) -> None:
                 )
                 query = parse_qs(urlsplit(r.headers["location"]).query)
                 tokens.append(query[program["click_param"]][0])
-            # Visitors browse before they buy: a sale seconds after its click is held
-            # for review by the fraud rules, which the demo is not about.
+            # Visitors browse before they buy: a sale under 3 seconds after its click is
+            # held for review by the fast_conversion rule, which the demo is not about.
             await asyncio.sleep(3.5)
             shop = {"Authorization": f"Bearer {merchant['key']}"}
             orders = []
@@ -184,6 +184,9 @@ async def run_demo(database_url: str, settings: Settings) -> None:
         f"  curl -s -H 'Authorization: Bearer {admin_key}' {base}/v1/conversions?program_id={program['id']}"
     )
     print(f"  curl -s -H 'Authorization: Bearer {partner_key['key']}' {base}/v1/commissions")
+    print(
+        f"  curl -s -H 'Authorization: Bearer {admin_key}' '{base}/v1/reports/quality?program_id={program['id']}'"
+    )
     print(
         f"  curl -s -H 'Authorization: Bearer {finance['key']}' '{base}/v1/payouts/preview?program_id={program['id']}'"
     )

@@ -18,6 +18,7 @@ from service.conversions.schemas import (
     Attribution,
     ConversionCreate,
     ConversionOut,
+    FraudHit,
     FxRateIn,
     FxRateOut,
     RefundCreate,
@@ -77,6 +78,7 @@ def conversion_out(
         order_id=row.order_id,
         status=row.status,  # type: ignore[arg-type]
         review_reason=row.review_reason,
+        fraud=[FraudHit.model_validate(h) for h in row.fraud],
         amount=None if row.amount_minor is None else format_minor(row.amount_minor, row.currency),
         currency=row.currency,
         program_amount=(

@@ -86,13 +86,24 @@ class RefundOut(BaseModel):
     reversals: list[EntryOut]
 
 
+class FraudHit(BaseModel):
+    rule: str
+    action: Literal["hold", "reject"]
+    detail: str
+
+
 class ConversionOut(BaseModel):
     id: uuid.UUID
     program_id: uuid.UUID
     type: str
     order_id: str
     status: Literal["accepted", "review", "rejected"]
-    review_reason: str | None
+    review_reason: str | None = Field(
+        description="why it is held or rejected: the fraud rules' details, or the reviewer's reason"
+    )
+    fraud: list[FraudHit] = Field(
+        description="the fraud rules that fired when it was recorded, under the rules then in force"
+    )
     amount: str | None
     currency: str
     program_amount: str | None

@@ -23,10 +23,12 @@ from service.commissions.engine import compute_conversion, compute_refund
 from service.commissions.state import ConversionInput, Item, RefundInput
 from service.conversions import attribution as attr
 from service.conversions import repository
-from service.conversions.fraud import FraudSignals, review_reasons
 from service.conversions.ledger import lock_month, save_month, write_entries
 from service.conversions.schemas import ConversionCreate, RefundCreate
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
+from service.fraud import rules as fraud
+from service.fraud.repository import stored_facts
+from service.fraud.schemas import rules_in_force
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import (
@@ -42,6 +44,7 @@ from service.kit.time import month_start, utc_now
 from service.links.service import check_promo_code, consume_promo_code
 from service.models import (
     AgreementVersion,
+    Click,
     CommissionEntry,
     Conversion,
     ConversionStatus,
@@ -281,6 +284,16 @@ async def _by_click(
     if found is None or found[0].program_id != program.id:
         return attr.Candidate(reason="click id belongs to another program"), click
     link, partner = found
+    bot = click.bot
+    if bot is None:
+        # An id signed before ids carried the bot bit: the click row knows.
+        bot = await session.scalar(
+            select(Click.is_bot).where(
+                Click.id == click.click_uuid, Click.clicked_at == click.clicked_at
+            )
+        )
+    if bot:
+        return attr.Candidate(reason="click from a bot"), click
     if click.clicked_at > at + FUTURE_SLACK:
         return attr.Candidate(reason="click happened after the conversion"), click
     window = timedelta(days=program.attribution_window_days)
@@ -479,33 +492,45 @@ async def record_conversion(
         assert partner is not None
         conversion.partner_id = partner.id
         conversion.attribution_method = decision.method
+        by_click = click if decision.method == "click" else None
+        hits = await _fraud_hits(session, program, conversion, partner, by_click, body)
+        verdict = fraud.status_for(hits)
         recurring_since = None
         if decision.method == "customer" and customer is not None:
             recurring_since = customer.first_attributed_at
         if customer is not None:
             conversion.customer_id = customer.id
-            if customer.partner_id is None:
+            # A rejected sale binds no customer to the partner for later ones.
+            if customer.partner_id is None and verdict != ConversionStatus.rejected:
                 customer.partner_id = partner.id
             # The recurring window counts from the first attributed sale: a lead earns
             # by its own rule and starts nothing.
             if body.type == "sale" and customer.first_attributed_at is None:
                 customer.first_conversion_id = conversion.id
                 customer.first_attributed_at = parsed.occurred_at
-        held = review_reasons(
-            FraudSignals(
-                clicked_at=click.clicked_at if decision.method == "click" and click else None,
-                occurred_at=parsed.occurred_at,
-                customer_email_hash=conversion.customer_email_hash,
-                partner_email_hash=keyed_hash(ctx.email_key, partner.email),
-            )
-        )
-        if held:
-            conversion.status = ConversionStatus.review
-            conversion.review_reason = "; ".join(held)
+        if hits:
+            conversion.fraud = [h.as_json() for h in hits]
+            conversion.review_reason = fraud.review_reason(hits)
         ledger = await _commission(session, conversion, parsed, partner, recurring_since)
-    elif customer is not None:
-        conversion.customer_id = customer.id
-    conversion.attribution = {**decision.as_json(), "ledger": ledger}
+        conversion.attribution = {**decision.as_json(), "ledger": ledger}
+        if verdict == ConversionStatus.rejected:
+            # Stored with its entries and their reversals, so it is seen to earn nothing.
+            await _reverse(
+                session,
+                conversion,
+                program,
+                amount_minor=conversion.program_amount_minor or 0,
+                refunded_before_minor=0,
+                refund_id=None,
+                full=True,
+                reason=f"rejected by fraud rules: {conversion.review_reason}",
+            )
+        if verdict is not None:
+            conversion.status = verdict
+    else:
+        if customer is not None:
+            conversion.customer_id = customer.id
+        conversion.attribution = {**decision.as_json(), "ledger": ledger}
     await session.flush()
     audit.record(
         session,
@@ -520,6 +545,39 @@ async def record_conversion(
         },
     )
     return conversion, True
+
+
+async def _fraud_hits(
+    session: AsyncSession,
+    program: Program,
+    conversion: Conversion,
+    partner: Partner,
+    click: Any,
+    body: ConversionCreate,
+) -> list[fraud.Hit]:
+    """The program's rules, as they stand now, over this conversion's facts."""
+    rules = rules_in_force(program.fraud_rules)
+    stored = await stored_facts(
+        session,
+        fraud.needs(rules),
+        click_id=click.click_uuid if click is not None else None,
+        clicked_at=click.clicked_at if click is not None else None,
+        conversion_id=conversion.id,
+        partner_id=partner.id,
+        program_id=program.id,
+        occurred_at=conversion.occurred_at,
+    )
+    facts = fraud.Facts(
+        occurred_at=conversion.occurred_at,
+        clicked_at=click.clicked_at if click is not None else None,
+        customer_email=body.customer_email,
+        partner_email=partner.email,
+        paid_markers=stored.paid_markers,
+        referrer_host=stored.referrer_host,
+        visitor_clicks_before=stored.visitor_clicks_before,
+        partner_conversions_before=stored.partner_conversions_before,
+    )
+    return fraud.evaluate(rules, facts)
 
 
 # --- refunds and reversals ---------------------------------------------------

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, LargeBinary, String, Text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.models.base import Base
@@ -16,6 +16,8 @@ class Click(Base):
     __tablename__ = "clicks"
     __table_args__ = (
         Index("ix_clicks_link_id_clicked_at", "link_id", "clicked_at"),
+        # The click_flood rule counts a visitor's clicks in the hour before a click.
+        Index("ix_clicks_visitor_hash_clicked_at", "visitor_hash", "clicked_at"),
         {"postgresql_partition_by": "RANGE (clicked_at)"},
     )
 
@@ -39,6 +41,8 @@ class Click(Base):
     sub5: Mapped[str | None] = mapped_column(Text, nullable=True)
     is_bot: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     attributable: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Which paid-ads click markers (service.fraud.markers) the click's query had; null: none.
+    paid_markers: Mapped[list[str] | None] = mapped_column(ARRAY(Text), nullable=True)
 
 
 class ClickRollupHourly(Base):

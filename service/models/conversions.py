@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -119,6 +120,10 @@ class Conversion(IdMixin, TimestampMixin, Base):
     )
     agreement_version: Mapped[int | None] = mapped_column(nullable=True)
     review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The fraud rules that fired when it was recorded: [{"rule", "action", "detail"}].
+    fraud: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default=text("'[]'::jsonb")
+    )
     # sha256 of the canonical request, to tell a replay from a conflicting order id.
     request_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
 

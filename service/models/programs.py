@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Integer, String, Text
-from sqlalchemy.dialects.postgresql import ARRAY
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.models.base import Base, IdMixin, TimestampMixin
@@ -30,3 +32,8 @@ class Program(IdMixin, TimestampMixin, Base):
     )
     hold_days: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
     min_payout_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # The fraud rules the program named, as validated (service.fraud.schemas); the rules
+    # it did not name take their defaults when a conversion is recorded.
+    fraud_rules: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default=text("'[]'::jsonb")
+    )

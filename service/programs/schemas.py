@@ -4,9 +4,18 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.fraud.schemas import MAX_RULES, FraudRule, check_unique
 
 Method = Literal["promo_code", "click", "customer"]
+
+
+RULES_DESCRIPTION = (
+    "fraud and traffic quality rules, each {rule, action, ...parameters}; a rule not named "
+    "keeps its default. The list replaces the program's: it applies to conversions recorded "
+    "from then on, never to earlier ones"
+)
 
 
 def _default_order() -> list[Method]:
@@ -31,6 +40,11 @@ class ProgramCreate(BaseModel):
     )
     hold_days: int = Field(default=30, ge=0, le=3650)
     min_payout: str = Field(default="0", description="decimal string in the program currency")
+    fraud_rules: list[FraudRule] = Field(
+        default_factory=list, max_length=MAX_RULES, description=RULES_DESCRIPTION
+    )
+
+    _unique_rules = field_validator("fraud_rules")(check_unique)
 
 
 class ProgramUpdate(BaseModel):
@@ -46,6 +60,11 @@ class ProgramUpdate(BaseModel):
     attribution_order: list[Method] | None = Field(default=None, min_length=1, max_length=3)
     hold_days: int | None = Field(default=None, ge=0, le=3650)
     min_payout: str | None = None
+    fraud_rules: list[FraudRule] | None = Field(
+        default=None, max_length=MAX_RULES, description=RULES_DESCRIPTION
+    )
+
+    _unique_rules = field_validator("fraud_rules")(lambda v: v if v is None else check_unique(v))
 
 
 class ProgramOut(BaseModel):
@@ -61,5 +80,8 @@ class ProgramOut(BaseModel):
     attribution_order: list[str]
     hold_days: int
     min_payout: str
+    fraud_rules: list[FraudRule] = Field(
+        description="every rule's setting in force: those named, and the defaults of the rest"
+    )
     created_at: datetime
     updated_at: datetime

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import audit
 from service.auth.keys import Principal
 from service.errors import NotFound, ValidationFailed
+from service.fraud.schemas import rules_in_force
 from service.kit.money import MoneyError, format_minor, is_currency, parse_amount, to_minor
 from service.kit.pagination import PageParams
 from service.kit.time import is_time_zone
@@ -35,6 +36,7 @@ def to_out(program: Program) -> ProgramOut:
         attribution_order=list(program.attribution_order),
         hold_days=program.hold_days,
         min_payout=format_minor(program.min_payout_minor, program.currency),
+        fraud_rules=rules_in_force(program.fraud_rules).as_list(),
         created_at=program.created_at,
         updated_at=program.updated_at,
     )
@@ -98,12 +100,15 @@ async def create_program(session: AsyncSession, body: ProgramCreate, by: Princip
         attribution_order=list(body.attribution_order),
         hold_days=body.hold_days,
         min_payout_minor=to_minor(parse_amount(body.min_payout, currency), currency),
+        fraud_rules=[r.model_dump(mode="json") for r in body.fraud_rules],
     )
     _check_default_url(program)
     session.add(program)
     await session.flush()
     await session.refresh(program)
-    audit.record(session, by, "program.created", "program", program.id, body.model_dump())
+    audit.record(
+        session, by, "program.created", "program", program.id, body.model_dump(mode="json")
+    )
     return program
 
 
@@ -124,7 +129,13 @@ async def update_program(
     for required in ("name", "time_zone", "default_url", "allowed_domains", "click_param"):
         if required in changes and changes[required] is None:
             raise ValidationFailed([{"field": required, "message": "may not be null"}])
-    for required in ("attribution_window_days", "attribution_order", "hold_days", "min_payout"):
+    for required in (
+        "attribution_window_days",
+        "attribution_order",
+        "hold_days",
+        "min_payout",
+        "fraud_rules",
+    ):
         if required in changes and changes[required] is None:
             raise ValidationFailed([{"field": required, "message": "may not be null"}])
     errors = _validate(changes, program.currency)

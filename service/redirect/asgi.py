@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
 from service.errors import PROBLEM_JSON, problem_body
+from service.fraud.markers import markers_in
 from service.redirect.bots import is_bot
 from service.redirect.location import (
     DeepLinkRefused,
@@ -116,6 +117,7 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
     destination = entry.destination_url
     query = scope["query_string"]
     passthrough: list[tuple[str, str]] = []
+    markers = None
     if query:
         target = deep_link_target(query)
         if target is not None:
@@ -131,6 +133,7 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
                 )
                 return
         passthrough = passthrough_params(query)
+        markers = markers_in(query)
 
     user_agent = referer = country = None
     forwarded: list[str] = []
@@ -150,7 +153,8 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
 
     ua = user_agent.decode("utf-8", "replace")[:MAX_USER_AGENT] if user_agent else None
     bot = method == "HEAD" or is_bot(ua)
-    click = rt.signer.issue(entry.link_id, datetime.now(UTC))
+    # The bot bit rides in the signed click id: attribution needs no click row to refuse it.
+    click = rt.signer.issue(entry.link_id, datetime.now(UTC), bot=bot)
     day = click.clicked_at.date()
     key = rt.visitor_keys.cached(day)
     if key is None:
@@ -185,6 +189,7 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
         subs.get("sub5"),
         bot,
         entry.attributable and not bot,
+        markers,
     )
     location = build_location(
         destination,

@@ -1,16 +1,19 @@
 """Self-verifying click ids: who, when and which link, signed under a key id.
 
-Token format, version 1::
+Token format, version 2 (issued)::
 
-    "c1" + base64url_nopad(payload + tag)
+    "c2" + base64url_nopad(payload + tag)
 
-    payload = len(key_id):1 | key_id:ascii | link_id:16 | clicked_at_ms:6 (big endian) | nonce:10
-    tag     = HMAC-SHA256(secret[key_id], b"c1" + payload)[:16]
+    payload = len(key_id):1 | key_id:ascii | link_id:16 | clicked_at_ms:6 (big endian)
+              | flags:1 | nonce:10
+    tag     = HMAC-SHA256(secret[key_id], b"c2" + payload)[:16]
 
-With a two-character key id the token is 70 characters. The tag covers the
-version prefix, so a token can never be replayed as another format. A
-conversion can check the link and the attribution window from the token
-alone; the click row is only needed for the partner and bot flags.
+flags bit 0 is set when the redirect judged the click a bot or a link preview.
+Version 1 ("c1") is the same without the flags byte; such ids still verify, with
+the bot flag unknown (None). With a two-character key id a c2 token is 72
+characters (c1: 70). The tag covers the version prefix, so a token can never be
+replayed as another format. A conversion can check the link, the attribution
+window and the bot flag from the token alone.
 """
 
 from __future__ import annotations
@@ -27,14 +30,19 @@ from datetime import UTC, datetime, timedelta
 
 from service.kit.time import ensure_aware
 
-VERSION = "c1"
+VERSION = "c2"
 _VERSION_BYTES = VERSION.encode("ascii")
+LEGACY_VERSION = "c1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _NONCE_LEN = 10  # 80 random bits: collisions are out of reach even at billions of clicks
 _TAG_LEN = 16  # 128-bit tag: online forgery is hopeless and it costs only 5 characters more than 96
 _TIME_LEN = 6  # 48-bit milliseconds last until the year 10889
-_FIXED_LEN = 16 + _TIME_LEN + _NONCE_LEN + _TAG_LEN
+_FLAGS_LEN = 1
+_BOT = 0x01
+_FIXED_LEN = 16 + _TIME_LEN + _FLAGS_LEN + _NONCE_LEN + _TAG_LEN
+# Fixed part's length per version: c1 had no flags byte.
+_FIXED = {VERSION: _FIXED_LEN, LEGACY_VERSION: _FIXED_LEN - _FLAGS_LEN}
 _MAX_KEY_ID_LEN = 16
 _MIN_SECRET_LEN = 16
 _KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
@@ -57,6 +65,8 @@ class ClickId:
     clicked_at: datetime
     nonce: bytes
     token: str
+    # None for a version 1 id, which did not carry it.
+    bot: bool | None = False
 
     @property
     def click_uuid(self) -> uuid.UUID:
@@ -91,11 +101,17 @@ class ClickIdSigner:
         self._current_secret = keys[current_key_id]
         self._current_prefix = bytes([len(kid)]) + kid
 
-    def issue(self, link_id: uuid.UUID, now: datetime) -> ClickId:
+    def issue(self, link_id: uuid.UUID, now: datetime, *, bot: bool = False) -> ClickId:
         """A new signed click id for `link_id` at `now` (kept to the millisecond)."""
         ms = (ensure_aware(now) - _EPOCH) // _MS
         nonce = os.urandom(_NONCE_LEN)
-        payload = self._current_prefix + link_id.bytes + ms.to_bytes(_TIME_LEN, "big") + nonce
+        payload = (
+            self._current_prefix
+            + link_id.bytes
+            + ms.to_bytes(_TIME_LEN, "big")
+            + (b"\x01" if bot else b"\x00")
+            + nonce
+        )
         tag = hmac.digest(self._current_secret, _VERSION_BYTES + payload, "sha256")[:_TAG_LEN]
         token = VERSION + base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode("ascii")
         return ClickId(
@@ -104,13 +120,16 @@ class ClickIdSigner:
             clicked_at=_EPOCH + ms * _MS,
             nonce=nonce,
             token=token,
+            bot=bot,
         )
 
     def verify(self, token: str) -> ClickId:
         """The click id inside `token`, or ClickIdInvalid saying why not."""
-        if not token.startswith(VERSION) or len(token) > _MAX_TOKEN_LEN:
+        version = token[:2]
+        fixed_len = _FIXED.get(version)
+        if fixed_len is None or len(token) > _MAX_TOKEN_LEN:
             raise ClickIdInvalid("malformed")
-        body = token[len(VERSION) :]
+        body = token[2:]
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (binascii.Error, ValueError):
@@ -122,7 +141,7 @@ class ClickIdSigner:
         if not raw:
             raise ClickIdInvalid("malformed")
         kid_len = raw[0]
-        if not 1 <= kid_len <= _MAX_KEY_ID_LEN or len(raw) != 1 + kid_len + _FIXED_LEN:
+        if not 1 <= kid_len <= _MAX_KEY_ID_LEN or len(raw) != 1 + kid_len + fixed_len:
             raise ClickIdInvalid("malformed")
         try:
             key_id = raw[1 : 1 + kid_len].decode("ascii")
@@ -132,18 +151,25 @@ class ClickIdSigner:
         if secret is None:
             raise ClickIdInvalid("unknown key id")
         payload, tag = raw[:-_TAG_LEN], raw[-_TAG_LEN:]
-        expected = hmac.digest(secret, _VERSION_BYTES + payload, "sha256")[:_TAG_LEN]
+        expected = hmac.digest(secret, version.encode("ascii") + payload, "sha256")[:_TAG_LEN]
         if not hmac.compare_digest(tag, expected):
             raise ClickIdInvalid("signature invalid")
         pos = 1 + kid_len
         link_id = uuid.UUID(bytes=payload[pos : pos + 16])
-        ms = int.from_bytes(payload[pos + 16 : pos + 16 + _TIME_LEN], "big")
+        pos += 16
+        ms = int.from_bytes(payload[pos : pos + _TIME_LEN], "big")
+        pos += _TIME_LEN
+        bot: bool | None = None
+        if version == VERSION:
+            bot = bool(payload[pos] & _BOT)
+            pos += _FLAGS_LEN
         return ClickId(
             key_id=key_id,
             link_id=link_id,
             clicked_at=_EPOCH + ms * _MS,
-            nonce=payload[pos + 16 + _TIME_LEN :],
+            nonce=payload[pos:],
             token=token,
+            bot=bot,
         )
 
 

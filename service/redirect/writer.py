@@ -34,6 +34,7 @@ CLICK_COLUMNS = (
     "sub5",
     "is_bot",
     "attributable",
+    "paid_markers",
 )
 # Positions in a click record (a tuple in CLICK_COLUMNS order).
 _AT, _LINK, _PARTNER, _PROGRAM, _VISITOR, _SUB1, _BOT = 1, 2, 3, 4, 7, 11, 16

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from service.redirect.clickid import ClickId, ClickIdInvalid, ClickIdSigner, parse_keys
+from tests.fraud.factories import legacy_token
 
 K1 = b"k1-secret-0123456789abcdef"
 K2 = b"k2-secret-fedcba9876543210"
@@ -32,8 +33,8 @@ def test_round_trip(signer: ClickIdSigner) -> None:
 
 def test_token_shape(signer: ClickIdSigner) -> None:
     token = signer.issue(LINK, NOW).token
-    assert token.startswith("c1")
-    assert len(token) == 70
+    assert token.startswith("c2")
+    assert len(token) == 72
     assert set(token[2:]) <= set(ALPHABET)
 
 
@@ -78,8 +79,9 @@ def test_truncated_and_extended_tokens_are_malformed(signer: ClickIdSigner) -> N
         token + "A",
         token + "AAAA",
         "",
-        "c1",
-        "c2" + token[2:],
+        "c2",
+        "c1" + token[2:],
+        "c3" + token[2:],
         token[2:],
         token + "é",
         " " + token,
@@ -93,7 +95,7 @@ def _rebuild(token: str, mutate: Callable[[bytearray], None]) -> str:
     body = token[2:]
     raw = bytearray(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     mutate(raw)
-    return "c1" + base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    return token[:2] + base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
 
 
 def test_swapped_link_id_fails(signer: ClickIdSigner) -> None:
@@ -117,6 +119,33 @@ def test_shifted_time_fails(signer: ClickIdSigner) -> None:
     with pytest.raises(ClickIdInvalid) as info:
         signer.verify(_rebuild(token, shift))
     assert info.value.reason == "signature invalid"
+
+
+def test_bot_flag_is_signed(signer: ClickIdSigner) -> None:
+    human = signer.issue(LINK, NOW)
+    bot = signer.issue(LINK, NOW, bot=True)
+    assert human.bot is False and signer.verify(human.token).bot is False
+    assert bot.bot is True and signer.verify(bot.token).bot is True
+
+    def clear(raw: bytearray) -> None:
+        raw[3 + 16 + 6] = 0  # the flags byte, after key id, link and time
+
+    with pytest.raises(ClickIdInvalid) as info:
+        signer.verify(_rebuild(bot.token, clear))
+    assert info.value.reason == "signature invalid"
+
+
+def test_version_1_ids_still_verify(signer: ClickIdSigner) -> None:
+    token = legacy_token("k1", K1, LINK, NOW)
+    assert len(token) == 70
+    verified = signer.verify(token)
+    assert verified.link_id == LINK and verified.key_id == "k1"
+    assert verified.clicked_at == NOW.replace(microsecond=123000)
+    assert verified.bot is None
+    assert verified.click_uuid.version == 7
+    with pytest.raises(ClickIdInvalid) as info:
+        signer.verify("c2" + token[2:])
+    assert info.value.reason == "malformed"
 
 
 def test_unknown_key_id_fails() -> None:

@@ -41,6 +41,7 @@ def _record(link, at, visitor, *, bot=False, partner=None, program=None):
         None,
         bot,
         not bot,
+        None,
     )
 
 

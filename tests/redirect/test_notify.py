@@ -133,7 +133,7 @@ async def test_program_and_partner_changes_invalidate(client, admin, other, setu
 
     async def renamed() -> bool:
         r = await other.get(path, headers=UA)
-        return r.headers["location"].startswith("https://shop.example/one?via=c1")
+        return r.headers["location"].startswith("https://shop.example/one?via=c2")
 
     assert await wait_until(renamed)
 

@@ -135,7 +135,7 @@ async def test_program_click_param(app, client, admin, partner):
     program = await create_program(client, admin, click_param="ref_id")
     link = await create_link(client, admin, program, partner)
     r = await client.get(f"/r/{link['code']}", headers=UA)
-    assert r.headers["location"].startswith("https://shop.example/?ref_id=c1")
+    assert r.headers["location"].startswith("https://shop.example/?ref_id=c2")
     _, row = await _click(app, r.headers["location"], "ref_id")
     assert row is not None
 

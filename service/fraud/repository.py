@@ -1,0 +1,181 @@
+"""The facts the fraud rules need from the database, in one statement per conversion."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, literal, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from service.auth.keys import Principal
+from service.auth.scope import in_programs, of_partner
+from service.models import Click, ClickRollupHourly, Conversion
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the database knows for the rules; None where not asked for or not found."""
+
+    paid_markers: frozenset[str] | None = None
+    referrer_host: str | None = None
+    visitor_clicks_before: int | None = None
+    partner_conversions_before: int | None = None
+
+
+def _host(referer: str | None) -> str | None:
+    if not referer:
+        return None
+    try:
+        return urlsplit(referer).hostname or None
+    except ValueError:
+        return None
+
+
+async def stored_facts(
+    session: AsyncSession,
+    needs: frozenset[str],
+    *,
+    click_id: uuid.UUID | None,
+    clicked_at: datetime | None,
+    conversion_id: uuid.UUID,
+    partner_id: uuid.UUID,
+    program_id: uuid.UUID,
+    occurred_at: datetime,
+) -> Stored:
+    """The click's markers, referrer and visitor's recent clicks, and the partner's
+    conversions in the past hour, as far as `needs` asks; no statement when it asks nothing."""
+    wants_click = "click" in needs and click_id is not None and clicked_at is not None
+    if not wants_click and "velocity" not in needs:
+        return Stored()
+    columns: list[Any] = []
+    base: Any = select(literal(1).label("one")).subquery("one")
+    if wants_click:
+        assert clicked_at is not None
+        # By primary key: clicked_at also prunes the partitions to the click's month.
+        click = (
+            select(Click.referer, Click.paid_markers, Click.visitor_hash, Click.partner_id)
+            .where(Click.id == click_id, Click.clicked_at == clicked_at)
+            .subquery("click")
+        )
+        base = base.outerjoin(click, true())
+        # In async click mode a very fresh click may not be written yet: its facts are unknown.
+        columns += [click.c.referer, click.c.paid_markers, click.c.partner_id.is_not(None)]
+        if "flood" in needs:
+            # Visitor hashes are keyed per UTC day: a click in the first hour of a day
+            # sees only that day's earlier clicks of the visitor.
+            earlier = aliased(Click)
+            columns.append(
+                select(func.count())
+                .where(
+                    earlier.visitor_hash == click.c.visitor_hash,
+                    earlier.partner_id == click.c.partner_id,
+                    earlier.clicked_at >= clicked_at - HOUR,
+                    earlier.clicked_at < clicked_at,
+                )
+                .scalar_subquery()
+            )
+    if "velocity" in needs:
+        columns.append(
+            select(func.count())
+            .where(
+                Conversion.partner_id == partner_id,
+                Conversion.program_id == program_id,
+                Conversion.occurred_at >= occurred_at - HOUR,
+                Conversion.occurred_at < occurred_at,
+                Conversion.id != conversion_id,
+            )
+            .scalar_subquery()
+        )
+    with session.no_autoflush:
+        row = list((await session.execute(select(*columns).select_from(base))).one())
+    out: dict[str, Any] = {}
+    if wants_click:
+        referer, markers, found = row[:3]
+        del row[:3]
+        flood = row.pop(0) if "flood" in needs else None
+        if found:
+            out["referrer_host"] = _host(referer)
+            out["paid_markers"] = frozenset(markers or ())
+            out["visitor_clicks_before"] = None if flood is None else int(flood)
+    if "velocity" in needs:
+        out["partner_conversions_before"] = int(row.pop(0))
+    return Stored(**out)
+
+
+# --- the quality report ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QualityScope:
+    """What one quality report reads: the range, the caller, and its filters."""
+
+    start: datetime
+    end: datetime
+    principal: Principal
+    program_id: uuid.UUID | None
+    partner_id: uuid.UUID | None
+
+
+def _scoped(stmt: Any, q: QualityScope, program_col: Any, partner_col: Any) -> Any:
+    # The key's reach comes from the one place it is decided (auth/scope.py).
+    stmt = stmt.where(in_programs(q.principal, program_col), of_partner(q.principal, partner_col))
+    if q.program_id is not None:
+        stmt = stmt.where(program_col == q.program_id)
+    if q.partner_id is not None:
+        stmt = stmt.where(partner_col == q.partner_id)
+    return stmt
+
+
+async def click_counts(session: AsyncSession, q: QualityScope) -> dict[uuid.UUID, tuple[int, int]]:
+    """(human clicks, bot clicks) per partner, from the hourly rollup."""
+    t = ClickRollupHourly
+    stmt = (
+        select(t.partner_id, func.sum(t.clicks), func.sum(t.bots))
+        .where(t.hour >= q.start, t.hour < q.end)
+        .group_by(t.partner_id)
+    )
+    rows = await session.execute(_scoped(stmt, q, t.program_id, t.partner_id))
+    return {pid: (int(clicks), int(bots)) for pid, clicks, bots in rows}
+
+
+async def status_counts(session: AsyncSession, q: QualityScope) -> dict[uuid.UUID, dict[str, int]]:
+    """Attributed conversions per partner and status, by occurred_at."""
+    c = Conversion
+    stmt = (
+        select(c.partner_id, c.status, func.count())
+        .where(c.occurred_at >= q.start, c.occurred_at < q.end, c.partner_id.is_not(None))
+        .group_by(c.partner_id, c.status)
+    )
+    out: dict[uuid.UUID, dict[str, int]] = {}
+    for pid, status, n in await session.execute(_scoped(stmt, q, c.program_id, c.partner_id)):
+        out.setdefault(pid, {})[status] = int(n)
+    return out
+
+
+async def rule_counts(session: AsyncSession, q: QualityScope) -> dict[uuid.UUID, dict[str, int]]:
+    """How many conversions each rule fired on, per partner."""
+    c = Conversion
+    hit = func.jsonb_array_elements(c.fraud).table_valued("value").lateral("hit")
+    rule = hit.c.value.op("->>")("rule")
+    stmt = (
+        select(c.partner_id, rule, func.count())
+        .select_from(c)
+        .join(hit, true())
+        .where(
+            c.occurred_at >= q.start,
+            c.occurred_at < q.end,
+            c.partner_id.is_not(None),
+        )
+        .group_by(c.partner_id, rule)
+    )
+    out: dict[uuid.UUID, dict[str, int]] = {}
+    for pid, name, n in await session.execute(_scoped(stmt, q, c.program_id, c.partner_id)):
+        out.setdefault(pid, {})[name] = int(n)
+    return out
