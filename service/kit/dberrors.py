@@ -45,5 +45,10 @@ def database_unavailable(exc: BaseException) -> bool:
         if _unavailable_here(current):
             return True
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        # SQLAlchemy keeps the driver's error as .orig (also its __cause__ when raised).
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException) and id(orig) not in seen:
+            current = orig
+        else:
+            current = current.__cause__ or current.__context__
     return False
