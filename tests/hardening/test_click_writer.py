@@ -119,7 +119,8 @@ class _AmbiguousConnection:
 @pytest.mark.parametrize("durable", [True, False])
 async def test_the_writer_survives_commits_it_never_saw_succeed(pool, link, durable):
     ambiguous = _AmbiguousPool(pool, failures=3)
-    w = ClickWriter(ambiguous, durable=durable, flush_interval=0.01, batch_max=5)  # type: ignore[arg-type]
+    # One batch at a time, so that "every other commit" falls on each batch's retry.
+    w = ClickWriter(ambiguous, durable=durable, flush_interval=0.01, batch_max=5, in_flight=1)  # type: ignore[arg-type]
     w.start()
     futures = []
     for i in range(20):
