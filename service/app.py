@@ -17,7 +17,7 @@ from service.commissions.api import router as commissions_router
 from service.config import Settings, get_settings
 from service.conversions.api import router as conversions_router
 from service.db import create_engine, create_sessionmaker, resolve_database_url
-from service.errors import install_error_handlers
+from service.errors import install_database_error_handlers, install_error_handlers
 from service.fraud.api import router as fraud_router
 from service.health.api import router as health_router
 from service.health.metrics import MetricsMiddleware
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_database_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(MetricsMiddleware)

@@ -115,8 +115,11 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=False,
-        connect_args={"server_settings": {"timezone": "UTC"}},
+        # A pooled connection the server has closed (restart, pg_terminate_backend, an idle
+        # timeout in a proxy) is found by a ping at checkout and replaced, instead of failing
+        # the request that drew it.
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"timezone": "UTC", "application_name": "affiliate-api"}},
     )
 
 

@@ -7,10 +7,14 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.kit.dberrors import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +181,28 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return problem_response(500, "an unexpected error occurred; it has been logged")
+
+
+# Seconds a client should wait before retrying when the database is unavailable.
+DATABASE_RETRY_AFTER = "1"
+
+
+def install_database_error_handlers(app: FastAPI) -> None:
+    """Answer 503 with Retry-After, not 500, while the database is unreachable."""
+
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            # Any other database error is a bug: the unexpected-error handler has it.
+            raise exc
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return problem_response(
+            503,
+            "the database is unavailable; try again",
+            slug="database-unavailable",
+            title="Service unavailable",
+            headers={"Retry-After": DATABASE_RETRY_AFTER},
+        )
+
+    for kind in (sqlalchemy.exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        app.add_exception_handler(kind, _database)
+    app.add_exception_handler(OSError, _database)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service.health.metrics import render_metrics
 from service.migrate import current_revisions, head_revisions
+from service.redirect.writer import WriterHealth
 
 router = APIRouter(tags=["ops"])
 
@@ -16,9 +19,24 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _clicks(health: WriterHealth) -> dict[str, Any]:
+    return {
+        "status": "ok" if health.can_commit else "failing",
+        "consecutive_failures": health.consecutive_failures,
+        "lag_ms": round(health.lag_seconds * 1000),
+        "last_commit_ms_ago": None
+        if health.last_commit_seconds_ago is None
+        else round(health.last_commit_seconds_ago * 1000),
+        "queued": health.queued,
+        "unconfirmed": health.unconfirmed,
+        "lost": health.lost,
+    }
+
+
 @router.get("/readyz", responses={503: {"description": "not ready"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers and its schema is at the code's head."""
+    """Readiness: the database answers, its schema is at the code's head, and the click
+    writer commits."""
     engine = request.app.state.engine
     try:
         async with engine.connect() as conn:
@@ -39,7 +57,19 @@ async def readyz(request: Request) -> JSONResponse:
             },
             status_code=503,
         )
-    return JSONResponse({"status": "ok", "database": "ok", "migrations": sorted(current)})
+    runtime = getattr(request.app.state, "redirect", None)
+    if runtime is None:
+        return JSONResponse({"status": "unavailable", "clicks": "not running"}, status_code=503)
+    writer = runtime.writer
+    await writer.probe()
+    clicks = _clicks(writer.health())
+    if clicks["status"] != "ok":
+        return JSONResponse(
+            {"status": "unavailable", "database": "ok", "clicks": clicks}, status_code=503
+        )
+    return JSONResponse(
+        {"status": "ok", "database": "ok", "migrations": sorted(current), "clicks": clicks}
+    )
 
 
 @router.get("/metrics")

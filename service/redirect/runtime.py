@@ -11,6 +11,7 @@ import asyncpg
 
 from service.config import ClickDurability, Settings
 from service.kit.clientip import ClientAddress
+from service.kit.dberrors import database_unavailable
 from service.redirect.cache import LOOKUP_SQL, LinkCache, LinkEntry, NotifyListener
 from service.redirect.clickid import ClickIdSigner
 from service.redirect.partitions import ensure_partitions, maintain_partitions
@@ -81,7 +82,14 @@ class RedirectRuntime:
             log.exception("could not create click partitions at start")
 
         async def load(code: str) -> LinkEntry | None:
-            row = await pool.fetchrow(LOOKUP_SQL, code)
+            try:
+                row = await pool.fetchrow(LOOKUP_SQL, code)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                # asyncpg replaces a pooled connection once it sees the server closed
+                # it, but the first use may come before it does: once more, fresh.
+                row = await pool.fetchrow(LOOKUP_SQL, code)
             return None if row is None else LinkEntry(row)
 
         cache = LinkCache(load, settings.link_cache_size)
@@ -94,6 +102,7 @@ class RedirectRuntime:
             durable=settings.click_durability == ClickDurability.durable,
             flush_interval=settings.click_flush_interval_ms / 1000,
             batch_max=settings.click_batch_max,
+            max_lag=settings.click_max_lag_ms / 1000,
         )
         writer.start()
         runtime = cls(settings, secrets, pool, cache, listener, writer)

@@ -1,4 +1,5 @@
-"""Group commit of clicks: one task COPYs whatever has queued, with the rollups, in one transaction."""
+"""Group commit of clicks: one task writes whatever has queued, with the rollups, in one
+transaction; a batch may be written again safely, the click id being the key."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from service.kit.dberrors import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,13 @@ CLICKS_WRITTEN = Counter("affiliate_clicks_written_total", "Clicks committed by 
 CLICKS_LOST = Counter(
     "affiliate_clicks_lost_total", "Clicks answered in async mode but never stored"
 )
+UNCONFIRMED = Gauge(
+    "affiliate_clicks_unconfirmed",
+    "Clicks answered in async mode and not committed yet (what a crash would lose)",
+)
+LAG_SECONDS = Gauge(
+    "affiliate_click_writer_lag_seconds", "Age of the oldest click not committed yet"
+)
 BATCH_SECONDS = Histogram(
     "affiliate_click_batch_seconds",
     "Time to commit one batch of clicks",
@@ -119,8 +130,51 @@ def _day(at: datetime) -> datetime:
     return _floor((at - _EPOCH) // _US // _DAY_US, _DAY_US)
 
 
-async def write_batch(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
-    """Store clicks, their visitor-days and their hourly counts in one transaction."""
+# The batch goes in as one INSERT over arrays (one round trip, no temporary table, so a
+# transaction pooler is fine). The click id is the key: a batch retried after a commit
+# whose outcome the client never saw inserts nothing twice, and RETURNING tells which
+# rows are new, so the rollups count only those.
+# Columns go in as arrays; paid_markers, itself an array per click, travels as one
+# comma-joined text (unnest would flatten an array of arrays) and is split back here.
+_COLUMNS_IN = ", ".join(f"c{i}" for i in range(len(CLICK_COLUMNS)))
+_VALUES = ", ".join(
+    f"string_to_array(c{i}, ',')" if name == "paid_markers" else f"c{i}"
+    for i, name in enumerate(CLICK_COLUMNS)
+)
+_MARKERS = CLICK_COLUMNS.index("paid_markers")
+INSERT_SQL = f"""
+INSERT INTO clicks ({", ".join(CLICK_COLUMNS)})
+SELECT {_VALUES} FROM unnest(
+    $1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[],
+    $7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[],
+    $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+    $17::boolean[], $18::boolean[], $19::text[]
+) AS u({_COLUMNS_IN})
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+
+def _arrays(records: list[ClickRecord]) -> list[list[Any]]:
+    columns = [list(column) for column in zip(*records, strict=True)]
+    columns[_MARKERS] = [",".join(m) if m else None for m in columns[_MARKERS]]
+    return columns
+
+
+async def write_batch(conn: asyncpg.Connection, records: list[ClickRecord]) -> int:
+    """Store the clicks not stored yet, their visitor-days and hourly counts, in one
+    transaction; the number of clicks that were new."""
+    async with conn.transaction():
+        inserted = await conn.fetch(INSERT_SQL, *_arrays(records))
+        if len(inserted) != len(records):
+            new = {row[0] for row in inserted}
+            records = [rec for rec in records if rec[0] in new]
+        if records:
+            await _count(conn, records)
+    return len(records)
+
+
+async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
     # First sight of each (link, UTC day, visitor) in this batch; bots never count.
     first_seen: dict[tuple[uuid.UUID, datetime, bytes], datetime] = {}
     counts: dict[tuple[uuid.UUID, datetime], list[Any]] = {}
@@ -150,32 +204,43 @@ async def write_batch(conn: asyncpg.Connection, records: list[ClickRecord]) -> N
     visitors = sorted(first_seen)
     slots = sorted(counts)
     sub_slots = sorted(by_sub1)
-    async with conn.transaction():
-        await conn.copy_records_to_table("clicks", records=records, columns=CLICK_COLUMNS)
-        await conn.execute(
-            ROLLUP_SQL,
-            [k[0] for k in visitors],
-            [k[1] for k in visitors],
-            [k[2] for k in visitors],
-            [first_seen[k] for k in visitors],
-            [s[0] for s in slots],
-            [s[1] for s in slots],
-            [counts[s][0] for s in slots],
-            [counts[s][1] for s in slots],
-            [counts[s][2] for s in slots],
-            [counts[s][3] for s in slots],
-        )
-        # Same lock order rule as above; this table's rows are always taken after those.
-        await conn.execute(
-            SUB1_ROLLUP_SQL,
-            [k[0] for k in sub_slots],
-            [k[1] for k in sub_slots],
-            [k[2] for k in sub_slots],
-            [counts[k[:2]][0] for k in sub_slots],
-            [counts[k[:2]][1] for k in sub_slots],
-            [by_sub1[k][0] for k in sub_slots],
-            [by_sub1[k][1] for k in sub_slots],
-        )
+    await conn.execute(
+        ROLLUP_SQL,
+        [k[0] for k in visitors],
+        [k[1] for k in visitors],
+        [k[2] for k in visitors],
+        [first_seen[k] for k in visitors],
+        [s[0] for s in slots],
+        [s[1] for s in slots],
+        [counts[s][0] for s in slots],
+        [counts[s][1] for s in slots],
+        [counts[s][2] for s in slots],
+        [counts[s][3] for s in slots],
+    )
+    # Same lock order rule as above; this table's rows are always taken after those.
+    await conn.execute(
+        SUB1_ROLLUP_SQL,
+        [k[0] for k in sub_slots],
+        [k[1] for k in sub_slots],
+        [k[2] for k in sub_slots],
+        [counts[k[:2]][0] for k in sub_slots],
+        [counts[k[:2]][1] for k in sub_slots],
+        [by_sub1[k][0] for k in sub_slots],
+        [by_sub1[k][1] for k in sub_slots],
+    )
+
+
+@dataclass(frozen=True)
+class WriterHealth:
+    """What /readyz and the metrics say about the click writer."""
+
+    can_commit: bool
+    consecutive_failures: int
+    lag_seconds: float
+    last_commit_seconds_ago: float | None
+    queued: int
+    unconfirmed: int
+    lost: int
 
 
 class ClickWriter:
@@ -186,7 +251,10 @@ class ClickWriter:
     written while the previous one commits. Durable mode: `submit` returns a future
     resolved once the click's batch has committed (or failed). Async mode: `submit`
     returns None; batches go out at most every `flush_interval` seconds (sooner when
-    `batch_max` clicks wait), and a failed batch is retried. `close` drains the queue.
+    `batch_max` clicks wait), and a failed batch is retried. Once the oldest click not yet
+    committed is older than `max_lag` seconds, async mode hands out futures as durable
+    mode does, so it never answers for more clicks than that window holds. `close` drains
+    the queue.
     """
 
     def __init__(
@@ -196,6 +264,7 @@ class ClickWriter:
         durable: bool,
         flush_interval: float,
         batch_max: int,
+        max_lag: float = 1.0,
         in_flight: int = 2,
         max_queued: int | None = None,
     ) -> None:
@@ -203,44 +272,105 @@ class ClickWriter:
         self.durable = durable
         self._flush_interval = flush_interval
         self._batch_max = batch_max
+        self._max_lag = max_lag
         self._slots = asyncio.Semaphore(in_flight)
         # Async mode keeps failed batches for a retry; past this many, new clicks wait
         # for their commit as in durable mode.
         self._max_queued = max_queued or max(100_000, 50 * batch_max)
+        # Three lists in step: the click, the future of a request waiting for it (None
+        # once answered), and when it was queued (monotonic seconds).
         self._records: list[ClickRecord] = []
         self._futures: list[asyncio.Future[None] | None] = []
+        self._queued_at: list[float] = []
+        # A request waits on a queued click: flush now, not at the end of the interval.
+        self._urgent = False
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        # Each batch being written, with the time its oldest click was queued.
+        self._flushes: dict[asyncio.Task[None], float] = {}
         self._failures = 0
+        self._last_commit: float | None = None
         self.committed = 0
+        self.lost = 0
+        # Clicks answered with a 302 in async mode and not committed yet: what a crash
+        # of this process would lose.
+        self.unconfirmed = 0
 
     def start(self) -> None:
         """Start the writer task."""
         self._task = asyncio.create_task(self._run(), name="click-writer")
+        UNCONFIRMED.set_function(lambda: self.unconfirmed)
+        LAG_SECONDS.set_function(self.lag)
 
     @property
     def queued(self) -> int:
         """Clicks waiting for the next batch."""
         return len(self._records)
 
+    def lag(self, now: float | None = None) -> float:
+        """Seconds since the oldest click not yet committed was queued (0 when none is)."""
+        now = time.monotonic() if now is None else now
+        oldest = self._queued_at[0] if self._queued_at else now
+        for since in self._flushes.values():
+            oldest = min(oldest, since)
+        return now - oldest
+
+    def health(self) -> WriterHealth:
+        """Whether the writer is committing, and how far behind it is."""
+        now = time.monotonic()
+        lag = self.lag(now)
+        return WriterHealth(
+            can_commit=self._failures == 0 and lag <= self._max_lag,
+            consecutive_failures=self._failures,
+            lag_seconds=lag,
+            last_commit_seconds_ago=None if self._last_commit is None else now - self._last_commit,
+            queued=len(self._records),
+            unconfirmed=self.unconfirmed,
+            lost=self.lost,
+        )
+
+    async def probe(self) -> bool:
+        """After failures with nothing left to retry, try an empty commit on the pool."""
+        if self._failures == 0 or self._records or self._flushes:
+            return self._failures == 0
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT 1")
+        except Exception:
+            return False
+        # Durable mode retries nothing, so without traffic nothing else would ever clear
+        # the failures; an idle writer whose database answers again can commit.
+        if not self._records and not self._flushes:
+            self._failures = 0
+        return self._failures == 0
+
     def submit(self, record: ClickRecord) -> asyncio.Future[None] | None:
         """Queue a click; in durable mode, the future of its commit."""
         if self._closing:
             raise WriterClosed("the click writer is shutting down")
+        now = time.monotonic()
         future: asyncio.Future[None] | None = None
-        if self.durable or len(self._records) >= self._max_queued:
-            # A full queue in async mode (the database is failing or far behind) turns
-            # this click durable: its 302 waits for the commit, or becomes a 503. A 302 is
-            # never sent for a click that is then thrown away, and memory stays bounded
-            # by the requests in flight.
+        if self.durable or len(self._records) >= self._max_queued or self._lagging(now):
+            # Async mode turns durable while the database is failing or far behind: this
+            # click's 302 waits for the commit, or becomes a 503. A 302 is never sent for
+            # a click that could then be lost beyond the lag bound, and memory stays
+            # bounded by the requests in flight.
             future = asyncio.get_running_loop().create_future()
+            self._urgent = True
+        else:
+            self.unconfirmed += 1
         self._records.append(record)
         self._futures.append(future)
+        self._queued_at.append(now)
         if not self._wakeup.is_set():
             self._wakeup.set()
         return future
+
+    def _lagging(self, now: float) -> bool:
+        if self._queued_at and now - self._queued_at[0] > self._max_lag:
+            return True
+        return any(now - since > self._max_lag for since in self._flushes.values())
 
     async def close(self) -> None:
         """Take no more clicks and wait until every queued one is written."""
@@ -259,7 +389,12 @@ class ClickWriter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if not self.durable and not self._closing and len(self._records) < self._batch_max:
+            if (
+                not self.durable
+                and not self._closing
+                and not self._urgent
+                and len(self._records) < self._batch_max
+            ):
                 # Async mode trades latency for bigger batches, within the bound.
                 wait = last_flush + self._flush_interval - time.monotonic()
                 if wait > 0:
@@ -274,66 +409,138 @@ class ClickWriter:
             if not self._records:
                 self._slots.release()
                 continue
-            records = self._records[: self._batch_max]
-            futures = self._futures[: self._batch_max]
-            del self._records[: self._batch_max]
-            del self._futures[: self._batch_max]
+            n = self._batch_max
+            records, futures = self._records[:n], self._futures[:n]
+            oldest = self._queued_at[0]
+            del self._records[:n], self._futures[:n], self._queued_at[:n]
+            self._urgent = any(f is not None for f in self._futures)
             last_flush = time.monotonic()
-            task = asyncio.create_task(self._flush(records, futures))
-            self._flushes.add(task)
+            task = asyncio.create_task(self._flush(records, futures, oldest))
+            self._flushes[task] = oldest
             task.add_done_callback(self._flushed)
 
     def _flushed(self, task: asyncio.Task[None]) -> None:
-        self._flushes.discard(task)
+        self._flushes.pop(task, None)
         self._slots.release()
         self._wakeup.set()
 
+    async def _write(self, records: list[ClickRecord]) -> None:
+        try:
+            await self._write_once(records)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            # Most often a pooled connection the server closed (restart,
+            # pg_terminate_backend) that asyncpg had not noticed yet; the pool replaces
+            # it, and the batch is idempotent, so once more at once is safe.
+            log.info("click batch retried on a fresh connection: %s", exc)
+            await self._write_once(records)
+
+    async def _write_once(self, records: list[ClickRecord]) -> None:
+        async with self._pool.acquire() as conn:
+            with BATCH_SECONDS.time():
+                await write_batch(conn, records)
+
     async def _flush(
-        self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None]
+        self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None], oldest: float
     ) -> None:
         try:
-            async with self._pool.acquire() as conn:
-                with BATCH_SECONDS.time():
-                    await write_batch(conn, records)
+            await self._write(records)
         except Exception as exc:
-            self._failures += 1
-            if self.durable:
-                log.error("click batch of %d failed: %s", len(records), exc)
-                for future in futures:
-                    if future is not None and not future.done():
-                        future.set_exception(exc)
-                        # The request may be gone (client hung up); do not warn about it.
-                        future.exception()
-                return
-            if self._closing and self._failures >= 5:
-                waiting = [f for f in (*futures, *self._futures) if f is not None]
-                lost = len(records) + len(self._records) - len(waiting)
-                CLICKS_LOST.inc(lost)
-                log.error("giving up on %d clicks at shutdown: %s", lost, exc)
-                for future in waiting:
-                    if not future.done():
-                        future.set_exception(exc)
-                        future.exception()
-                self._records.clear()
-                self._futures.clear()
-                return
-            log.warning("click batch of %d failed, will retry: %s", len(records), exc)
-            # Clicks whose request is waiting answer now (503); the others are retried.
-            kept = []
-            for record, future in zip(records, futures, strict=True):
-                if future is None:
-                    kept.append(record)
-                elif not future.done():
-                    future.set_exception(exc)
-                    future.exception()
-            self._records[:0] = kept
-            self._futures[:0] = [None] * len(kept)
-            # The slot stays taken during the pause, so a broken database is not hammered.
-            await asyncio.sleep(min(0.1 * 2**self._failures, 5.0))
+            if database_unavailable(exc):
+                await self._failed(records, futures, oldest, exc)
+            else:
+                await self._isolate(records, futures, exc)
             return
+        self._committed(records, futures)
+
+    def _committed(
+        self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None]
+    ) -> None:
         self._failures = 0
+        self._last_commit = time.monotonic()
         self.committed += len(records)
         CLICKS_WRITTEN.inc(len(records))
         for future in futures:
-            if future is not None and not future.done():
+            if future is None:
+                self.unconfirmed -= 1
+            elif not future.done():
                 future.set_result(None)
+
+    def _lose(self, count: int, why: object) -> None:
+        if count:
+            self.lost += count
+            self.unconfirmed -= count
+            CLICKS_LOST.inc(count)
+            log.error("%d answered clicks could not be stored: %s", count, why)
+
+    async def _isolate(
+        self,
+        records: list[ClickRecord],
+        futures: list[asyncio.Future[None] | None],
+        exc: Exception,
+    ) -> None:
+        # The database refused the batch for what is in it, not for being down: retrying
+        # it whole would fail forever and every later click would queue behind it. Each
+        # click goes alone; those refused alone are dropped (counted as lost if answered).
+        log.error("click batch of %d refused, writing one by one: %s", len(records), exc)
+        for i, (record, future) in enumerate(zip(records, futures, strict=True)):
+            try:
+                await self._write([record])
+            except Exception as one:
+                if database_unavailable(one):
+                    rest = slice(i, None)
+                    await self._failed(records[rest], futures[rest], time.monotonic(), one)
+                    return
+                if future is None:
+                    self._lose(1, one)
+                elif not future.done():
+                    future.set_exception(one)
+                    future.exception()
+                continue
+            self._committed([record], [future])
+
+    async def _failed(
+        self,
+        records: list[ClickRecord],
+        futures: list[asyncio.Future[None] | None],
+        oldest: float,
+        exc: Exception,
+    ) -> None:
+        self._failures += 1
+        if self.durable:
+            log.error("click batch of %d failed: %s", len(records), exc)
+            for future in futures:
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+                    # The request may be gone (client hung up); do not warn about it.
+                    future.exception()
+            return
+        if self._closing and self._failures >= 5:
+            # Shutting down with the database still unreachable: this is when these
+            # clicks are lost.
+            waiting = [f for f in (*futures, *self._futures) if f is not None]
+            self._lose(len(records) + len(self._records) - len(waiting), exc)
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()
+            self._records.clear()
+            self._futures.clear()
+            self._queued_at.clear()
+            return
+        log.warning("click batch of %d failed, will retry: %s", len(records), exc)
+        # Clicks whose request is waiting answer now (503); the others are retried, and
+        # keep the time they were queued, so the lag counts from their first try.
+        kept = []
+        for record, future in zip(records, futures, strict=True):
+            if future is None:
+                kept.append(record)
+            elif not future.done():
+                future.set_exception(exc)
+                future.exception()
+        self._records[:0] = kept
+        self._futures[:0] = [None] * len(kept)
+        self._queued_at[:0] = [oldest] * len(kept)
+        # The slot stays taken during the pause, so a broken database is not hammered.
+        await asyncio.sleep(min(0.1 * 2**self._failures, 5.0))
