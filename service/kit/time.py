@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import AfterValidator, AwareDatetime
+
+# Instants the API takes: past 9999 (or before year 1) in UTC Python cannot hold them, and
+# nothing this service records happened before 1970.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def utc_now() -> datetime:
@@ -17,6 +25,21 @@ def ensure_aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         raise ValueError("datetime must carry a time zone offset")
     return value.astimezone(UTC)
+
+
+def bounded_instant(value: datetime) -> datetime:
+    """An aware datetime, in UTC, between 1970 and the end of 9999; a ValueError otherwise."""
+    try:
+        utc = ensure_aware(value)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError("must be between 1970-01-01 and 9999-12-31 in UTC")
+    return utc
+
+
+# The type of every datetime the API accepts.
+Instant = Annotated[AwareDatetime, AfterValidator(bounded_instant)]
 
 
 @lru_cache(maxsize=1)
