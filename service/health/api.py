@@ -42,7 +42,11 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok", "migrations": sorted(current)})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 async def metrics() -> Response:
     """Prometheus exposition of this process's counters."""
     body, content_type = render_metrics()
