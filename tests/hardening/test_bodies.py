@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ from fastapi import APIRouter, Request
 from service.app import create_asgi
 from service.kit.bodylimit import BodyLimit
 from tests.conftest import settings_for_tests
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, free_port
 
 LIMIT = 1_048_576
 
@@ -109,12 +108,6 @@ async def test_content_length_that_is_not_a_number_is_400(app):
     assert body["detail"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_unexpected_error_is_500_and_the_connection_stays_open(database_url):
     asgi = create_asgi(settings_for_tests(), database_url=database_url)
     boom = APIRouter()
@@ -128,7 +121,7 @@ async def test_unexpected_error_is_500_and_the_connection_stays_open(database_ur
         return {"port": request.client.port if request.client else 0}
 
     asgi.fastapi.include_router(boom)  # type: ignore[attr-defined]
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="critical", lifespan="on")
     )

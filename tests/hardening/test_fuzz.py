@@ -8,7 +8,6 @@ synchronously over 127.0.0.1) on a database of its own, so that what the fuzzer 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
@@ -39,6 +38,7 @@ from service.db import create_engine, create_sessionmaker
 from service.models import Role
 from tests.conftest import settings_for_tests
 from tests.conversions.factories import sale, setup
+from tests.helpers import free_port
 from tests.links.factories import create_link
 
 # Per operation. 56 operations x 25 keep the whole run near a minute on two busy cores.
@@ -76,18 +76,12 @@ class Served:
     started: float = field(default_factory=time.monotonic)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 async def served(pg_server: Any) -> AsyncIterator[Served]:
     url = await pg_server.new_database()
     await asyncio.to_thread(migrate.upgrade, url)
     asgi = create_asgi(settings_for_tests(), database_url=url)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="critical", lifespan="on")
     )
