@@ -21,6 +21,7 @@ from service.errors import install_database_error_handlers, install_error_handle
 from service.fraud.api import router as fraud_router
 from service.health.api import router as health_router
 from service.health.metrics import MetricsMiddleware
+from service.kit.bodylimit import BodyLimit
 from service.kit.text import storable_input
 from service.links.api import promo_codes_router
 from service.links.api import router as links_router
@@ -102,8 +103,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     return app
 
 
-def create_asgi(
-    settings: Settings | None = None, *, database_url: str | None = None
-) -> RedirectApp:
-    """The ASGI callable uvicorn serves: the redirect fast path in front of FastAPI."""
-    return RedirectApp(create_app(settings, database_url=database_url))
+def create_asgi(settings: Settings | None = None, *, database_url: str | None = None) -> BodyLimit:
+    """The ASGI callable uvicorn serves: the body limit, then the redirect fast path in front
+    of FastAPI."""
+    settings = settings or get_settings()
+    app = RedirectApp(create_app(settings, database_url=database_url))
+    return BodyLimit(app, settings.max_body_bytes)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.kit.dberrors import database_unavailable
 
@@ -147,6 +148,7 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, the framework's included, as problem+json."""
+    app.add_middleware(UnexpectedErrors)
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -177,10 +179,37 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = "method not allowed on this resource"
         return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return problem_response(500, "an unexpected error occurred; it has been logged")
+
+class UnexpectedErrors:
+    """An unexpected exception becomes a logged 500 problem+json, and goes no further.
+
+    Starlette's own last-resort handler re-raises after answering, and uvicorn then closes
+    the connection: a keep-alive client would lose the request after the 500 too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # half an answer is out: only closing the connection can say so
+            response = problem_response(500, "an unexpected error occurred; it has been logged")
+            await response(scope, receive, send)
 
 
 # Seconds a client should wait before retrying when the database is unavailable.

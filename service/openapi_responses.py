@@ -29,9 +29,11 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _problem("the body is not JSON, or its Content-Length is not a number"),
     401: _problem("missing or invalid API key"),
     403: _problem("the key's role may not do this"),
     404: _problem("no such object, or not yours"),
+    413: _problem("the body is larger than the service takes (AFFILIATE_MAX_BODY_BYTES)"),
     422: _problem("a field is invalid; `errors` names each one"),
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 PROBLEM = "application/problem+json"
@@ -21,3 +22,10 @@ def assert_problem(r: Any, status: int) -> dict[str, Any]:
 def error_fields(r: Any, status: int = 422) -> list[str]:
     """The fields named by a validation problem."""
     return [e["field"] for e in assert_problem(r, status).get("errors") or []]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

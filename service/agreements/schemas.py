@@ -4,34 +4,36 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from service.agreements.terms import DecimalStr
+from service.kit.jsondoc import TermsDocument
+from service.kit.time import Instant
 
 
 class AgreementCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     program_id: uuid.UUID
-    effective_from: AwareDatetime | None = Field(
+    effective_from: Instant | None = Field(
         default=None, description="when the terms start; default now"
     )
-    terms: dict[str, Any]
+    terms: TermsDocument
 
 
 class VersionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    effective_from: AwareDatetime | None = Field(
+    effective_from: Instant | None = Field(
         default=None, description="now or later; the past is never rewritten"
     )
-    terms: dict[str, Any]
+    terms: TermsDocument
 
 
 class Termination(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at: AwareDatetime | None = Field(default=None, description="now or later; default now")
+    at: Instant | None = Field(default=None, description="now or later; default now")
     reason: str | None = Field(default=None, max_length=2000)
 
 
@@ -76,7 +78,7 @@ class SimRefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: DecimalStr = Field(description="in the program currency")
-    occurred_at: AwareDatetime
+    occurred_at: Instant
 
 
 class SimConversionIn(BaseModel):
@@ -84,12 +86,12 @@ class SimConversionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     type: Literal["sale", "lead"]
     amount: DecimalStr | None = Field(default=None, description="required for a sale")
     items: list[SimItemIn] = Field(default_factory=list, max_length=1000)
     refunds: list[SimRefundIn] = Field(default_factory=list, max_length=1000)
-    recurring_since: AwareDatetime | None = Field(
+    recurring_since: Instant | None = Field(
         default=None,
         description="the customer's first attributed conversion, for recurring_months",
     )
@@ -98,9 +100,9 @@ class SimConversionIn(BaseModel):
 class SimulationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    terms: dict[str, Any] = Field(description="the proposed terms, validated like any terms")
-    start: AwareDatetime = Field(alias="from", description="inclusive")
-    end: AwareDatetime = Field(alias="to", description="exclusive; at most 366 days after from")
+    terms: TermsDocument = Field(description="the proposed terms, validated like any terms")
+    start: Instant = Field(alias="from", description="inclusive")
+    end: Instant = Field(alias="to", description="exclusive; at most 366 days after from")
     conversions: list[SimConversionIn] | None = Field(
         default=None,
         max_length=MAX_SIM_CONVERSIONS,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
 from pydantic_core import PydanticCustomError
 
 from service.commissions.terms import Rule, Terms, Tier
-from service.kit.money import MoneyError, parse_amount
+from service.kit.money import MoneyError, parse_amount, parse_decimal
 
 # Stored as BIGINT minor units: 10**15 leaves room for three decimals.
 _MONEY_LIMIT = Decimal(10) ** 15
@@ -96,14 +96,10 @@ class _Check:
 
     def number(self, text: str, field: str) -> Decimal | None:
         try:
-            value = Decimal(text.strip())
-        except (InvalidOperation, ValueError):
-            self.fail(field, f"{text!r} is not a decimal number")
+            return parse_decimal(text)
+        except MoneyError as exc:
+            self.fail(field, str(exc))
             return None
-        if not value.is_finite():
-            self.fail(field, f"{text!r} is not a finite number")
-            return None
-        return value
 
     def percent(self, text: str | None, field: str) -> Decimal | None:
         if text is None:

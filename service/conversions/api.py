@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -28,6 +27,7 @@ from service.conversions.schemas import (
 from service.db import Session
 from service.kit.money import format_minor
 from service.kit.pagination import Page, Pagination
+from service.kit.time import Instant
 from service.models import CommissionEntry, Conversion, Refund
 from service.openapi_responses import ERRORS, WRITE_ERRORS
 from service.redirect.clickid import ClickIdSigner
@@ -124,8 +124,8 @@ async def list_(
     program_id: Annotated[uuid.UUID | None, Query()] = None,
     partner_id: Annotated[uuid.UUID | None, Query()] = None,
     status: Annotated[str | None, Query(pattern="^(accepted|review|rejected)$")] = None,
-    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+    occurred_from: Annotated[Instant | None, Query(alias="from")] = None,
+    occurred_to: Annotated[Instant | None, Query(alias="to")] = None,
 ) -> Page[ConversionOut]:
     rows, cursor = await repository.page(
         session,

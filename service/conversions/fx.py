@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -13,7 +13,7 @@ from service.auth.keys import Principal
 from service.conversions.schemas import FxRateIn, FxRateOut
 from service.errors import ValidationFailed
 from service.kit.ids import new_id
-from service.kit.money import is_currency
+from service.kit.money import MoneyError, is_currency, parse_decimal
 from service.kit.time import utc_now
 from service.models import FxRate
 
@@ -22,10 +22,10 @@ MAX_RATE = Decimal(10) ** 12
 
 def _rate(text: str) -> Decimal | None:
     try:
-        value = Decimal(text)
-    except (InvalidOperation, ValueError):
+        value = parse_decimal(text)
+    except MoneyError:
         return None
-    if not value.is_finite() or value <= 0 or value >= MAX_RATE:
+    if value <= 0 or value >= MAX_RATE:
         return None
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -12:

@@ -4,9 +4,11 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.commissions.schemas import EntryOut
+from service.kit.jsondoc import Metadata
+from service.kit.time import Instant
 
 
 def _no_float(value: object) -> object:
@@ -34,13 +36,13 @@ class ConversionCreate(BaseModel):
     order_id: str = Field(min_length=1, max_length=200)
     amount: str | None = Field(default=None, description="decimal string; required for sales")
     currency: str | None = Field(default=None, description="default: the program's")
-    occurred_at: AwareDatetime | None = Field(default=None, description="default: now")
+    occurred_at: Instant | None = Field(default=None, description="default: now")
     click_id: str | None = Field(default=None, max_length=200)
     promo_code: str | None = Field(default=None, min_length=1, max_length=64)
     customer_id: str | None = Field(default=None, min_length=1, max_length=200)
     customer_email: str | None = Field(default=None, max_length=320)
     items: list[ItemIn] = Field(default_factory=list, max_length=1000)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
     _amount = field_validator("amount", mode="before")(_no_float)
 
@@ -52,7 +54,7 @@ class RefundCreate(BaseModel):
     order_id: str = Field(min_length=1, max_length=200)
     refund_id: str = Field(min_length=1, max_length=200)
     amount: str = Field(description="decimal string in the conversion's currency")
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Instant | None = None
 
     _amount = field_validator("amount", mode="before")(_no_float)
 

@@ -4,12 +4,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from service.auth.deps import Reader
 from service.db import Session
 from service.fraud import report
 from service.fraud.schemas import Quality
+from service.kit.time import Instant
 from service.openapi_responses import ERRORS
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -36,9 +36,9 @@ async def quality(
     program_id: Annotated[uuid.UUID | None, Query()] = None,
     partner_id: Annotated[uuid.UUID | None, Query()] = None,
     from_: Annotated[
-        AwareDatetime | None, Query(alias="from", description="inclusive; default to - 30 days")
+        Instant | None, Query(alias="from", description="inclusive; default to - 30 days")
     ] = None,
-    to: Annotated[AwareDatetime | None, Query(description="exclusive; default now")] = None,
+    to: Annotated[Instant | None, Query(description="exclusive; default now")] = None,
 ) -> Quality:
     """Clicks, bot share, held, rejected and approved conversions and rules fired, per partner."""
     return await report.quality(session, auth, from_, to, program_id, partner_id)

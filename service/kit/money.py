@@ -9,6 +9,11 @@ from babel.numbers import get_currency_precision, list_currencies
 
 # Keeps every amount, in minor units of any currency, far inside a BIGINT.
 MAX_AMOUNT = Decimal(10) ** 12
+# Longer than any amount, rate or percent a caller means; a million digits costs real CPU.
+MAX_DECIMAL_TEXT = 64
+# Digits before or after the point: past these, decimal arithmetic overflows its context
+# (1e1000000 parses, but abs() or quantize() of it raise decimal.Overflow).
+MAX_DECIMAL_PLACES = 30
 
 
 class MoneyError(ValueError):
@@ -61,18 +66,36 @@ def from_minor(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-minor_units(currency)).quantize(_quantum(currency))
 
 
+def parse_decimal(text: str) -> Decimal:
+    """A finite Decimal from text, refusing NaN, infinities, overlong text and exponents
+    past what decimal arithmetic can hold."""
+    text = text.strip()
+    if len(text) > MAX_DECIMAL_TEXT:
+        raise MoneyError(f"is longer than {MAX_DECIMAL_TEXT} characters")
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError) as exc:
+        raise MoneyError(f"{text!r} is not a decimal number") from exc
+    except ArithmeticError as exc:  # decimal.Overflow, for an exponent such as 1e1000000
+        raise MoneyError(f"{text!r} is out of range") from exc
+    if not value.is_finite():
+        raise MoneyError(f"{text!r} is not a finite number")
+    exponent = value.as_tuple().exponent
+    if value.adjusted() > MAX_DECIMAL_PLACES or (
+        isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES
+    ):
+        raise MoneyError(f"{text!r} is out of range")
+    # -0 is 0: it would otherwise be echoed back as "-0.00".
+    return value.copy_abs() if value.is_zero() else value
+
+
 def parse_amount(
     text: str | int | Decimal, currency: str, *, allow_negative: bool = False
 ) -> Decimal:
     """Parse a decimal string for the currency, refusing floats, NaN and excess digits."""
     if isinstance(text, bool) or isinstance(text, float):
         raise MoneyError("amounts are decimal strings, not floats")
-    try:
-        value = Decimal(str(text).strip())
-    except (InvalidOperation, ValueError) as exc:
-        raise MoneyError(f"{text!r} is not a decimal number") from exc
-    if not value.is_finite():
-        raise MoneyError(f"{text!r} is not a finite number")
+    value = parse_decimal(str(text))
     if value < 0 and not allow_negative:
         raise MoneyError("must not be negative")
     if abs(value) >= MAX_AMOUNT:

@@ -52,12 +52,16 @@ async def storable_input(request: Request) -> None:
                 )
     if request.method in ("POST", "PUT", "PATCH"):
         body = await request.body()
-        if b"\\u" not in body and b"\x00" not in body:
+        # Raw surrogate bytes (ED A0..BF ..) are not UTF-8, yet json.loads takes them in.
+        if b"\\u" not in body and b"\x00" not in body and b"\xed" not in body:
             return  # the common case: no escapes, nothing to decode twice
         try:
             parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return  # malformed JSON is the framework's 422 to give
-        found = unstorable(parsed)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return  # malformed JSON is the framework's 4xx to give
+        try:
+            found = unstorable(parsed)
+        except RecursionError:
+            return  # nested past any field's bound: validation refuses it, naming the field
         if found:
             raise ValidationFailed([{"field": found, "message": MESSAGE}])

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+
+# Instants the API takes: past 9999 (or before year 1) in UTC Python cannot hold them, and
+# nothing this service records happened before 1970.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def utc_now() -> datetime:
@@ -17,6 +26,33 @@ def ensure_aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         raise ValueError("datetime must carry a time zone offset")
     return value.astimezone(UTC)
+
+
+def bounded_instant(value: datetime) -> datetime:
+    """An aware datetime, in UTC, between 1970 and the end of 9999; a ValueError otherwise."""
+    try:
+        utc = ensure_aware(value)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError("must be between 1970-01-01 and 9999-12-31 in UTC")
+    return utc
+
+
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339_text(value: object) -> object:
+    # pydantic would take 0.5, or "0.5", as seconds since 1970: the spec says date-time.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339_START.match(value):
+        raise ValueError("must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z")
+    return value
+
+
+# The type of every datetime the API accepts.
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(bounded_instant)]
 
 
 @lru_cache(maxsize=1)

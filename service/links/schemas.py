@@ -4,7 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.kit.time import Instant
 
 LinkStatusName = Literal["active", "paused"]
 PromoStatusName = Literal["active", "disabled"]
@@ -30,7 +32,7 @@ class LinkCreate(BaseModel):
     params: ParamsIn | None = Field(
         default=None, description="fixed query params added to every redirect"
     )
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
     status: LinkStatusName = "active"
 
 
@@ -39,7 +41,7 @@ class LinkUpdate(BaseModel):
 
     destination_url: str | None = None
     params: ParamsIn | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
     status: LinkStatusName | None = None
 
 
@@ -63,8 +65,8 @@ class PromoCodeCreate(BaseModel):
     program_id: uuid.UUID
     partner_id: uuid.UUID
     code: str = Field(description="case-insensitive, unique in the program")
-    valid_from: AwareDatetime | None = None
-    valid_to: AwareDatetime | None = None
+    valid_from: Instant | None = None
+    valid_to: Instant | None = None
     max_uses: int | None = Field(default=None, ge=1, le=1_000_000_000)
     status: PromoStatusName = "active"
 
@@ -72,8 +74,8 @@ class PromoCodeCreate(BaseModel):
 class PromoCodeUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    valid_from: AwareDatetime | None = None
-    valid_to: AwareDatetime | None = None
+    valid_from: Instant | None = None
+    valid_to: Instant | None = None
     max_uses: int | None = Field(default=None, ge=1, le=1_000_000_000)
     status: PromoStatusName | None = None
 

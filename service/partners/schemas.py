@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from service.kit.jsondoc import Metadata
+
 Status = Literal["pending", "active", "suspended", "terminated"]
 
 
@@ -17,8 +19,8 @@ class PartnerCreate(BaseModel):
     status: Status = "active"
     parent_id: uuid.UUID | None = None
     payout_method: str | None = Field(default=None, min_length=1, max_length=64)
-    payout_details: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    payout_details: Metadata = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class PartnerUpdate(BaseModel):
@@ -29,8 +31,8 @@ class PartnerUpdate(BaseModel):
     status: Status | None = None
     parent_id: uuid.UUID | None = None
     payout_method: str | None = Field(default=None, min_length=1, max_length=64)
-    payout_details: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    payout_details: Metadata | None = None
+    metadata: Metadata | None = None
 
 
 class PartnerOut(BaseModel):

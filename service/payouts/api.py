@@ -4,12 +4,12 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import AwareDatetime
 
 from service.auth.deps import Finance, FinanceOrPartner
 from service.db import Session
 from service.kit import csvout
 from service.kit.pagination import Page, Pagination
+from service.kit.time import Instant
 from service.openapi_responses import ERRORS, WRITE_ERRORS
 from service.payouts import service
 from service.payouts.schemas import (
@@ -44,7 +44,7 @@ async def preview(
     request: Request,
     auth: Finance,
     session: Session,
-    as_of: Annotated[AwareDatetime | None, Query(description="RFC 3339; now when absent")] = None,
+    as_of: Annotated[Instant | None, Query(description="RFC 3339; now when absent")] = None,
     program_id: Annotated[uuid.UUID | None, Query()] = None,
     format: FormatParam = None,
 ) -> Any:
@@ -59,8 +59,8 @@ async def report(
     request: Request,
     auth: Finance,
     session: Session,
-    from_: Annotated[AwareDatetime, Query(alias="from", description="inclusive, RFC 3339")],
-    to: Annotated[AwareDatetime, Query(description="exclusive, RFC 3339")],
+    from_: Annotated[Instant, Query(alias="from", description="inclusive, RFC 3339")],
+    to: Annotated[Instant, Query(description="exclusive, RFC 3339")],
     format: FormatParam = None,
 ) -> Any:
     result = await service.report(session, from_, to)

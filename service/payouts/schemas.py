@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.commissions.schemas import EntryOut
+from service.kit.time import Instant
 
 PayoutStatusName = Literal["open", "paid", "failed"]
 Format = Literal["json", "csv"]
@@ -54,7 +55,7 @@ class Preview(BaseModel):
 class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: AwareDatetime = Field(description="entries available at or before this are paid")
+    as_of: Instant = Field(description="entries available at or before this are paid")
     program_id: uuid.UUID | None = Field(default=None, description="all programs when null")
 
 
@@ -121,7 +122,7 @@ class MarkPaid(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reference: str = Field(min_length=1, max_length=500, description="the transfer reference")
-    paid_at: AwareDatetime | None = Field(default=None, description="defaults to now")
+    paid_at: Instant | None = Field(default=None, description="defaults to now")
 
     _reference = field_validator("reference")(_not_blank)
 

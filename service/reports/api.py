@@ -4,11 +4,11 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
 
 from service.auth.deps import Reader
 from service.db import Session
 from service.kit import csvout
+from service.kit.time import Instant
 from service.openapi_responses import ERRORS
 from service.reports import service
 from service.reports.schemas import Format, GroupBy, Performance
@@ -69,9 +69,9 @@ async def performance(
     auth: Reader,
     session: Session,
     from_: Annotated[
-        AwareDatetime | None, Query(alias="from", description="inclusive; default to - 30 days")
+        Instant | None, Query(alias="from", description="inclusive; default to - 30 days")
     ] = None,
-    to: Annotated[AwareDatetime | None, Query(description="exclusive; default now")] = None,
+    to: Annotated[Instant | None, Query(description="exclusive; default now")] = None,
     program_id: Annotated[uuid.UUID | None, Query()] = None,
     partner_id: Annotated[uuid.UUID | None, Query()] = None,
     link_id: Annotated[uuid.UUID | None, Query()] = None,
