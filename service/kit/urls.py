@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-def is_hostname(name: str, *, allow_wildcard: bool = False) -> bool:
-    """A DNS host name (lower-case labels), optionally '*.' + host name."""
-    if allow_wildcard and name.startswith("*."):
-        name = name[2:]
-    if not name or len(name) > 253 or name != name.lower():
-        return False
-    labels = name.split(".")
-    return len(labels) >= 1 and all(_LABEL.match(label) for label in labels)
+# A URL on its scheme's own port needs no port in a program's allowed_domains.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def check_http_url(value: str) -> str | None:
@@ -44,3 +34,12 @@ def check_http_url(value: str) -> str | None:
 def host_of(url: str) -> str:
     """The lower-case host of a URL already checked by check_http_url."""
     return (urlsplit(url).hostname or "").rstrip(".").lower()
+
+
+def authority_of(url: str) -> str:
+    """The host of a URL already checked by check_http_url, with its port unless the default."""
+    parts = urlsplit(url)
+    port = parts.port
+    if port is None or port == DEFAULT_PORTS.get(parts.scheme):
+        return host_of(url)
+    return f"{host_of(url)}:{port}"

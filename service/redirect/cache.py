@@ -7,10 +7,12 @@ import json
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import asyncpg
+
+from service.redirect.location import DeepLinkRefused, validate_deep_link
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,21 @@ class LinkEntry:
         # Unix seconds, so that the hot path compares floats, not datetimes.
         self.expires_at: float | None = row["expires_at"]
         self.click_param: str = row["click_param"]
-        self.fallback_url: str | None = row["fallback_url"]
         self.allowed_domains: tuple[str, ...] = tuple(row["allowed_domains"] or ())
+        self.fallback_url: str | None = _kept_fallback(row["fallback_url"], self.allowed_domains)
         self.attributable: bool = row["partner_status"] not in UNATTRIBUTABLE_PARTNER_STATUSES
+
+
+def _kept_fallback(url: str | None, allowed_domains: tuple[str, ...]) -> str | None:
+    # A fallback stored before it had to be on an allowed domain is not followed: a paused
+    # link must not become a redirect to anywhere.
+    if not url:
+        return None
+    try:
+        validate_deep_link(url, allowed_domains)
+    except DeepLinkRefused:
+        return None
+    return url
 
 
 Loader = Callable[[str], Awaitable[LinkEntry | None]]
