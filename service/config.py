@@ -6,7 +6,8 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from limits import parse as parse_limit
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,8 +57,16 @@ class Settings(BaseSettings):
     hash_key_days: int = Field(default=2, ge=1, le=366)
     # When set, GET /metrics needs `Authorization: Bearer <token>`.
     metrics_token: str | None = None
+    # Failed authentications allowed per client address (each process counts its own).
+    auth_failure_limit: str = "20/minute"
     log_level: str = "info"
     access_log: bool = False
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _parse_limit(cls, value: str) -> str:
+        parse_limit(value)  # ValueError for anything but "N/second|minute|hour|day"
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -33,6 +33,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: _problem("the key's role may not do this"),
     404: _problem("no such object, or not yours"),
     422: _problem("a field is invalid; `errors` names each one"),
+    429: _problem("too many failed authentications from this address; see Retry-After"),
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,

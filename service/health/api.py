@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from service.auth.deps import refuse
 from service.health.metrics import render_metrics
 from service.migrate import current_revisions, head_revisions
+from service.openapi_responses import ERRORS
 
 router = APIRouter(tags=["ops"])
 
@@ -42,8 +46,16 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok", "migrations": sorted(current)})
 
 
-@router.get("/metrics")
-async def metrics() -> Response:
-    """Prometheus exposition of this process's counters."""
+@router.get("/metrics", responses={401: ERRORS[401], 429: ERRORS[429]})
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's counters; AFFILIATE_METRICS_TOKEN guards it."""
+    token: str | None = request.app.state.settings.metrics_token
+    if token:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        # compare_digest: the time taken says nothing about how much of the token matched.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), token.encode()
+        ):
+            raise refuse(request, "/metrics needs Authorization: Bearer <AFFILIATE_METRICS_TOKEN>")
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)
