@@ -140,12 +140,17 @@ class _Cached:
 
 
 class KeyCache:
-    """Key hash -> principal (None for a key that does not work), for CACHE_SECONDS at most."""
+    """Key hash -> principal (None for a key that does not work), for CACHE_SECONDS at most.
+
+    A lookup that overlaps a forget is not kept (`generation`): it may have read the key
+    before the commit that ended it.
+    """
 
     def __init__(self, seconds: float = CACHE_SECONDS, max_size: int = CACHE_MAX) -> None:
         self._seconds = seconds
         self._max_size = max_size
         self._entries: dict[bytes, _Cached] = {}
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -165,8 +170,11 @@ class KeyCache:
         *,
         key_id: uuid.UUID | None,
         partner_id: uuid.UUID | None,
+        generation: int,
     ) -> None:
-        """Remember what a key hash authenticates as."""
+        """Remember what a key hash authenticates as, read while `generation` was current."""
+        if generation != self.generation:
+            return
         if len(self._entries) >= self._max_size:
             self._entries.clear()
         self._entries[digest] = _Cached(now + self._seconds, principal, key_id, partner_id)
@@ -175,6 +183,7 @@ class KeyCache:
         self, *, key_id: uuid.UUID | None = None, partner_id: uuid.UUID | None = None
     ) -> None:
         """Drop what is cached for one key, or for every key of one partner."""
+        self.generation += 1
         stale = [
             digest
             for digest, hit in self._entries.items()
@@ -186,6 +195,7 @@ class KeyCache:
 
     def clear(self) -> None:
         """Drop everything."""
+        self.generation += 1
         self._entries.clear()
 
     def on_notify(self, payload: str) -> None:
@@ -248,6 +258,7 @@ async def authenticate(session: AsyncSession, cache: KeyCache, key: str) -> Prin
     hit = cache.get(digest, now)
     if hit is not None:
         return hit.principal
+    generation = cache.generation
     found = (
         await session.execute(
             select(ApiKey, Partner.status)
@@ -275,5 +286,6 @@ async def authenticate(session: AsyncSession, cache: KeyCache, key: str) -> Prin
         principal,
         key_id=row.id if row is not None else None,
         partner_id=row.partner_id if row is not None else None,
+        generation=generation,
     )
     return principal

@@ -66,14 +66,23 @@ async def test_revoke_through_the_api_fails_the_key_at_once(app, client, admin):
 def test_notifications_for_links_leave_keys_cached():
     cache = keys.KeyCache()
     partner, key_id = uuid.uuid4(), uuid.uuid4()
-    cache.put(b"d", 0.0, None, key_id=key_id, partner_id=partner)
+    cache.put(b"d", 0.0, None, key_id=key_id, partner_id=partner, generation=cache.generation)
     for payload in ("link:abc", f"program:{uuid.uuid4()}", f"partner:{uuid.uuid4()}"):
         cache.on_notify(payload)
     assert cache.get(b"d", 1.0) is not None
     cache.on_notify(f"partner:{partner}")
     assert cache.get(b"d", 1.0) is None
-    cache.put(b"d", 0.0, None, key_id=key_id, partner_id=None)
+    cache.put(b"d", 0.0, None, key_id=key_id, partner_id=None, generation=cache.generation)
     cache.on_notify(f"api_key:{key_id}")
+    assert cache.get(b"d", 1.0) is None
+
+
+def test_a_lookup_overlapping_a_forget_is_not_kept():
+    cache = keys.KeyCache()
+    key_id = uuid.uuid4()
+    before = cache.generation  # the lookup reads the database now...
+    cache.on_notify(f"api_key:{key_id}")  # ...the revocation commits meanwhile
+    cache.put(b"d", 0.0, None, key_id=key_id, partner_id=None, generation=before)
     assert cache.get(b"d", 1.0) is None
 
 
