@@ -13,6 +13,8 @@ from fastapi import Depends, FastAPI
 from service import migrate
 from service.agreements.api import router as agreements_router
 from service.auth.api import router as api_keys_router
+from service.auth.keys import SESSION_CACHE, KeyCache
+from service.auth.limits import AuthFailureLimiter
 from service.commissions.api import router as commissions_router
 from service.config import Settings, get_settings
 from service.conversions.api import router as conversions_router
@@ -65,10 +67,13 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             await asyncio.to_thread(migrate.upgrade, url)
         engine = create_engine(url, settings)
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+        # Sessions carry the key cache so that what they commit can clear it (keys.py).
+        app.state.sessionmaker = create_sessionmaker(engine, {SESSION_CACHE: app.state.key_cache})
         app.state.secrets = await load_secrets(engine, settings)
         # The redirect (outer ASGI app) reads its cache, signer and click writer from here.
-        app.state.redirect = await RedirectRuntime.start(url, settings, app.state.secrets)
+        app.state.redirect = await RedirectRuntime.start(
+            url, settings, app.state.secrets, also_notify=[app.state.key_cache]
+        )
         app.state.click_signer = app.state.redirect.signer
         key_upkeep = asyncio.create_task(app.state.secrets.visitor_keys.maintain())
         try:
@@ -95,6 +100,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         dependencies=[Depends(storable_input)],
     )
     app.state.settings = settings
+    app.state.key_cache = KeyCache()
+    app.state.auth_failures = AuthFailureLimiter(settings.auth_failure_limit)
     install_error_handlers(app)
     install_database_error_handlers(app)
     for router in ROUTERS:

@@ -6,6 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
+from limits import parse as parse_limit
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
     hash_key_days: int = Field(default=2, ge=1, le=366)
     # When set, GET /metrics needs `Authorization: Bearer <token>`.
     metrics_token: str | None = None
+    # Failed authentications allowed per client address (each process counts its own).
+    auth_failure_limit: str = "20/minute"
     log_level: str = "info"
     access_log: bool = False
 
@@ -65,6 +68,12 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_proxies(cls, value: str) -> str:
         parse_networks(value)
+        return value
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _parse_limit(cls, value: str) -> str:
+        parse_limit(value)  # ValueError for anything but "N/second|minute|hour|day"
         return value
 
     @model_validator(mode="after")

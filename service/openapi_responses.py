@@ -35,6 +35,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: _problem("no such object, or not yours"),
     413: _problem("the body is larger than the service takes (AFFILIATE_MAX_BODY_BYTES)"),
     422: _problem("a field is invalid; `errors` names each one"),
+    429: _problem("too many failed authentications from this address; see Retry-After"),
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,

@@ -90,7 +90,12 @@ async def database_url(pg_server: TestServer) -> AsyncIterator[str]:
 
 def settings_for_tests(**overrides: object) -> Settings:
     """Settings for tests: no embedded server of the app's own, no migrations at start."""
-    values: dict[str, object] = {"migrate": False, "public_url": "http://aff.test"}
+    # Every test client calls from one address; the failure limit has tests of its own.
+    values: dict[str, object] = {
+        "migrate": False,
+        "public_url": "http://aff.test",
+        "auth_failure_limit": "10000/minute",
+    }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

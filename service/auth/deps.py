@@ -6,36 +6,69 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import select
 
 from service.auth.keys import Principal, authenticate
 from service.db import Session
-from service.errors import Forbidden, Unauthorized
-from service.models import Role
+from service.errors import Forbidden, TooManyRequests, Unauthorized
+from service.models import Partner, PartnerStatus, Role
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def refuse(request: Request, detail: str) -> Unauthorized | TooManyRequests:
+    """A 401 for a failed authentication, or a 429 once its address has failed too often."""
+    address = request.client.host if request.client else "unknown"
+    wait = request.app.state.auth_failures.fail(address)
+    if wait is not None:
+        return TooManyRequests("too many failed authentications from this address", wait)
+    return Unauthorized(detail)
 
 
 async def current_principal(request: Request, session: Session) -> Principal:
-    """The caller, from `Authorization: Bearer <key>`; 401 otherwise."""
+    """The caller, from `Authorization: Bearer <key>`; 401 otherwise (429 after many)."""
     header = request.headers.get("authorization")
     if not header:
         raise Unauthorized("missing Authorization: Bearer <key>")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <key>'")
-    principal = await authenticate(session, key.strip())
+        raise refuse(request, "the Authorization header must be 'Bearer <key>'")
+    principal = await authenticate(session, request.app.state.key_cache, key.strip())
     if principal is None:
-        raise Unauthorized("the API key is not valid or has been revoked")
+        raise refuse(request, "the API key is not valid or has been revoked")
     request.state.principal = principal
     return principal
 
 
+async def _check_partner_active(session: Session, principal: Principal) -> None:
+    # FOR SHARE: a status change waits for this write to commit, and this write for it,
+    # so no write lands after the partner was suspended.
+    status = await session.scalar(
+        select(Partner.status).where(Partner.id == principal.partner_id).with_for_update(read=True)
+    )
+    if status != PartnerStatus.active:
+        raise Forbidden(
+            f"this partner is {status or 'unknown'}; only an active partner may make changes"
+        )
+
+
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that admits only the given roles (403 for the others)."""
+    """A dependency that admits only the given roles (403 for the others).
+
+    A partner key writes (any method but GET, HEAD, OPTIONS) only while its partner is active.
+    """
     allowed = frozenset(roles)
 
-    async def _check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def _check(
+        request: Request,
+        session: Session,
+        principal: Annotated[Principal, Depends(current_principal)],
+    ) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(allowed))
             raise Forbidden(f"this action needs one of these roles: {names}")
+        if principal.role == Role.partner and request.method not in SAFE_METHODS:
+            await _check_partner_active(session, principal)
         return principal
 
     return _check

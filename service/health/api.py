@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from service.auth.deps import refuse
 from service.health.metrics import render_metrics
 from service.migrate import current_revisions, head_revisions
+from service.openapi_responses import ERRORS
 from service.redirect.writer import WriterHealth
 
 router = APIRouter(tags=["ops"])
@@ -75,9 +78,21 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        401: ERRORS[401],
+        429: ERRORS[429],
+    },
 )
-async def metrics() -> Response:
-    """Prometheus exposition of this process's counters."""
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's counters; AFFILIATE_METRICS_TOKEN guards it."""
+    token: str | None = request.app.state.settings.metrics_token
+    if token:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        # compare_digest: the time taken says nothing about how much of the token matched.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), token.encode()
+        ):
+            raise refuse(request, "/metrics needs Authorization: Bearer <AFFILIATE_METRICS_TOKEN>")
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)

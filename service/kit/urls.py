@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+# A URL on its scheme's own port needs no port in a program's allowed_domains.
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -44,3 +48,12 @@ def check_http_url(value: str) -> str | None:
 def host_of(url: str) -> str:
     """The lower-case host of a URL already checked by check_http_url."""
     return (urlsplit(url).hostname or "").rstrip(".").lower()
+
+
+def authority_of(url: str) -> str:
+    """The host of a URL already checked by check_http_url, with its port unless the default."""
+    parts = urlsplit(url)
+    port = parts.port
+    if port is None or port == DEFAULT_PORTS.get(parts.scheme):
+        return host_of(url)
+    return f"{host_of(url)}:{port}"

@@ -55,6 +55,9 @@ class LinkOut(BaseModel):
     params: list[list[str]]
     expires_at: datetime | None
     status: LinkStatusName
+    paused_by: Literal["admin", "partner"] | None = Field(
+        description="who paused the link; a partner cannot re-activate an admin's pause"
+    )
     created_at: datetime
     updated_at: datetime
 

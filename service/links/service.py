@@ -98,6 +98,7 @@ def to_out(link: Link, public_url: str) -> LinkOut:
         params=[list(pair) for pair in link.params],
         expires_at=link.expires_at,
         status=link.status,  # type: ignore[arg-type]
+        paused_by=link.paused_by,  # type: ignore[arg-type]
         created_at=link.created_at,
         updated_at=link.updated_at,
     )
@@ -229,6 +230,7 @@ async def create_link(session: AsyncSession, body: LinkCreate, by: Principal) ->
             params=params,
             expires_at=body.expires_at,
             status=body.status,
+            paused_by=by.role if body.status == LinkStatus.paused else None,
         )
         try:
             async with session.begin_nested():
@@ -290,13 +292,25 @@ async def update_link(
         }
         link.expires_at = body.expires_at
     if "status" in changes and changes["status"] != link.status:
+        _check_may_set_status(link, changes["status"], by)
         delta["status"] = {"from": link.status, "to": changes["status"]}
         link.status = LinkStatus(changes["status"])
+        link.paused_by = by.role if link.status == LinkStatus.paused else None
     if delta:
         await session.flush()
         await session.refresh(link)
         audit.record(session, by, "link.updated", "link", link.id, delta)
     return link
+
+
+def _check_may_set_status(link: Link, status: str, by: Principal) -> None:
+    # An admin's pause is a control over the partner: the partner may not lift it.
+    if by.role == Role.partner and status == LinkStatus.active and link.paused_by != Role.partner:
+        who = link.paused_by or "an operator"
+        raise Forbidden(
+            f"this link was paused by {who}; only an admin can re-activate it",
+            errors=[{"field": "status", "message": f"paused by {who}"}],
+        )
 
 
 async def list_links(

@@ -4,10 +4,18 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from service.models.auth import Role
 from service.models.base import Base, IdMixin, TimestampMixin, enum_check
 
 
@@ -18,7 +26,11 @@ class LinkStatus(StrEnum):
 
 class Link(IdMixin, TimestampMixin, Base):
     __tablename__ = "links"
-    __table_args__ = (enum_check("status", LinkStatus), UniqueConstraint("code"))
+    __table_args__ = (
+        enum_check("status", LinkStatus),
+        enum_check("paused_by", Role, name="paused_by_valid"),
+        UniqueConstraint("code"),
+    )
 
     program_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("programs.id"), nullable=False, index=True
@@ -32,6 +44,9 @@ class Link(IdMixin, TimestampMixin, Base):
     params: Mapped[list[list[str]]] = mapped_column(JSONB, nullable=False, default=list)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=LinkStatus.active)
+    # The role that paused the link (NULL: unknown, e.g. from psql); a partner lifts only
+    # a pause of its own.
+    paused_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class PromoCodeStatus(StrEnum):

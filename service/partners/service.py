@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
-from service.auth.keys import Principal
+from service.auth.keys import Principal, forget_after_commit
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.kit.pagination import PageParams
 from service.models import Partner, PartnerStatus
@@ -22,6 +22,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     PartnerStatus.suspended: frozenset({"active", "terminated"}),
     PartnerStatus.terminated: frozenset(),
 }
+
+# The advisory lock key that serialises changes of partners' parents.
+PARENT_LOCK = 0x7061_7265_6E74  # "parent"
 
 
 def to_out(partner: Partner) -> PartnerOut:
@@ -72,6 +75,10 @@ async def _check_parent(
         raise ValidationFailed([{"field": "parent_id", "message": "no such partner"}])
     if child_id is None:
         return
+    # Two updates that each look acyclic alone (A under B, B under A) must not both commit:
+    # re-parenting is serialised, and the walk below runs after the lock, so it sees what
+    # the update before it committed.
+    await session.execute(select(func.pg_advisory_xact_lock(PARENT_LOCK)))
     # Walk up from the new parent; meeting the child means a cycle.
     rows = await session.execute(
         select(Partner.id).where(
@@ -153,6 +160,9 @@ async def update_partner(
     await session.refresh(partner)
     if delta:
         audit.record(session, by, "partner.updated", "partner", partner.id, delta)
+    if "status" in delta:
+        # Suspended and terminated partners' keys stop working; active ones' work again.
+        forget_after_commit(session, partner_id=partner.id)
     return partner
 
 

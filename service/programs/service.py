@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,11 +15,19 @@ from service.fraud.schemas import rules_in_force
 from service.kit.money import MoneyError, format_minor, is_currency, parse_amount, to_minor
 from service.kit.pagination import PageParams
 from service.kit.time import is_time_zone
-from service.kit.urls import check_http_url, host_of, is_hostname
+from service.kit.urls import authority_of, check_http_url
 from service.models import Program
 from service.programs import repository
 from service.programs.schemas import ProgramCreate, ProgramOut, ProgramUpdate
-from service.redirect.location import host_allowed
+from service.redirect.location import (
+    DeepLinkRefused,
+    allowed_domain_entry,
+    is_ip_entry,
+    validate_deep_link,
+)
+
+# Where the redirect may send a visitor without a link's own destination.
+URL_FIELDS = ("default_url", "fallback_url")
 
 
 def to_out(program: Program) -> ProgramOut:
@@ -52,10 +61,9 @@ def _validate(values: dict[str, Any], currency: str) -> list[dict[str, str]]:
             if problem:
                 errors.append({"field": field, "message": problem})
     for i, domain in enumerate(values.get("allowed_domains") or []):
-        if not is_hostname(domain, allow_wildcard=True):
-            errors.append(
-                {"field": f"allowed_domains[{i}]", "message": "not a lower-case host name"}
-            )
+        problem = _domain_problem(domain)
+        if problem:
+            errors.append({"field": f"allowed_domains[{i}]", "message": problem})
     order = values.get("attribution_order")
     if order is not None and len(set(order)) != len(order):
         errors.append({"field": "attribution_order", "message": "methods must not repeat"})
@@ -67,11 +75,34 @@ def _validate(values: dict[str, Any], currency: str) -> list[dict[str, str]]:
     return errors
 
 
-def _check_default_url(program: Program) -> None:
-    if not host_allowed(host_of(program.default_url), program.allowed_domains):
-        raise ValidationFailed(
-            [{"field": "default_url", "message": "its host is not in allowed_domains"}]
-        )
+def _domain_problem(domain: str) -> str | None:
+    try:
+        canonical = allowed_domain_entry(domain)
+    except ValueError as exc:
+        return str(exc)
+    if is_ip_entry(canonical):
+        return "an IP address names no domain; list host names"
+    if canonical != domain:
+        return f"write it as {canonical!r}"
+    return None
+
+
+def _check_urls(program: Program, fields: Iterable[str]) -> None:
+    """Refuse a default or fallback URL that the redirect would not follow."""
+    errors = []
+    for field in fields:
+        url = getattr(program, field)
+        if url is None:
+            continue
+        try:
+            validate_deep_link(url, program.allowed_domains)
+        except DeepLinkRefused as exc:
+            message = "its port is not in allowed_domains (list host:port)"
+            if exc.reason != "port not allowed":
+                message = f"its host is not in allowed_domains ({exc.reason})"
+            errors.append({"field": field, "message": message})
+    if errors:
+        raise ValidationFailed(errors)
 
 
 async def create_program(session: AsyncSession, body: ProgramCreate, by: Principal) -> Program:
@@ -87,7 +118,7 @@ async def create_program(session: AsyncSession, body: ProgramCreate, by: Princip
         raise ValidationFailed(errors)
     allowed = body.allowed_domains
     if allowed is None:
-        allowed = [host_of(body.default_url)]
+        allowed = [authority_of(body.default_url)]
     program = Program(
         name=body.name,
         currency=currency,
@@ -102,7 +133,7 @@ async def create_program(session: AsyncSession, body: ProgramCreate, by: Princip
         min_payout_minor=to_minor(parse_amount(body.min_payout, currency), currency),
         fraud_rules=[r.model_dump(mode="json") for r in body.fraud_rules],
     )
-    _check_default_url(program)
+    _check_urls(program, URL_FIELDS)
     session.add(program)
     await session.flush()
     await session.refresh(program)
@@ -149,7 +180,11 @@ async def update_program(
             )
         else:
             setattr(program, key, value)
-    _check_default_url(program)
+    # A stored program whose URLs predate these rules stays editable in its other settings.
+    touched = (
+        URL_FIELDS if "allowed_domains" in changes else [f for f in URL_FIELDS if f in changes]
+    )
+    _check_urls(program, touched)
     await session.flush()
     await session.refresh(program)
     after = to_out(program).model_dump(mode="json")

@@ -7,10 +7,12 @@ import json
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import asyncpg
+
+from service.redirect.location import DeepLinkRefused, validate_deep_link
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,21 @@ class LinkEntry:
         # Unix seconds, so that the hot path compares floats, not datetimes.
         self.expires_at: float | None = row["expires_at"]
         self.click_param: str = row["click_param"]
-        self.fallback_url: str | None = row["fallback_url"]
         self.allowed_domains: tuple[str, ...] = tuple(row["allowed_domains"] or ())
+        self.fallback_url: str | None = _kept_fallback(row["fallback_url"], self.allowed_domains)
         self.attributable: bool = row["partner_status"] not in UNATTRIBUTABLE_PARTNER_STATUSES
+
+
+def _kept_fallback(url: str | None, allowed_domains: tuple[str, ...]) -> str | None:
+    # A fallback stored before it had to be on an allowed domain is not followed: a paused
+    # link must not become a redirect to anywhere.
+    if not url:
+        return None
+    try:
+        validate_deep_link(url, allowed_domains)
+    except DeepLinkRefused:
+        return None
+    return url
 
 
 Loader = Callable[[str], Awaitable[LinkEntry | None]]
@@ -149,9 +163,16 @@ class LinkCache:
         self._entries.clear()
         self._inflight.clear()
 
+    def on_listening(self, listening: bool) -> None:
+        """Trust the cache only while notifications arrive; what it held may have missed one."""
+        self.clear()
+        self.enabled = listening
+
     def on_notify(self, payload: str) -> None:
         """Apply one notification of the `affiliate_cache` channel."""
         kind, _, key = payload.partition(":")
+        if kind == "api_key":
+            return  # the key cache's, not ours
         if kind == "link":
             self.invalidate_code(key)
             return
@@ -165,23 +186,31 @@ class LinkCache:
         self.clear()
 
 
+class NotifiedCache(Protocol):
+    """A cache kept right by the `affiliate_cache` channel."""
+
+    def on_notify(self, payload: str) -> None: ...
+
+    def on_listening(self, listening: bool) -> None: ...
+
+
 class NotifyListener:
     """One connection that LISTENs for cache invalidations and reconnects when it drops.
 
-    While it is down the cache is disabled and emptied: a change made meanwhile would
-    otherwise go unseen.
+    Every cache of the instance is told each notification, and told when listening starts
+    or stops: a change made while it was down would otherwise go unseen.
     """
 
     def __init__(
         self,
         dsn: str,
-        cache: LinkCache,
+        caches: Sequence[NotifiedCache],
         *,
         health_interval: float = 5.0,
         retry_delay: float = 0.5,
     ) -> None:
         self._dsn = dsn
-        self._cache = cache
+        self._caches = tuple(caches)
         self._health_interval = health_interval
         self._retry_delay = retry_delay
         self._task: asyncio.Task[None] | None = None
@@ -214,7 +243,12 @@ class NotifyListener:
         self._task = None
 
     def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        self._cache.on_notify(str(payload))
+        for cache in self._caches:
+            cache.on_notify(str(payload))
+
+    def _listening(self, listening: bool) -> None:
+        for cache in self._caches:
+            cache.on_listening(listening)
 
     async def _run(self) -> None:
         delay = self._retry_delay
@@ -226,8 +260,7 @@ class NotifyListener:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notification)
                 # Whatever was cached before LISTEN began may have missed a notification.
-                self._cache.clear()
-                self._cache.enabled = True
+                self._listening(True)
                 self.connection = conn
                 self.connected.set()
                 delay = self._retry_delay
@@ -243,8 +276,7 @@ class NotifyListener:
             except Exception:
                 log.warning("link cache listener failed; reconnecting", exc_info=True)
             finally:
-                self._cache.enabled = False
-                self._cache.clear()
+                self._listening(False)
                 self.connected.clear()
                 self.connection = None
                 if conn is not None and not conn.is_closed():

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from urllib.parse import quote, unquote_plus, unquote_to_bytes
 
+from service.kit.urls import DEFAULT_PORTS
+
 MAX_PASSTHROUGH_PARAMS = 20
 MAX_PASSTHROUGH_VALUE_LEN = 255
 MAX_DEEP_LINK_LEN = 2048
@@ -152,7 +154,11 @@ def validate_deep_link(url: str, allowed_domains: Sequence[str]) -> str:
     canonical = _canonical_host(host)
     if canonical is None:
         raise DeepLinkRefused("invalid host")
-    if not _matches(canonical, _allowed(tuple(allowed_domains))):
+    other_port = int(port) if port and int(port) != DEFAULT_PORTS[scheme] else None
+    allowed = _allowed(tuple(allowed_domains))
+    if not _matches(canonical, other_port, allowed):
+        if other_port is not None and _matches(canonical, None, allowed):
+            raise DeepLinkRefused("port not allowed")
         raise DeepLinkRefused("host not allowed")
     if not tail.startswith("/"):
         tail = "/" + tail
@@ -213,53 +219,112 @@ def _canonical_host(host: str) -> str | None:
     return host
 
 
+# (exact hosts, "*." suffixes) each with the port allowed (None: the scheme's default).
+_Allowed = tuple[frozenset[tuple[str, int | None]], tuple[tuple[str, int | None], ...]]
+
+
 @lru_cache(maxsize=1024)
-def _allowed(entries: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
-    exact: set[str] = set()
-    suffixes: list[str] = []
+def _allowed(entries: tuple[str, ...]) -> _Allowed:
+    exact: set[tuple[str, int | None]] = set()
+    suffixes: list[tuple[str, int | None]] = []
     for entry in entries:
         try:
             canonical = allowed_domain_entry(entry)
         except ValueError:
-            continue
-        if canonical.startswith("*."):
-            suffixes.append(canonical[1:])
+            continue  # stored before entries were checked; it never matched anything
+        host, port = split_entry_port(canonical)
+        if host.startswith("*."):
+            suffixes.append((host[1:], port))
         else:
-            exact.add(canonical)
+            exact.add((host, port))
     return frozenset(exact), tuple(suffixes)
 
 
-def _matches(host: str, allowed: tuple[frozenset[str], tuple[str, ...]]) -> bool:
+def _matches(host: str, port: int | None, allowed: _Allowed) -> bool:
     exact, suffixes = allowed
-    if host in exact:
+    if (host, port) in exact:
         return True
     if host.startswith("["):
         return False
     if _NUMERIC_LABEL_RE.fullmatch(host.rpartition(".")[2]):
         # An IPv4 literal only ever matches when listed as such, never through a wildcard.
         return False
-    return any(host.endswith(suffix) for suffix in suffixes)
+    return any(host.endswith(suffix) and port == p for suffix, p in suffixes)
+
+
+def split_entry_port(entry: str) -> tuple[str, int | None]:
+    """A canonical allowed_domains entry as (host part, port or None)."""
+    if entry.startswith("["):
+        close = entry.index("]")
+        host, rest = entry[: close + 1], entry[close + 1 :]
+    else:
+        host, _, rest = entry.partition(":")
+        rest = f":{rest}" if rest else ""
+    return host, int(rest[1:]) if rest else None
 
 
 def allowed_domain_entry(entry: str) -> str:
-    """Canonical form of an allowed_domains entry ("shop.example" or "*.shop.example"), else ValueError."""
+    """Canonical form of an allowed_domains entry, else ValueError.
+
+    "shop.example", "*.shop.example" (a wildcard needs two labels after it), either with a
+    ":port" that deep links on a non-default port need; an IP literal (stored ones keep
+    working; new ones are refused by programs).
+    """
     text = entry.strip()
     wildcard = text.startswith("*.")
     bare = text[2:] if wildcard else text
-    if not wildcard and not bare.startswith("[") and ":" in bare:
+    port = ""
+    if bare.startswith("["):
+        close = bare.find("]")
+        if close == -1:
+            raise ValueError(f"allowed domain {entry!r} is not a host name")
+        bare, port = bare[: close + 1], bare[close + 1 :]
+        if port and not port.startswith(":"):
+            raise ValueError(f"allowed domain {entry!r} is not a host name")
+        port = port[1:]
         try:
-            return f"[{ipaddress.IPv6Address(bare).compressed}]"
+            bare = f"[{ipaddress.IPv6Address(bare[1:-1]).compressed}]"
         except ValueError:
             raise ValueError(f"allowed domain {entry!r} is not a host name") from None
+    elif bare.count(":") > 1:
+        try:
+            bare = f"[{ipaddress.IPv6Address(bare).compressed}]"
+        except ValueError:
+            raise ValueError(f"allowed domain {entry!r} is not a host name") from None
+    elif ":" in bare:
+        bare, _, port = bare.partition(":")
+    if (port or text.endswith(":")) and not (
+        port.isascii() and port.isdigit() and 0 < int(port) < 65536
+    ):
+        raise ValueError(f"allowed domain {entry!r} has an invalid port")
+    suffix = f":{int(port)}" if port else ""
+    if bare.startswith("["):
+        if wildcard:
+            raise ValueError(f"allowed domain {entry!r} is not a host name")
+        return bare + suffix
     canonical = _canonical_host(bare) if bare and "*" not in bare else None
-    if canonical is None or (wildcard and (canonical.startswith("[") or "." not in canonical)):
+    if canonical is None:
         raise ValueError(f"allowed domain {entry!r} is not a host name")
+    if wildcard and "." not in canonical:
+        raise ValueError(f"allowed domain {entry!r}: '*.' needs at least two labels after it")
     if wildcard and _NUMERIC_LABEL_RE.fullmatch(canonical.rpartition(".")[2]):
         raise ValueError(f"allowed domain {entry!r} is not a host name")
-    return f"*.{canonical}" if wildcard else canonical
+    return f"*.{canonical}{suffix}" if wildcard else canonical + suffix
 
 
-def host_allowed(host: str, allowed_domains: Sequence[str]) -> bool:
-    """True when `host` (no port) is listed exactly or falls under a "*.domain" entry."""
+def is_ip_entry(canonical: str) -> bool:
+    """True for an allowed_domains entry (canonical) that names an IP address, not a host."""
+    host, _ = split_entry_port(canonical)
+    if host.startswith("["):
+        return True
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def host_allowed(host: str, allowed_domains: Sequence[str], port: int | None = None) -> bool:
+    """True when `host` on `port` (None: the default) is listed exactly or under "*.domain"."""
     canonical = _canonical_host(host)
-    return canonical is not None and _matches(canonical, _allowed(tuple(allowed_domains)))
+    return canonical is not None and _matches(canonical, port, _allowed(tuple(allowed_domains)))

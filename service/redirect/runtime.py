@@ -6,13 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 
 from service.config import ClickDurability, Settings
 from service.kit.clientip import ClientAddress
 from service.kit.dberrors import database_unavailable
-from service.redirect.cache import LOOKUP_SQL, LinkCache, LinkEntry, NotifyListener
+from service.redirect.cache import (
+    LOOKUP_SQL,
+    LinkCache,
+    LinkEntry,
+    NotifiedCache,
+    NotifyListener,
+)
 from service.redirect.clickid import ClickIdSigner
 from service.redirect.partitions import ensure_partitions, maintain_partitions
 from service.redirect.writer import ClickWriter
@@ -63,8 +70,18 @@ class RedirectRuntime:
         self._maintenance: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, url: str, settings: Settings, secrets: Secrets) -> RedirectRuntime:
-        """Connect, make this month's partitions, start listening and writing."""
+    async def start(
+        cls,
+        url: str,
+        settings: Settings,
+        secrets: Secrets,
+        *,
+        also_notify: Sequence[NotifiedCache] = (),
+    ) -> RedirectRuntime:
+        """Connect, make this month's partitions, start listening and writing.
+
+        The one NOTIFY listener also keeps `also_notify` (the API key cache) right.
+        """
         dsn = asyncpg_dsn(url)
         pool = await asyncpg.create_pool(
             dsn,
@@ -93,7 +110,7 @@ class RedirectRuntime:
             return None if row is None else LinkEntry(row)
 
         cache = LinkCache(load, settings.link_cache_size)
-        listener = NotifyListener(dsn, cache)
+        listener = NotifyListener(dsn, [cache, *also_notify])
         listener.start()
         if not await listener.wait_connected(LISTENER_START_TIMEOUT):
             log.warning("link cache listener not connected yet; links are read uncached")

@@ -84,3 +84,46 @@ async def test_active_cannot_go_back_to_pending(client, admin):
         f"/v1/partners/{partner['id']}", json={"status": "pending"}, headers=admin
     )
     assert_problem(r, 409)
+
+
+async def test_concurrent_reparenting_cannot_make_a_cycle(app, client, admin):
+    """A under B in one transaction, B under A in another: the second must see the first."""
+    import asyncio
+    import uuid
+
+    from service.errors import ValidationFailed
+    from service.partners.schemas import PartnerUpdate
+    from service.partners.service import update_partner
+
+    a = uuid.UUID((await create_partner(client, admin))["id"])
+    b = uuid.UUID((await create_partner(client, admin))["id"])
+    by = await _admin_principal(app)
+
+    async def b_under_a() -> None:
+        async with app.state.sessionmaker() as session:
+            await update_partner(session, b, PartnerUpdate(parent_id=a), by)
+            await session.commit()
+
+    async with app.state.sessionmaker() as first:
+        await update_partner(first, a, PartnerUpdate(parent_id=b), by)
+        second = asyncio.create_task(b_under_a())
+        # The second update runs while the first is still open; it must wait for it.
+        await asyncio.sleep(0.3)
+        await first.commit()
+    with pytest.raises(ValidationFailed) as info:
+        await asyncio.wait_for(second, 10)
+    assert info.value.errors == [
+        {"field": "parent_id", "message": "this parent would make a cycle"}
+    ]
+    got = (await client.get(f"/v1/partners/{b}", headers=admin)).json()
+    assert got["parent_id"] is None
+
+
+async def _admin_principal(app):
+    from service.auth.keys import Principal, create_key
+    from service.models import Role
+
+    async with app.state.sessionmaker() as session:
+        row, _ = await create_key(session, Role.admin)
+        await session.commit()
+    return Principal(key_id=row.id, role=Role.admin, program_ids=frozenset(), partner_id=None)

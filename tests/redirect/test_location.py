@@ -12,7 +12,7 @@ from service.redirect.location import (
     validate_deep_link,
 )
 
-ALLOWED = ["shop.example", "*.shop.example", "127.0.0.1"]
+ALLOWED = ["shop.example", "*.shop.example", "127.0.0.1", "shop.example:8443", "127.0.0.1:8000"]
 
 
 def loc(
@@ -209,6 +209,8 @@ def test_deep_link_target() -> None:
         ("https://shop.example./p", "https://shop.example/p"),
         ("https://shop.example:8443/p", "https://shop.example:8443/p"),
         ("https://shop.example:/p", "https://shop.example/p"),
+        ("https://shop.example:443/p", "https://shop.example:443/p"),
+        ("http://shop.example:80/p", "http://shop.example:80/p"),
         ("https://www.shop.example/p", "https://www.shop.example/p"),
         ("https://a.b.shop.example/p", "https://a.b.shop.example/p"),
         ("https://127.0.0.1:8000/p", "https://127.0.0.1:8000/p"),
@@ -271,6 +273,10 @@ def test_deep_link_allowed(url: str, expected: str) -> None:
         "https://shop.example\uff0f.evil.test",  # full-width solidus
         "https://shop.example\ufe6bevil.test",  # small commercial at
         "https://shop.example:0/p",
+        "https://shop.example:8444/p",
+        "https://www.shop.example:8443/p",
+        "http://shop.example:443/p",
+        "https://127.0.0.1:8001/p",
         "https://shop.example:99999/p",
         "https://shop.example:443x/p",
         "https://shop.example:80:80/p",
@@ -297,6 +303,8 @@ def test_deep_link_refused_reasons() -> None:
         "https://shop.example%2f.evil.test": "encoded characters in host",
         "https://evil.test\\@shop.example": "forbidden characters",
         "https://evil.test/": "host not allowed",
+        "https://shop.example:9000/": "port not allowed",
+        "https://evil.test:8443/": "host not allowed",
         "https:/x": "not an absolute URL",
     }
     for url, reason in cases.items():
@@ -339,6 +347,14 @@ def test_host_allowed(host: str, allowed: bool) -> None:
     assert host_allowed(host, domains) is allowed
 
 
+def test_wildcard_with_port_allows_that_port_only() -> None:
+    domains = ["*.shop.example:8443"]
+    assert validate_deep_link("https://a.shop.example:8443/", domains)
+    for url in ("https://a.shop.example/", "https://a.shop.example:8444/"):
+        with pytest.raises(DeepLinkRefused):
+            validate_deep_link(url, domains)
+
+
 def test_wildcard_never_matches_ip_literals() -> None:
     assert not host_allowed("1.2.3.4", ["*.3.4", "*.4"])
 
@@ -351,6 +367,9 @@ def test_wildcard_never_matches_ip_literals() -> None:
         ("b\u00fccher.test", "xn--bcher-kva.test"),
         ("::1", "[::1]"),
         ("10.0.0.1", "10.0.0.1"),
+        ("Shop.Example:08443", "shop.example:8443"),
+        ("*.shop.example:8443", "*.shop.example:8443"),
+        ("[2001:db8::1]:8080", "[2001:db8::1]:8080"),
     ],
 )
 def test_allowed_domain_entry(entry: str, canonical: str) -> None:
@@ -359,7 +378,24 @@ def test_allowed_domain_entry(entry: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    ["", "*", "*.", "*.com", "a.*.example", "ex*ample.com", "https://x.test", "a/b", "*.1.2"],
+    [
+        "",
+        "*",
+        "*.",
+        "*.com",
+        "*.com:8443",
+        "a.*.example",
+        "ex*ample.com",
+        "https://x.test",
+        "a/b",
+        "*.1.2",
+        "shop.example:0",
+        "shop.example:65536",
+        "shop.example:http",
+        "shop.example:",
+        "[::1",
+        "*.[::1]",
+    ],
 )
 def test_allowed_domain_entry_refused(entry: str) -> None:
     with pytest.raises(ValueError):

@@ -1,0 +1,30 @@
+"""A limit on failed authentications per client address, kept in each process's memory."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+
+class AuthFailureLimiter:
+    """Counts failed authentications per address in a moving window (`limits`).
+
+    Per process: N instances allow N times the limit, which still ends guessing at scale
+    without a shared store on the request path. Only failures count, so a working key is
+    never held back by what others at its address got wrong.
+    """
+
+    def __init__(self, limit: str) -> None:
+        self._item = parse(limit)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def fail(self, address: str) -> float | None:
+        """Count one failure; None while under the limit, else the seconds to wait."""
+        if self._limiter.hit(self._item, "auth", address):
+            return None
+        reset_at, _ = self._limiter.get_window_stats(self._item, "auth", address)
+        return max(1.0, math.ceil(reset_at - time.time()))
