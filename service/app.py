@@ -24,6 +24,7 @@ from service.fraud.api import router as fraud_router
 from service.health.api import router as health_router
 from service.health.metrics import MetricsMiddleware
 from service.kit.bodylimit import BodyLimit
+from service.kit.clientip import ClientAddress
 from service.kit.text import storable_input
 from service.links.api import promo_codes_router
 from service.links.api import router as links_router
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.settings = settings
     app.state.key_cache = KeyCache()
     app.state.auth_failures = AuthFailureLimiter(settings.auth_failure_limit)
+    # The same rule as the redirect's (kit/clientip.py): the header counts only via trusted proxies.
+    app.state.client_address = ClientAddress(settings.trusted_proxies)
     install_error_handlers(app)
     install_database_error_handlers(app)
     for router in ROUTERS:

@@ -16,9 +16,17 @@ from service.models import Partner, PartnerStatus, Role
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def client_address(request: Request) -> str:
+    """The caller's address: the client IP header's, only as far as trusted proxies vouch."""
+    peer = request.client.host if request.client else "unknown"
+    header = request.app.state.settings.client_ip_header
+    forwarded = request.headers.getlist(header) if header else []
+    return request.app.state.client_address.resolve(peer, forwarded) if forwarded else peer
+
+
 def refuse(request: Request, detail: str) -> Unauthorized | TooManyRequests:
     """A 401 for a failed authentication, or a 429 once its address has failed too often."""
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     wait = request.app.state.auth_failures.fail(address)
     if wait is not None:
         return TooManyRequests("too many failed authentications from this address", wait)

@@ -77,3 +77,39 @@ async def test_metrics_token_protects_metrics(app, client, swap_state):
     r = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
     assert "text/plain" in r.headers["content-type"]
+
+
+async def test_failures_behind_a_trusted_proxy_count_per_visitor(limited, swap_state):
+    from service.kit.clientip import ClientAddress
+
+    settings = limited.state.settings.model_copy(
+        update={"client_ip_header": "X-Forwarded-For", "trusted_proxies": "198.51.100.0/24"}
+    )
+    swap_state("settings", settings)
+    swap_state("client_address", ClientAddress(settings.trusted_proxies))
+    async with _from(limited, "198.51.100.9") as proxy, _from(limited, "192.0.2.50") as direct:
+        for _ in range(20):
+            r = await proxy.get(
+                "/v1/programs",
+                headers={**_wrong_key(), "X-Forwarded-For": "1.2.3.4, 203.0.113.70"},
+            )
+            assert_problem(r, 401)
+        # The visitor behind the proxy is limited, whatever it puts on the left...
+        r = await proxy.get(
+            "/v1/programs", headers={**_wrong_key(), "X-Forwarded-For": "9.9.9.9, 203.0.113.70"}
+        )
+        assert_problem(r, 429)
+        # ...another visitor through the same proxy is not...
+        r = await proxy.get(
+            "/v1/programs", headers={**_wrong_key(), "X-Forwarded-For": "203.0.113.71"}
+        )
+        assert_problem(r, 401)
+        # ...and an untrusted peer cannot borrow someone else's address with the header.
+        for _ in range(20):
+            await direct.get(
+                "/v1/programs", headers={**_wrong_key(), "X-Forwarded-For": "203.0.113.72"}
+            )
+        r = await proxy.get(
+            "/v1/programs", headers={**_wrong_key(), "X-Forwarded-For": "203.0.113.72"}
+        )
+        assert_problem(r, 401)
