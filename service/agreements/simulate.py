@@ -7,8 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +27,7 @@ from service.agreements.service import get_agreement, load_terms
 from service.agreements.terms import TermsInvalid, validate_terms
 from service.auth.keys import Principal
 from service.commissions.simulation import SimConversion, SimLine, SimRefund, SimResult, simulate
-from service.commissions.state import Item
+from service.commissions.state import Item, stored_items
 from service.commissions.terms import ZERO, Terms
 from service.errors import ValidationFailed
 from service.kit.money import MoneyError, format_amount, from_minor, parse_amount
@@ -155,21 +154,6 @@ def _period_filter(
     ]
 
 
-def _stored_items(raw: list[dict[str, Any]], fx_rate: Decimal | None) -> tuple[Item, ...]:
-    # Items keep the merchant's currency; the engine wants the program's.
-    out: list[Item] = []
-    for row in raw:
-        try:
-            price = Decimal(str(row["amount"]))
-            quantity = int(row.get("quantity") or 1)
-        except (KeyError, TypeError, ValueError, InvalidOperation):
-            continue
-        if fx_rate is not None:
-            price *= fx_rate
-        out.append(Item(str(row.get("sku") or ""), row.get("category"), price, quantity))
-    return tuple(out)
-
-
 async def _stored_cases(
     session: AsyncSession, agreement: Agreement, body: SimulationRequest, currency: str
 ) -> list[_Case]:
@@ -215,7 +199,7 @@ async def _stored_cases(
                     occurred_at=conv.occurred_at,
                     event="sale" if conv.type == "sale" else "lead",
                     amount=amount,
-                    items=_stored_items(conv.items, conv.fx_rate),
+                    items=stored_items(conv.items, conv.fx_rate),
                     recurring_since=first_attributed_at if recurring else None,
                     refunds=tuple(refunds.get(conv.id, ())),
                 ),

@@ -41,9 +41,10 @@ from service.commissions.state import (
     Outcome,
     RefundInput,
 )
-from service.commissions.terms import HUNDRED, ZERO, EntryKind, Explain, Rule, Terms, Tier
+from service.commissions.terms import HUNDRED, ZERO, Explain, Rule, Terms, Tier
 from service.kit.money import round_money
 from service.kit.time import add_months, ensure_aware
+from service.models.ledger import EntryKind
 
 
 def _slices(quantity: Decimal, tiers: Sequence[Tier]) -> list[tuple[Tier, Decimal | None, Decimal]]:
@@ -273,12 +274,12 @@ def _settle(
 
     entries: list[EntryDraft] = []
     if delta != 0:
-        kind: EntryKind = positive_kind if delta > 0 else "reversal"
+        kind = positive_kind if delta > 0 else EntryKind.reversal
         entries.append(EntryDraft(kind=kind, amount=delta, beneficiary="partner", explain=record))
     elif "reason" not in record:
         record["reason"] = _why_zero(rule, caps, before)
     if o_delta != 0 and override_explain is not None:
-        kind = "override" if o_delta > 0 else "reversal"
+        kind = EntryKind.override if o_delta > 0 else EntryKind.reversal
         entries.append(
             EntryDraft(
                 kind=kind,
@@ -352,7 +353,7 @@ def compute_conversion(
         moved,
         currency,
         has_parent,
-        positive_kind="commission",
+        positive_kind=EntryKind.commission,
         explain=explain,
         clip_to_conversion_cap=True,
     )
@@ -371,7 +372,7 @@ def compute_click(terms: Terms, state: MonthState, currency: str, has_parent: bo
         moved,
         currency,
         has_parent,
-        positive_kind="click_bounty",
+        positive_kind=EntryKind.click_bounty,
         explain={"event": "click", "operation": "click"},
         clip_to_conversion_cap=True,
     )
@@ -456,7 +457,7 @@ def compute_refund(
         moved,
         currency,
         has_parent,
-        positive_kind="commission",
+        positive_kind=EntryKind.commission,
         explain=explain,
         fixed_delta=fixed,
     )

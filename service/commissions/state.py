@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from service.commissions.explain import text
-from service.commissions.terms import (
-    ZERO,
-    Beneficiary,
-    ConversionEvent,
-    EntryKind,
-    Explain,
-)
+from service.commissions.terms import ZERO, Beneficiary, ConversionEvent, Explain
+from service.models.ledger import EntryKind
 
 
 @dataclass(frozen=True)
@@ -57,6 +54,21 @@ class Item:
     category: str | None
     amount: Decimal
     quantity: int = 1
+
+
+def stored_items(rows: Iterable[Mapping[str, Any]], fx_rate: Decimal | None) -> tuple[Item, ...]:
+    """Order lines as a conversion stores them (merchant currency) as the engine's Items."""
+    # Lines keep the merchant's currency; the engine counts in the program's.
+    factor = fx_rate if fx_rate is not None else Decimal(1)
+    return tuple(
+        Item(
+            sku=str(row["sku"]),
+            category=row.get("category"),
+            amount=Decimal(str(row["amount"])) * factor,
+            quantity=int(row.get("quantity") or 1),
+        )
+        for row in rows
+    )
 
 
 @dataclass(frozen=True)

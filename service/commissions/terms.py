@@ -10,7 +10,6 @@ Event = Literal["sale", "lead", "click"]
 ConversionEvent = Literal["sale", "lead"]
 RuleType = Literal["percent", "flat"]
 TierBasis = Literal["revenue", "count"]
-EntryKind = Literal["commission", "override", "click_bounty", "reversal"]
 Beneficiary = Literal["partner", "parent"]
 Explain = dict[str, Any]
 
