@@ -8,15 +8,18 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     Numeric,
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -119,6 +122,18 @@ class Conversion(IdMixin, TimestampMixin, Base):
         UUID(as_uuid=True), ForeignKey("agreements.id"), nullable=True, index=True
     )
     agreement_version: Mapped[int | None] = mapped_column(nullable=True)
+    # True while the conversion's figures are in its month's totals: a refund or a
+    # rejection has something to take out. False when it earned nothing, or once reversed.
+    counted: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    # The hold its entries were written with (the terms', else the program's), kept for
+    # reversals that find no entry to take the date from.
+    hold_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Why it earns nothing, when no agreement or rule applied.
+    commission_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The engine's record of the computation: the month state before and after, the rule.
+    commission_explain: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The fraud rules that fired when it was recorded: [{"rule", "action", "detail"}].
     fraud: Mapped[list[dict[str, Any]]] = mapped_column(
