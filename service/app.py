@@ -15,7 +15,6 @@ from service.agreements.api import router as agreements_router
 from service.auth.api import router as api_keys_router
 from service.auth.keys import SESSION_CACHE, KeyCache
 from service.auth.limits import AuthFailureLimiter
-from service.commissions.api import router as commissions_router
 from service.config import Settings, get_settings
 from service.conversions.api import router as conversions_router
 from service.db import create_engine, create_sessionmaker, resolve_database_url
@@ -26,6 +25,7 @@ from service.health.metrics import MetricsMiddleware
 from service.kit.bodylimit import BodyLimit
 from service.kit.clientip import ClientAddress
 from service.kit.text import storable_input
+from service.ledger.api import router as commissions_router
 from service.links.api import promo_codes_router
 from service.links.api import router as links_router
 from service.partners.api import router as partners_router

@@ -10,9 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.auth.deps import Admin, AdminMerchantPartner, Merchant
 from service.auth.keys import Principal
 from service.auth.scope import is_partner
-from service.commissions import repository as commissions
-from service.commissions.schemas import entry_out
-from service.conversions import fx, repository, service
+from service.conversions import fx, intake, refunds, repository, review
 from service.conversions.schemas import (
     Attribution,
     ConversionCreate,
@@ -28,6 +26,8 @@ from service.db import Session
 from service.kit.money import format_minor
 from service.kit.pagination import Page, Pagination
 from service.kit.time import Instant
+from service.ledger import repository as ledger
+from service.ledger.schemas import entry_out
 from service.models import CommissionEntry, Conversion, Refund
 from service.openapi_responses import ERRORS, WRITE_ERRORS
 from service.redirect.clickid import ClickIdSigner
@@ -35,7 +35,7 @@ from service.redirect.clickid import ClickIdSigner
 router = APIRouter(tags=["conversions"])
 
 
-def context(request: Request) -> service.Context:
+def context(request: Request) -> intake.Context:
     """The signer and hash key of the running app, built once."""
     state = request.app.state
     ctx = getattr(state, "conversion_context", None)
@@ -44,7 +44,7 @@ def context(request: Request) -> service.Context:
         signer = getattr(state, "click_signer", None) or ClickIdSigner(
             secrets.click_keys, secrets.click_key_id
         )
-        ctx = service.Context(signer=signer, email_key=secrets.email_key)
+        ctx = intake.Context(signer=signer, email_key=secrets.email_key)
         state.conversion_context = ctx
     return ctx
 
@@ -53,13 +53,12 @@ async def conversions_out(
     session: AsyncSession, principal: Principal, rows: Sequence[Conversion]
 ) -> list[ConversionOut]:
     """The API shape of conversions, with the entries the key may read (one query for all)."""
-    entries = await commissions.by_conversion(session, principal, [r.id for r in rows])
+    entries = await ledger.by_conversion(session, principal, [r.id for r in rows])
     return [conversion_out(r, entries[r.id], principal) for r in rows]
 
 
 def _attribution(row: Conversion, principal: Principal) -> dict[str, Any]:
     attribution = dict(row.attribution or {})
-    attribution.pop("ledger", None)
     if is_partner(principal) and attribution.get("detail"):
         # The merchant's customer ids are not the partner's to read.
         detail = {k: v for k, v in attribution["detail"].items() if k != "customer_id"}
@@ -110,7 +109,7 @@ def conversion_out(
 async def create(
     body: ConversionCreate, auth: Merchant, session: Session, request: Request, response: Response
 ) -> ConversionOut:
-    row, created = await service.record_conversion(session, body, auth, context(request))
+    row, created = await intake.record_conversion(session, body, auth, context(request))
     if not created:
         response.status_code = 200
     return (await conversions_out(session, auth, [row]))[0]
@@ -144,14 +143,14 @@ async def list_(
 async def get(
     conversion_id: uuid.UUID, auth: AdminMerchantPartner, session: Session
 ) -> ConversionOut:
-    row = await service.get_conversion(session, conversion_id, auth)
+    row = await repository.get_conversion(session, auth, conversion_id)
     return (await conversions_out(session, auth, [row]))[0]
 
 
 async def _decide(
     conversion_id: uuid.UUID, action: str, body: ReviewDecision, auth: Admin, session: Session
 ) -> ConversionOut:
-    row = await service.decide(session, conversion_id, action, body.reason, auth)
+    row = await review.decide(session, conversion_id, action, body.reason, auth)
     await session.refresh(row)
     return (await conversions_out(session, auth, [row]))[0]
 
@@ -188,12 +187,12 @@ async def reject(
 async def refund(
     body: RefundCreate, auth: Merchant, session: Session, response: Response
 ) -> RefundOut:
-    row, created = await service.record_refund(session, body, auth)
+    row, created = await refunds.record_refund(session, body, auth)
     if not created:
         response.status_code = 200
     conversion = await session.get(Conversion, row.conversion_id)
     assert conversion is not None
-    entries = await service.entries_of(session, CommissionEntry.refund_id == row.id)
+    entries = await ledger.of_refund(session, auth, row.id)
     return refund_out(row, conversion, entries, auth)
 
 

@@ -1,14 +1,26 @@
-"""Choosing who a conversion belongs to: pure, over what each method found."""
+"""Who a conversion belongs to: what each method finds, and the pure choice among them."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.kit.ids import new_id
+from service.links.service import check_promo_code, consume_promo_code
+from service.models import Click, Customer, Link, Partner, PartnerStatus, Program
+from service.redirect.clickid import ClickId, ClickIdInvalid, ClickIdSigner
 
 Method = Literal["promo_code", "click", "customer"]
 METHODS: tuple[Method, ...] = ("promo_code", "click", "customer")
+# A backend's clock may run ahead of ours by this much before "in the future" is refused.
+FUTURE_SLACK = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -53,3 +65,149 @@ def choose(order: Sequence[Method], found: Mapping[Method, Candidate]) -> Decisi
             return Decision(method, candidate.partner_id, tuple(reasons), candidate.detail)
         reasons.append((method, candidate.reason or "no partner"))
     return Decision(None, None, tuple(reasons))
+
+
+# --- what each method finds ---------------------------------------------------
+
+
+def _partner_unavailable(partner: Partner | None) -> str | None:
+    if partner is None:
+        return "partner no longer exists"
+    if partner.status != PartnerStatus.active:
+        return f"partner {partner.status}"
+    return None
+
+
+async def _by_promo(
+    session: AsyncSession, program: Program, code: str | None, at: datetime
+) -> tuple[Candidate, uuid.UUID | None]:
+    if not code:
+        return Candidate(reason="no promo code sent"), None
+    row, reason = await check_promo_code(session, program.id, code, at)
+    if row is None:
+        return Candidate(reason=reason or "promo code unknown"), None
+    partner = await session.get(Partner, row.partner_id)
+    unavailable = _partner_unavailable(partner)
+    if unavailable:
+        return Candidate(reason=unavailable), None
+    return Candidate(partner_id=row.partner_id, detail={"promo_code": row.code}), row.id
+
+
+async def _by_click(
+    session: AsyncSession,
+    signer: ClickIdSigner,
+    program: Program,
+    token: str | None,
+    at: datetime,
+) -> tuple[Candidate, ClickId | None]:
+    if not token:
+        return Candidate(reason="no click id sent"), None
+    try:
+        click = signer.verify(token)
+    except ClickIdInvalid as exc:
+        reason = {
+            "malformed": "click id malformed",
+            "unknown key id": "click id signed with an unknown key",
+        }.get(exc.reason, "click id signature invalid")
+        return Candidate(reason=reason), None
+    found = (
+        await session.execute(
+            select(Link, Partner)
+            .join(Partner, Partner.id == Link.partner_id)
+            .where(Link.id == click.link_id)
+        )
+    ).first()
+    if found is None or found[0].program_id != program.id:
+        return Candidate(reason="click id belongs to another program"), click
+    link, partner = found
+    bot = click.bot
+    if bot is None:
+        # An id signed before ids carried the bot bit: the click row knows.
+        bot = await session.scalar(
+            select(Click.is_bot).where(
+                Click.id == click.click_uuid, Click.clicked_at == click.clicked_at
+            )
+        )
+    if bot:
+        return Candidate(reason="click from a bot"), click
+    if click.clicked_at > at + FUTURE_SLACK:
+        return Candidate(reason="click happened after the conversion"), click
+    window = timedelta(days=program.attribution_window_days)
+    if at - click.clicked_at > window:
+        return (
+            Candidate(
+                reason=f"click outside the attribution window ({program.attribution_window_days} days)"
+            ),
+            click,
+        )
+    unavailable = _partner_unavailable(partner)
+    if unavailable:
+        return Candidate(reason=unavailable), click
+    detail = {"click_id": str(click.click_uuid), "link_id": str(link.id)}
+    return Candidate(partner_id=link.partner_id, detail=detail), click
+
+
+async def customer_of(
+    session: AsyncSession, program: Program, external_id: str | None
+) -> Customer | None:
+    """The program's customer of this id, created on first sight and locked, or None."""
+    if not external_id:
+        return None
+    await session.execute(
+        insert(Customer)
+        .values(id=new_id(), program_id=program.id, external_id=external_id)
+        .on_conflict_do_nothing(index_elements=["program_id", "external_id"])
+    )
+    return await session.scalar(
+        select(Customer)
+        .where(Customer.program_id == program.id, Customer.external_id == external_id)
+        .with_for_update()
+    )
+
+
+async def _by_customer(session: AsyncSession, customer: Customer | None) -> Candidate:
+    if customer is None:
+        return Candidate(reason="no customer id sent")
+    if customer.partner_id is None:
+        return Candidate(reason="customer has no earlier attributed conversion")
+    partner = await session.get(Partner, customer.partner_id)
+    unavailable = _partner_unavailable(partner)
+    if unavailable:
+        return Candidate(reason=unavailable)
+    return Candidate(partner_id=customer.partner_id, detail={"customer_id": customer.external_id})
+
+
+@dataclass(frozen=True)
+class Attributed:
+    """The decision, the verified click (whoever won), and the promo code used up, if it won."""
+
+    decision: Decision
+    click: ClickId | None
+    promo_code_id: uuid.UUID | None
+
+
+async def attribute(
+    session: AsyncSession,
+    signer: ClickIdSigner,
+    program: Program,
+    *,
+    promo_code: str | None,
+    click_token: str | None,
+    customer: Customer | None,
+    at: datetime,
+) -> Attributed:
+    """Try every method, choose in the program's order, and use up the winning promo code."""
+    order = [m for m in program.attribution_order if m in METHODS]
+    found: dict[Method, Candidate] = {}
+    found["promo_code"], promo_id = await _by_promo(session, program, promo_code, at)
+    found["click"], click = await _by_click(session, signer, program, click_token, at)
+    found["customer"] = await _by_customer(session, customer)
+    decision = choose(order, found)  # type: ignore[arg-type]
+    used = None
+    if decision.method == "promo_code" and promo_id is not None:
+        if await consume_promo_code(session, promo_id):
+            used = promo_id
+        else:
+            found["promo_code"] = Candidate(reason="promo code used up")
+            decision = choose(order, found)  # type: ignore[arg-type]
+    return Attributed(decision, click, used)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -18,6 +19,8 @@ from service.kit.time import utc_now
 from service.models import FxRate
 
 MAX_RATE = Decimal(10) ** 12
+# conversions.fx_rate is NUMERIC(24, 12).
+FX_RATE_QUANTUM = Decimal("1e-12")
 
 
 def _rate(text: str) -> Decimal | None:
@@ -99,3 +102,26 @@ async def list_rates(session: AsyncSession, base: str | None, quote: str | None)
         )
         for r in rows
     ]
+
+
+async def rate_on(session: AsyncSession, base: str, quote: str, day: date) -> Decimal | None:
+    """Quote units per base unit on `day`: the latest rate dated on or before it, either way round."""
+    direct = await session.scalar(
+        select(FxRate.rate)
+        .where(FxRate.base_currency == base, FxRate.quote_currency == quote, FxRate.date <= day)
+        .order_by(FxRate.date.desc())
+        .limit(1)
+    )
+    if direct is not None:
+        return Decimal(direct)
+    inverse = await session.scalar(
+        select(FxRate.rate)
+        .where(FxRate.base_currency == quote, FxRate.quote_currency == base, FxRate.date <= day)
+        .order_by(FxRate.date.desc())
+        .limit(1)
+    )
+    if inverse is None:
+        return None
+    # Rounded as the conversion stores it (12 places), so the first answer, its replay
+    # and every later refund use one and the same rate.
+    return (Decimal(1) / Decimal(inverse)).quantize(FX_RATE_QUANTUM, rounding=ROUND_HALF_EVEN)

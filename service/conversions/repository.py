@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
+from service.errors import NotFound
 from service.kit.pagination import PageParams, page_of, paginate_query
 from service.models import Conversion
 
@@ -27,6 +28,16 @@ async def get(
 ) -> Conversion | None:
     """A readable conversion by id, or None."""
     return await session.scalar(readable(principal).where(Conversion.id == conversion_id))
+
+
+async def get_conversion(
+    session: AsyncSession, principal: Principal, conversion_id: uuid.UUID
+) -> Conversion:
+    """A readable conversion by id, or NotFound."""
+    conversion = await get(session, principal, conversion_id)
+    if conversion is None:
+        raise NotFound(f"conversion {conversion_id} does not exist")
+    return conversion
 
 
 async def page(

@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.commissions.schemas import EntryOut
 from service.kit.jsondoc import Metadata
 from service.kit.time import Instant
+from service.ledger.schemas import EntryOut
 
 
 def _no_float(value: object) -> object:

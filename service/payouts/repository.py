@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import bound_programs, in_programs, is_partner, of_partner
-from service.commissions import repository as commissions
+from service.ledger import repository as commissions
 from service.models import CommissionEntry, Conversion, ConversionStatus, Payout, PayoutRun
 from service.payouts.rules import ProgramSlice
 

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.commissions.schemas import EntryOut
 from service.kit.time import Instant
+from service.ledger.schemas import EntryOut
 
 PayoutStatusName = Literal["open", "paid", "failed"]
 Format = Literal["json", "csv"]

@@ -12,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
 from service.auth.keys import Principal
-from service.commissions import repository as commissions
-from service.commissions.schemas import entry_out
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
 from service.kit import csvout
 from service.kit.idempotency import request_hash
@@ -21,6 +19,8 @@ from service.kit.ids import new_id
 from service.kit.money import MoneyError, format_minor, parse_amount, to_minor
 from service.kit.pagination import PageParams, page_of, paginate_query
 from service.kit.time import rfc3339, utc_now
+from service.ledger import repository as commissions
+from service.ledger.schemas import entry_out
 from service.models import Payout, PayoutRun, PayoutStatus
 from service.payouts import repository as repo
 from service.payouts.rules import TRANSITIONS, Balance, balances

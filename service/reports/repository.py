@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
-from service.commissions import repository as commissions
 from service.conversions import repository as conversions
+from service.ledger import repository as commissions
 from service.models import (
     Click,
     ClickRollupHourly,

@@ -203,7 +203,7 @@ async def test_the_same_request_written_another_way_is_a_replay(client, app, adm
 
 
 async def test_a_request_stored_under_the_old_hash_still_replays(client, app, admin):
-    from service.conversions.service import _legacy_hash
+    from service.conversions.intake import _legacy_hash
 
     program = await create_program(client, admin)
     body = sale(program, type="lead", amount=None)

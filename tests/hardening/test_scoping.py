@@ -251,8 +251,8 @@ async def test_merchant_sees_only_its_programs(app, client, admin, world):
 
 async def test_every_repository_confines_a_merchant_to_its_programs(app, world):
     from service.agreements import repository as agreements
-    from service.commissions import repository as commissions
     from service.conversions import repository as conversions
+    from service.ledger import repository as commissions
     from service.links import repository as links
     from service.partners import repository as partners
     from service.payouts import repository as payouts

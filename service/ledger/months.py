@@ -1,9 +1,9 @@
-"""Month state under lock, and ledger entries written from the engine's outcomes."""
+"""Month totals: one row per partner-month and rule event, locked while it changes."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -11,9 +11,8 @@ from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.commissions.state import MonthState, Outcome
-from service.kit.money import to_minor
-from service.models import CommissionEntry, MonthTotal
+from service.commissions.state import MonthState
+from service.models import MonthTotal
 
 
 def state_to_json(state: MonthState) -> dict[str, Any]:
@@ -80,46 +79,3 @@ async def save_month(
         )
         .values(state=state_to_json(state), updated_at=func.now())
     )
-
-
-def write_entries(
-    session: AsyncSession,
-    outcome: Outcome,
-    *,
-    partner_id: uuid.UUID,
-    parent_id: uuid.UUID | None,
-    program_id: uuid.UUID,
-    currency: str,
-    conversion_id: uuid.UUID | None,
-    refund_id: uuid.UUID | None,
-    available_at: datetime,
-    agreement_id: uuid.UUID | None,
-    agreement_version: int | None,
-    month: date,
-    event: str,
-    context: dict[str, Any],
-) -> list[CommissionEntry]:
-    """Add one ledger row per drafted entry; the parent's go to the parent."""
-    rows = []
-    for draft in outcome.entries:
-        beneficiary = partner_id if draft.beneficiary == "partner" else parent_id
-        if beneficiary is None:
-            continue
-        row = CommissionEntry(
-            partner_id=beneficiary,
-            program_id=program_id,
-            conversion_id=conversion_id,
-            refund_id=refund_id,
-            kind=draft.kind,
-            amount_minor=to_minor(draft.amount, currency),
-            currency=currency,
-            available_at=available_at,
-            agreement_id=agreement_id,
-            agreement_version=agreement_version,
-            period_month=month,
-            rule_event=event,
-            explain={**draft.explain, **context, "beneficiary": draft.beneficiary},
-        )
-        session.add(row)
-        rows.append(row)
-    return rows

@@ -1,3 +1,5 @@
+"""GET /v1/commissions: the ledger's entries, as each key may read them."""
+
 from __future__ import annotations
 
 import uuid
@@ -6,17 +8,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from service.auth.deps import FinanceOrPartner
-from service.commissions import repository
-from service.commissions.schemas import EntryOut, entry_out
 from service.db import Session
 from service.kit.pagination import Page, Pagination
+from service.ledger import repository
+from service.ledger.schemas import EntryOut, entry_out
+from service.models import EntryKind
 from service.openapi_responses import ERRORS
 
 router = APIRouter(tags=["commissions"])
 
-Kind = Annotated[
-    str | None, Query(pattern="^(commission|reversal|override|click_bounty|adjustment)$")
-]
+Kind = Annotated[str | None, Query(pattern=f"^({'|'.join(EntryKind)})$")]
 
 
 @router.get("/v1/commissions", responses=ERRORS)

@@ -52,6 +52,18 @@ async def of_payout(
     return list(rows.all())
 
 
+async def of_refund(
+    session: AsyncSession, principal: Principal, refund_id: uuid.UUID
+) -> list[CommissionEntry]:
+    """The readable reversals written for a refund, oldest first."""
+    rows = await session.scalars(
+        readable(principal)
+        .where(CommissionEntry.refund_id == refund_id)
+        .order_by(CommissionEntry.id)
+    )
+    return list(rows.all())
+
+
 async def page(
     session: AsyncSession,
     principal: Principal,

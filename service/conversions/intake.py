@@ -1,0 +1,323 @@
+"""Recording a conversion: parse, idempotency by order id, attribution, fraud, the ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service import audit
+from service.auth.keys import Principal
+from service.conversions import attribution as attr
+from service.conversions.fx import rate_on
+from service.conversions.schemas import ConversionCreate, RefundCreate
+from service.errors import Conflict, ValidationFailed, field_error
+from service.fraud import rules as fraud
+from service.fraud.repository import stored_facts
+from service.fraud.schemas import rules_in_force
+from service.kit.idempotency import request_hash
+from service.kit.ids import new_id
+from service.kit.money import MoneyError, is_currency, parse_amount, round_money, to_minor
+from service.kit.time import utc_now
+from service.ledger import service as ledger
+from service.models import Conversion, ConversionStatus, Partner, Program
+from service.redirect.clickid import ClickId, ClickIdSigner
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the conversion path needs from the running app."""
+
+    signer: ClickIdSigner
+    email_key: bytes
+
+
+def keyed_hash(key: bytes, value: str) -> bytes:
+    """A keyed hash of a personal value (emails), so the plain value is never stored."""
+    return hmac.new(key, value.strip().lower().encode(), hashlib.sha256).digest()
+
+
+# --- idempotency --------------------------------------------------------------
+
+
+def _legacy_hash(body: ConversionCreate | RefundCreate) -> bytes:
+    # Requests stored before hashes were normalized: their replays must still match.
+    raw = body.model_dump(mode="json", exclude_unset=True)
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def same_request(stored: bytes, digest: bytes, body: ConversionCreate | RefundCreate) -> bool:
+    """True when a stored request hash is this request's, normalized or as stored before."""
+    return hmac.compare_digest(stored, digest) or hmac.compare_digest(stored, _legacy_hash(body))
+
+
+def decimal_or_text(text: str) -> Decimal | str:
+    """A decimal string as a Decimal for hashing, so that "10.0" and "10.00" hash alike."""
+    try:
+        value = Decimal(text.strip())
+    except (ArithmeticError, ValueError):
+        return text
+    # Only a plain amount is normalized; anything else is refused later, as it is.
+    return value if value.is_finite() and abs(value.adjusted()) <= 30 else text
+
+
+def _conversion_hash(body: ConversionCreate, parsed: _Parsed) -> bytes:
+    return request_hash(
+        {
+            "program_id": body.program_id,
+            "type": body.type,
+            "order_id": body.order_id,
+            "amount": parsed.amount,
+            "currency": parsed.currency,
+            "occurred_at": body.occurred_at,
+            "click_id": body.click_id,
+            "promo_code": body.promo_code,
+            "customer_id": body.customer_id,
+            "customer_email": body.customer_email,
+            "items": [
+                {
+                    "sku": it.sku,
+                    "category": it.category,
+                    "amount": decimal_or_text(it.amount),
+                    "quantity": it.quantity,
+                }
+                for it in body.items
+            ],
+            "metadata": body.metadata,
+        }
+    )
+
+
+# --- parsing ------------------------------------------------------------------
+
+
+@dataclass
+class _Parsed:
+    currency: str
+    amount: Decimal | None
+    program_amount: Decimal | None
+    fx_rate: Decimal | None
+    occurred_at: datetime
+
+
+async def _parse(session: AsyncSession, body: ConversionCreate, program: Program) -> _Parsed:
+    errors: list[dict[str, str]] = []
+    currency = body.currency or program.currency
+    if not is_currency(currency):
+        raise field_error("currency", "not an ISO 4217 currency code")
+    amount = None
+    if body.amount is None:
+        if body.type == "sale":
+            errors.append({"field": "amount", "message": "a sale needs an amount"})
+    else:
+        try:
+            amount = parse_amount(body.amount, currency)
+        except MoneyError as exc:
+            errors.append({"field": "amount", "message": str(exc)})
+    for i, item in enumerate(body.items):
+        try:
+            parse_amount(item.amount, currency)
+        except MoneyError as exc:
+            errors.append({"field": f"items[{i}].amount", "message": str(exc)})
+    now = utc_now()
+    occurred_at = (body.occurred_at or now).astimezone(UTC)
+    if occurred_at > now + attr.FUTURE_SLACK:
+        errors.append({"field": "occurred_at", "message": "must not be in the future"})
+    if body.customer_email is not None and "@" not in body.customer_email:
+        errors.append({"field": "customer_email", "message": "not an email address"})
+    if errors:
+        raise ValidationFailed(errors)
+    rate = None
+    if currency != program.currency:
+        day = occurred_at.astimezone(ZoneInfo(program.time_zone)).date()
+        rate = await rate_on(session, currency, program.currency, day)
+        if rate is None:
+            raise field_error(
+                "currency",
+                f"no FX rate {currency}->{program.currency} dated on or before {day.isoformat()}; "
+                "POST one to /v1/fx-rates",
+            )
+    factor = rate if rate is not None else Decimal(1)
+    program_amount = None if amount is None else round_money(amount * factor, program.currency)
+    return _Parsed(currency, amount, program_amount, rate, occurred_at)
+
+
+# --- recording ----------------------------------------------------------------
+
+
+async def record_conversion(
+    session: AsyncSession, body: ConversionCreate, by: Principal, ctx: Context
+) -> tuple[Conversion, bool]:
+    """Store a conversion once per (program, type, order_id); True when it is new."""
+    program = await session.get(Program, body.program_id)
+    if program is None or not by.sees_program(program.id):
+        raise field_error("program_id", "no such program")
+    parsed = await _parse(session, body, program)
+    digest = _conversion_hash(body, parsed)
+    conversion = await session.scalar(
+        insert(Conversion)
+        .values(
+            id=new_id(),
+            program_id=program.id,
+            type=body.type,
+            order_id=body.order_id,
+            status=ConversionStatus.accepted,
+            currency=parsed.currency,
+            program_currency=program.currency,
+            occurred_at=parsed.occurred_at,
+            request_hash=digest,
+            items=[],
+            metadata={},
+            attribution={},
+            refunded_minor=0,
+        )
+        .on_conflict_do_nothing(index_elements=["program_id", "type", "order_id"])
+        .returning(Conversion)
+    )
+    if conversion is None:
+        existing = await session.scalar(
+            select(Conversion).where(
+                Conversion.program_id == program.id,
+                Conversion.type == body.type,
+                Conversion.order_id == body.order_id,
+            )
+        )
+        assert existing is not None
+        if not same_request(existing.request_hash, digest, body):
+            raise Conflict(
+                f"order {body.order_id!r} was already recorded with other content",
+                errors=[{"field": "order_id", "message": "already recorded with other content"}],
+                extra={"conversion_id": str(existing.id)},
+            )
+        return existing, False
+
+    conversion.amount_minor = (
+        None if parsed.amount is None else to_minor(parsed.amount, parsed.currency)
+    )
+    conversion.program_amount_minor = (
+        None if parsed.program_amount is None else to_minor(parsed.program_amount, program.currency)
+    )
+    conversion.fx_rate = parsed.fx_rate
+    conversion.click_token = body.click_id
+    conversion.promo_code = body.promo_code
+    conversion.customer_external_id = body.customer_id
+    conversion.customer_email_hash = (
+        keyed_hash(ctx.email_key, body.customer_email) if body.customer_email else None
+    )
+    conversion.items = [it.model_dump(mode="json") for it in body.items]
+    conversion.metadata_ = body.metadata
+
+    customer = await attr.customer_of(session, program, body.customer_id)
+    found = await attr.attribute(
+        session,
+        ctx.signer,
+        program,
+        promo_code=body.promo_code,
+        click_token=body.click_id,
+        customer=customer,
+        at=parsed.occurred_at,
+    )
+    decision, click = found.decision, found.click
+    conversion.promo_code_id = found.promo_code_id
+    if click is not None:
+        conversion.click_id = click.click_uuid
+        if decision.method == "click":
+            conversion.link_id = click.link_id
+    conversion.attribution = decision.as_json()
+    if customer is not None:
+        conversion.customer_id = customer.id
+
+    if decision.partner_id is not None:
+        partner = await session.get(Partner, decision.partner_id)
+        assert partner is not None
+        conversion.partner_id = partner.id
+        conversion.attribution_method = decision.method
+        by_click = click if decision.method == "click" else None
+        hits = await _fraud_hits(session, program, conversion, partner, by_click, body)
+        verdict = fraud.status_for(hits)
+        recurring_since = None
+        if decision.method == "customer" and customer is not None:
+            recurring_since = customer.first_attributed_at
+        if customer is not None:
+            # A rejected sale binds no customer to the partner for later ones.
+            if customer.partner_id is None and verdict != ConversionStatus.rejected:
+                customer.partner_id = partner.id
+            # The recurring window counts from the first attributed sale: a lead earns
+            # by its own rule and starts nothing.
+            if body.type == "sale" and customer.first_attributed_at is None:
+                customer.first_conversion_id = conversion.id
+                customer.first_attributed_at = parsed.occurred_at
+        if hits:
+            conversion.fraud = [h.as_json() for h in hits]
+            conversion.review_reason = fraud.review_reason(hits)
+        await ledger.earn(session, conversion, program, partner, recurring_since)
+        if verdict == ConversionStatus.rejected:
+            # Stored with its entries and their reversals, so it is seen to earn nothing.
+            await ledger.reverse(
+                session,
+                conversion,
+                program,
+                amount_minor=conversion.program_amount_minor or 0,
+                refunded_before_minor=0,
+                refund_id=None,
+                full=True,
+                reason=f"rejected by fraud rules: {conversion.review_reason}",
+            )
+        if verdict is not None:
+            conversion.status = verdict
+    await session.flush()
+    audit.record(
+        session,
+        by,
+        "conversion.recorded",
+        "conversion",
+        conversion.id,
+        {
+            "status": conversion.status,
+            "partner_id": str(conversion.partner_id) if conversion.partner_id else None,
+            "amount": None if parsed.amount is None else f"{parsed.amount:f}",
+        },
+    )
+    return conversion, True
+
+
+async def _fraud_hits(
+    session: AsyncSession,
+    program: Program,
+    conversion: Conversion,
+    partner: Partner,
+    click: ClickId | None,
+    body: ConversionCreate,
+) -> list[fraud.Hit]:
+    """The program's rules, as they stand now, over this conversion's facts."""
+    rules = rules_in_force(program.fraud_rules)
+    stored = await stored_facts(
+        session,
+        fraud.needs(rules),
+        click_id=click.click_uuid if click is not None else None,
+        clicked_at=click.clicked_at if click is not None else None,
+        conversion_id=conversion.id,
+        partner_id=partner.id,
+        program_id=program.id,
+        occurred_at=conversion.occurred_at,
+    )
+    facts = fraud.Facts(
+        occurred_at=conversion.occurred_at,
+        clicked_at=click.clicked_at if click is not None else None,
+        customer_email=body.customer_email,
+        partner_email=partner.email,
+        paid_markers=stored.paid_markers,
+        referrer_host=stored.referrer_host,
+        visitor_clicks_before=stored.visitor_clicks_before,
+        partner_conversions_before=stored.partner_conversions_before,
+    )
+    return fraud.evaluate(rules, facts)

@@ -1,0 +1,140 @@
+"""Refunds of a sale, once per refund id: the amount left to refund, and the reversals."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service import audit
+from service.auth.keys import Principal
+from service.conversions.intake import decimal_or_text, same_request
+from service.conversions.schemas import RefundCreate
+from service.errors import Conflict, field_error
+from service.kit.idempotency import request_hash
+from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor
+from service.kit.time import utc_now
+from service.ledger import service as ledger
+from service.models import Conversion, ConversionStatus, Program, Refund
+
+
+def _refund_hash(body: RefundCreate) -> bytes:
+    return request_hash(
+        {
+            "program_id": body.program_id,
+            "order_id": body.order_id,
+            "refund_id": body.refund_id,
+            "amount": decimal_or_text(body.amount),
+            "occurred_at": body.occurred_at,
+        }
+    )
+
+
+def _replayed(existing: Refund, digest: bytes, body: RefundCreate) -> Refund:
+    if not same_request(existing.request_hash, digest, body):
+        raise Conflict(
+            f"refund {body.refund_id!r} was already recorded with other content",
+            errors=[{"field": "refund_id", "message": "already recorded with other content"}],
+        )
+    return existing
+
+
+async def record_refund(
+    session: AsyncSession, body: RefundCreate, by: Principal
+) -> tuple[Refund, bool]:
+    """A refund of part or all of a sale, once per refund_id; True when it is new."""
+    program = await session.get(Program, body.program_id)
+    if program is None or not by.sees_program(program.id):
+        raise field_error("program_id", "no such program")
+    digest = _refund_hash(body)
+    existing = await session.scalar(
+        select(Refund).where(Refund.program_id == program.id, Refund.refund_id == body.refund_id)
+    )
+    if existing is not None:
+        return _replayed(existing, digest, body), False
+    conversion = await session.scalar(
+        select(Conversion)
+        .where(
+            Conversion.program_id == program.id,
+            Conversion.type == "sale",
+            Conversion.order_id == body.order_id,
+        )
+        .with_for_update()
+    )
+    if conversion is None:
+        raise field_error("order_id", "no sale with this order id in the program")
+    # The conversion row lock serialises refunds of one order; look again under it.
+    existing = await session.scalar(
+        select(Refund).where(Refund.program_id == program.id, Refund.refund_id == body.refund_id)
+    )
+    if existing is not None:
+        return _replayed(existing, digest, body), False
+    if conversion.status == ConversionStatus.rejected:
+        raise Conflict("the conversion was rejected; its commissions are already reversed")
+    try:
+        amount = parse_amount(body.amount, conversion.currency)
+    except MoneyError as exc:
+        raise field_error("amount", str(exc)) from exc
+    if amount <= 0:
+        raise field_error("amount", "must be more than zero")
+    amount_minor = to_minor(amount, conversion.currency)
+    total = conversion.amount_minor or 0
+    remaining = total - conversion.refunded_minor
+    if amount_minor > remaining:
+        raise field_error(
+            "amount",
+            f"exceeds what remains to refund ({from_minor(remaining, conversion.currency)} "
+            f"{conversion.currency})",
+        )
+    program_total = conversion.program_amount_minor or 0
+    before = conversion.refunded_minor
+    after = before + amount_minor
+    full = after == total
+
+    def in_program(cumulative: int) -> int:
+        # Proportional and telescoping: a full refund is exactly the program amount.
+        if cumulative == total:
+            return program_total
+        return round_to_int(Decimal(program_total) * cumulative / total)
+
+    prog_before, prog_after = in_program(before), in_program(after)
+    refund = Refund(
+        program_id=program.id,
+        conversion_id=conversion.id,
+        refund_id=body.refund_id,
+        amount_minor=amount_minor,
+        currency=conversion.currency,
+        program_amount_minor=prog_after - prog_before,
+        request_hash=digest,
+        created_at=(body.occurred_at or utc_now()).astimezone(UTC),
+    )
+    session.add(refund)
+    await session.flush()
+    conversion.refunded_minor = after
+    result = await ledger.reverse(
+        session,
+        conversion,
+        program,
+        amount_minor=prog_after - prog_before,
+        refunded_before_minor=prog_before,
+        refund_id=refund.id,
+        full=full,
+        reason=f"refund {body.refund_id}",
+    )
+    await session.flush()
+    audit.record(
+        session,
+        by,
+        "conversion.refunded",
+        "conversion",
+        conversion.id,
+        {
+            "refund_id": body.refund_id,
+            "amount": f"{amount:f}",
+            "refunded_total": f"{from_minor(after, conversion.currency):f}",
+            **result,
+        },
+    )
+    return refund, True

@@ -1,0 +1,203 @@
+"""Writing the ledger: what a conversion earns, and the reversals of refunds and rejections."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.agreements.service import in_force, load_terms
+from service.commissions.engine import compute_conversion, compute_refund
+from service.commissions.state import ConversionInput, Outcome, RefundInput, stored_items
+from service.kit.money import from_minor, to_minor
+from service.kit.time import month_start
+from service.ledger.months import lock_month, save_month
+from service.models import AgreementVersion, CommissionEntry, Conversion, Partner, Program
+
+
+def write_entries(
+    session: AsyncSession,
+    outcome: Outcome,
+    *,
+    partner_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    program_id: uuid.UUID,
+    currency: str,
+    conversion_id: uuid.UUID | None,
+    refund_id: uuid.UUID | None,
+    available_at: datetime,
+    agreement_id: uuid.UUID | None,
+    agreement_version: int | None,
+    month: date,
+    event: str,
+    context: dict[str, Any],
+) -> list[CommissionEntry]:
+    """Add one ledger row per drafted entry; the parent's go to the parent."""
+    rows = []
+    for draft in outcome.entries:
+        beneficiary = partner_id if draft.beneficiary == "partner" else parent_id
+        if beneficiary is None:
+            continue
+        row = CommissionEntry(
+            partner_id=beneficiary,
+            program_id=program_id,
+            conversion_id=conversion_id,
+            refund_id=refund_id,
+            kind=draft.kind,
+            amount_minor=to_minor(draft.amount, currency),
+            currency=currency,
+            available_at=available_at,
+            agreement_id=agreement_id,
+            agreement_version=agreement_version,
+            period_month=month,
+            rule_event=event,
+            explain={**draft.explain, **context, "beneficiary": draft.beneficiary},
+        )
+        session.add(row)
+        rows.append(row)
+    return rows
+
+
+async def earn(
+    session: AsyncSession,
+    conversion: Conversion,
+    program: Program,
+    partner: Partner,
+    recurring_since: datetime | None,
+) -> None:
+    """The entries of a new conversion under the agreement in force; what it counted."""
+    at = conversion.occurred_at
+    found = await in_force(session, partner.id, program.id, at, program.currency)
+    if found is None:
+        conversion.commission_note = "no agreement in force at occurred_at"
+        return
+    conversion.agreement_id = found.agreement.id
+    conversion.agreement_version = found.version.version
+    event = conversion.type
+    if found.terms.rule_for(event) is None:
+        conversion.commission_note = f"the terms have no {event} rule"
+        return
+    month = month_start(at, program.time_zone)
+    state = await lock_month(session, partner.id, program.id, month, event)
+    amount_minor = conversion.program_amount_minor
+    outcome = compute_conversion(
+        found.terms,
+        ConversionInput(
+            event=event,  # type: ignore[arg-type]
+            amount=None if amount_minor is None else from_minor(amount_minor, program.currency),
+            occurred_at=at,
+            items=stored_items(conversion.items, conversion.fx_rate),
+            recurring_since=recurring_since,
+        ),
+        state,
+        program.currency,
+        has_parent=partner.parent_id is not None,
+    )
+    await save_month(session, partner.id, program.id, month, event, outcome.new_state)
+    hold_days = found.terms.hold_days if found.terms.hold_days is not None else program.hold_days
+    write_entries(
+        session,
+        outcome,
+        partner_id=partner.id,
+        parent_id=partner.parent_id,
+        program_id=program.id,
+        currency=program.currency,
+        conversion_id=conversion.id,
+        refund_id=None,
+        available_at=at + timedelta(days=hold_days),
+        agreement_id=found.agreement.id,
+        agreement_version=found.version.version,
+        month=month,
+        event=event,
+        context={"hold_days": hold_days},
+    )
+    conversion.counted = outcome.new_state != state
+    conversion.hold_days = hold_days
+    conversion.commission_explain = outcome.explain
+
+
+async def reverse(
+    session: AsyncSession,
+    conversion: Conversion,
+    program: Program,
+    *,
+    amount_minor: int,
+    refunded_before_minor: int,
+    refund_id: uuid.UUID | None,
+    full: bool,
+    reason: str,
+) -> dict[str, Any]:
+    """Reversal entries for part or all of a conversion (program currency minor units)."""
+    if conversion.partner_id is None or not conversion.counted:
+        return {"reversed": "0", "note": "the conversion earned nothing to reverse"}
+    partner = await session.get(Partner, conversion.partner_id)
+    assert partner is not None and conversion.agreement_id is not None
+    # Reversals use the terms the conversion was computed under, whatever came since.
+    version = await session.scalar(
+        select(AgreementVersion).where(
+            AgreementVersion.agreement_id == conversion.agreement_id,
+            AgreementVersion.version == conversion.agreement_version,
+        )
+    )
+    assert version is not None
+    terms = load_terms(version, program.currency)
+    event = conversion.type
+    month = month_start(conversion.occurred_at, program.time_zone)
+    state = await lock_month(session, partner.id, program.id, month, event)
+    earned = await session.scalar(
+        select(func.coalesce(func.sum(CommissionEntry.amount_minor), 0)).where(
+            CommissionEntry.conversion_id == conversion.id,
+            CommissionEntry.partner_id == partner.id,
+        )
+    )
+    total_minor = conversion.program_amount_minor or 0
+    outcome = compute_refund(
+        terms,
+        RefundInput(
+            event=event,  # type: ignore[arg-type]
+            amount=from_minor(amount_minor, program.currency),
+            conversion_amount=from_minor(total_minor, program.currency),
+            refunded_before=from_minor(refunded_before_minor, program.currency),
+            items=stored_items(conversion.items, conversion.fx_rate),
+            earned=from_minor(int(earned or 0), program.currency),
+            full=full,
+            counted=True,
+        ),
+        state,
+        program.currency,
+        has_parent=partner.parent_id is not None,
+    )
+    await save_month(session, partner.id, program.id, month, event, outcome.new_state)
+    original_available = await session.scalar(
+        select(func.min(CommissionEntry.available_at)).where(
+            CommissionEntry.conversion_id == conversion.id
+        )
+    )
+    # A terms' hold of 0 days is a hold of 0 days, not "use the program's".
+    hold_days = conversion.hold_days if conversion.hold_days is not None else program.hold_days
+    write_entries(
+        session,
+        outcome,
+        partner_id=partner.id,
+        parent_id=partner.parent_id,
+        program_id=program.id,
+        currency=program.currency,
+        conversion_id=conversion.id,
+        refund_id=refund_id,
+        # With the entries they reverse: netted together when unpaid, clawed back when paid.
+        available_at=original_available or conversion.occurred_at + timedelta(days=hold_days),
+        agreement_id=conversion.agreement_id,
+        agreement_version=conversion.agreement_version,
+        month=month,
+        event=event,
+        context={"reason": reason},
+    )
+    if full:
+        conversion.counted = False
+    return {
+        "reversed": f"{outcome.partner_total():f}",
+        "parent_reversed": f"{outcome.parent_total():f}",
+    }
