@@ -1,0 +1,54 @@
+"""What a conversion counted and its hold are columns of its row, not keys in attribution."""
+
+import uuid
+
+from service.models import Conversion
+from tests.conversions.factories import add_link, click_id, sale, setup
+
+TERMS = {"rules": [{"event": "sale", "type": "percent", "percent": "10"}], "hold_days": 0}
+
+
+async def _row(app, conversion_id: str) -> Conversion:
+    async with app.state.sessionmaker() as session:
+        row = await session.get(Conversion, uuid.UUID(conversion_id))
+        assert row is not None
+        return row
+
+
+async def test_a_sale_counts_with_its_hold_until_refunded_in_full(client, app, admin):
+    program, partner = await setup(client, admin, terms=TERMS)
+    link = await add_link(app, program["id"], partner["id"])
+    body = sale(program, amount="80.00", click_id=click_id(app, link))
+    conv = (await client.post("/v1/conversions", json=body, headers=admin)).json()
+    row = await _row(app, conv["id"])
+    assert row.counted is True
+    assert row.hold_days == 0
+    assert row.commission_note is None
+    assert row.commission_explain is not None
+    assert row.commission_explain["month_total_after"] == "8.00"
+    assert "ledger" not in row.attribution
+
+    refund = {
+        "program_id": program["id"],
+        "order_id": conv["order_id"],
+        "refund_id": f"rf-{conv['id']}",
+        "amount": "80.00",
+    }
+    r = await client.post("/v1/refunds", json=refund, headers=admin)
+    assert r.status_code == 201, r.text
+    assert (await _row(app, conv["id"])).counted is False
+
+
+async def test_a_partner_without_terms_counts_nothing_and_says_why(client, app, admin):
+    _, partner = await setup(client, admin, terms=TERMS)
+    other, _ = await setup(client, admin, terms=TERMS)
+    # The partner's link in a program where it has no terms of its own.
+    link = await add_link(app, other["id"], partner["id"])
+    body = sale(other, click_id=click_id(app, link))
+    conv = (await client.post("/v1/conversions", json=body, headers=admin)).json()
+    assert conv["attribution"]["partner_id"] == partner["id"], conv
+    row = await _row(app, conv["id"])
+    assert row.counted is False
+    assert row.hold_days is None
+    assert row.commission_note == "no agreement in force at occurred_at"
+    assert "ledger" not in row.attribution
