@@ -211,6 +211,11 @@ async def lock_scope(session: AsyncSession, program_id: uuid.UUID | None) -> Non
     )
 
 
+async def run_by_key(session: AsyncSession, key: str) -> PayoutRun | None:
+    """The run started with this Idempotency-Key, if any."""
+    return await session.scalar(select(PayoutRun).where(PayoutRun.idempotency_key == key))
+
+
 async def insert_run(
     session: AsyncSession,
     *,

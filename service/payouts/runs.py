@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
@@ -44,7 +43,7 @@ def run_request_hash(body: RunCreate) -> bytes:
 
 
 async def _replay(session: AsyncSession, key: str, digest: bytes) -> PayoutRun | None:
-    run = await session.scalar(select(PayoutRun).where(PayoutRun.idempotency_key == key))
+    run = await repo.run_by_key(session, key)
     if run is None:
         return None
     if run.request_hash != digest:
