@@ -1,1 +1,1 @@
-"""Payouts: previews, idempotent runs, paid and failed, reconciliation and reports."""
+"""Payouts: previews, idempotent runs, paid and failed, and the paid report."""

@@ -10,8 +10,11 @@ from service.db import Session
 from service.kit import csvout
 from service.kit.pagination import Page, Pagination
 from service.kit.time import Instant
+from service.ledger import reconciliation as ledger
 from service.openapi_responses import ERRORS, WRITE_ERRORS
-from service.payouts import service
+from service.payouts import exports, runs, settlement
+from service.payouts.preview import build_preview
+from service.payouts.report import build_report
 from service.payouts.schemas import (
     Format,
     MarkFailed,
@@ -20,7 +23,6 @@ from service.payouts.schemas import (
     PayoutOut,
     PayoutStatusName,
     Preview,
-    Reconciliation,
     Report,
     RunCreate,
     RunOut,
@@ -48,9 +50,9 @@ async def preview(
     program_id: Annotated[uuid.UUID | None, Query()] = None,
     format: FormatParam = None,
 ) -> Any:
-    result = await service.preview(session, auth, as_of, program_id)
+    result = await build_preview(session, auth, as_of, program_id)
     if csvout.wanted(request, format):
-        return csvout.response(service.preview_csv(result), "payout-preview.csv")
+        return csvout.response(exports.preview_csv(result), "payout-preview.csv")
     return result
 
 
@@ -63,9 +65,9 @@ async def report(
     to: Annotated[Instant, Query(description="exclusive, RFC 3339")],
     format: FormatParam = None,
 ) -> Any:
-    result = await service.report(session, from_, to)
+    result = await build_report(session, from_, to)
     if csvout.wanted(request, format):
-        return csvout.response(service.report_csv(result), "payouts-paid.csv")
+        return csvout.response(exports.report_csv(result), "payouts-paid.csv")
     return result
 
 
@@ -80,8 +82,8 @@ async def create_run(
         Header(alias="Idempotency-Key", description="required; the same key replays the run"),
     ] = None,
 ) -> Any:
-    key = service.check_idempotency_key(idempotency_key)
-    run, created = await service.create_run(session, body, key, auth)
+    key = runs.check_idempotency_key(idempotency_key)
+    run, created = await runs.create_run(session, body, key, auth)
     if not created:
         response.status_code = 200
     return run
@@ -94,13 +96,13 @@ async def list_runs(
     page: Pagination,
     program_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[RunSummary]:
-    items, cursor = await service.list_runs(session, page, auth, program_id)
+    items, cursor = await runs.list_runs(session, page, auth, program_id)
     return Page(items=items, next_cursor=cursor)
 
 
 @router.get("/payout-runs/{run_id}", responses=ERRORS)
 async def get_run(run_id: uuid.UUID, auth: Finance, session: Session) -> RunOut:
-    return await service.run_out(session, await service.get_run(session, run_id, auth))
+    return await runs.run_out(session, await runs.get_run(session, run_id, auth))
 
 
 @router.get(
@@ -109,8 +111,8 @@ async def get_run(run_id: uuid.UUID, auth: Finance, session: Session) -> RunOut:
     responses={**ERRORS, 200: {"content": {"text/csv": {}}, "description": "one row per payout"}},
 )
 async def export_run(run_id: uuid.UUID, auth: Finance, session: Session) -> Response:
-    run = await service.get_run(session, run_id, auth)
-    return csvout.response(await service.run_csv(session, run), f"payout-run-{run.id}.csv")
+    run = await runs.get_run(session, run_id, auth)
+    return csvout.response(await exports.run_csv(session, run), f"payout-run-{run.id}.csv")
 
 
 @router.get("/payouts", responses=ERRORS)
@@ -122,31 +124,31 @@ async def list_payouts(
     status: Annotated[PayoutStatusName | None, Query()] = None,
     run_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[PayoutOut]:
-    rows, cursor = await service.list_payouts(
+    rows, cursor = await settlement.list_payouts(
         session, page, auth, partner_id=partner_id, status=status, run_id=run_id
     )
-    return Page(items=[service.payout_out(r) for r in rows], next_cursor=cursor)
+    return Page(items=[settlement.payout_out(r) for r in rows], next_cursor=cursor)
 
 
 @router.get("/payouts/{payout_id}", responses=ERRORS)
 async def get_payout(
     payout_id: uuid.UUID, auth: FinanceOrPartner, session: Session
 ) -> PayoutDetail:
-    return await service.payout_detail(session, payout_id, auth)
+    return await settlement.payout_detail(session, payout_id, auth)
 
 
 @router.post("/payouts/{payout_id}/paid", responses=WRITE_ERRORS)
 async def mark_paid(
     payout_id: uuid.UUID, body: MarkPaid, auth: Finance, session: Session
 ) -> PayoutOut:
-    return service.payout_out(await service.mark_paid(session, payout_id, body, auth))
+    return settlement.payout_out(await settlement.mark_paid(session, payout_id, body, auth))
 
 
 @router.post("/payouts/{payout_id}/failed", responses=WRITE_ERRORS)
 async def mark_failed(
     payout_id: uuid.UUID, body: MarkFailed, auth: Finance, session: Session
 ) -> PayoutOut:
-    return service.payout_out(await service.mark_failed(session, payout_id, body, auth))
+    return settlement.payout_out(await settlement.mark_failed(session, payout_id, body, auth))
 
 
 @router.get("/ledger/reconciliation", responses=ERRORS)
@@ -154,5 +156,5 @@ async def reconciliation(
     auth: Finance,
     session: Session,
     program_id: Annotated[uuid.UUID | None, Query()] = None,
-) -> Reconciliation:
-    return await service.reconciliation(session, program_id)
+) -> ledger.Reconciliation:
+    return await ledger.reconciliation(session, program_id)

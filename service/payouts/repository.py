@@ -2,24 +2,78 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, cast, false, func, or_, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Table,
+    Text,
+    and_,
+    any_,
+    cast,
+    column,
+    delete,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, aggregate_order_by, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import bound_programs, in_programs, is_partner, of_partner
 from service.ledger import repository as commissions
-from service.models import CommissionEntry, Conversion, ConversionStatus, Payout, PayoutRun
+from service.models import (
+    Agreement,
+    AgreementVersion,
+    CommissionEntry,
+    Conversion,
+    ConversionStatus,
+    Partner,
+    Payout,
+    PayoutRun,
+    PayoutStatus,
+    Program,
+)
 from service.payouts.rules import ProgramSlice
 
 # Advisory lock namespaces (first key of pg_advisory_xact_lock(int, int)).
 _LOCK_ALL_PROGRAMS = 0x5041_5901
 _LOCK_ONE_PROGRAM = 0x5041_5902
+
+_UUIDS = ARRAY(UUID(as_uuid=True))
+
+# The DML below runs on the tables, not the mapped classes: the ORM's bulk paths would
+# add RETURNING to synchronise objects no caller holds.
+_entries = typing.cast(Table, CommissionEntry.__table__)
+_payouts = typing.cast(Table, Payout.__table__)
+
+
+def _one_of(col: Any, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
+    """`col = ANY(array)`: one bound array, where IN would bind one parameter per id."""
+    return col == any_(literal(list(ids), _UUIDS))  # type: ignore[no-any-return]
+
+
+def _sum(expr: Any, when: ColumnElement[bool] | None = None) -> ColumnElement[int]:
+    """sum(expr) as bigint, 0 over no rows; only rows where `when` holds, if given."""
+    total = func.sum(expr) if when is None else func.sum(expr).filter(when)
+    return cast(func.coalesce(total, 0), BigInteger)
+
+
+async def _set_local(session: AsyncSession, name: str, value: str) -> None:
+    """SET LOCAL name = value: a planner setting until the transaction ends."""
+    await session.execute(select(func.set_config(name, value, True)))
 
 
 def readable(principal: Principal) -> Select[Payout]:
@@ -49,30 +103,35 @@ def readable_runs(principal: Principal) -> Select[PayoutRun]:
     return select(PayoutRun).where(in_programs(principal, PayoutRun.program_id))
 
 
+def _not_in_review(entry_conversion_id: Any) -> ColumnElement[bool]:
+    """No conversion of this entry is under review.
+
+    An entry is held while its conversion is under review; rejected conversions
+    have written their reversals, so their entries stay payable and net out.
+    """
+    return ~exists().where(
+        Conversion.id == entry_conversion_id, Conversion.status == ConversionStatus.review
+    )
+
+
 async def unpaid_slices(
     session: AsyncSession, principal: Principal, as_of: datetime, program_id: uuid.UUID | None
 ) -> list[ProgramSlice]:
     """Unpaid readable entries summed per partner, currency and program, split by state."""
     e = CommissionEntry
-    # An entry is held while its conversion is under review; rejected conversions
-    # have written their reversals, so their entries stay payable and net out.
     held = Conversion.id.is_not(None)
     due = and_(~held, e.available_at <= as_of)
     later = and_(~held, e.available_at > as_of)
-
-    def total(when: ColumnElement[bool]) -> ColumnElement[int]:
-        return cast(func.coalesce(func.sum(e.amount_minor).filter(when), 0), BigInteger)
-
     stmt = (
         commissions.readable(principal)
         .with_only_columns(
             e.partner_id,
             e.currency,
             e.program_id,
-            total(due),
+            _sum(e.amount_minor, due),
             func.count().filter(due),
-            total(later),
-            total(held),
+            _sum(e.amount_minor, later),
+            _sum(e.amount_minor, held),
         )
         .outerjoin(
             Conversion,
@@ -84,7 +143,7 @@ async def unpaid_slices(
     if program_id is not None:
         stmt = stmt.where(e.program_id == program_id)
     # Ten thousand partners' groups fit in memory; the default 4MB would sort on disk.
-    await session.execute(text("SET LOCAL work_mem = '64MB'"))
+    await _set_local(session, "work_mem", "64MB")
     rows = await session.execute(stmt)
     return [ProgramSlice(*row) for row in rows]
 
@@ -94,8 +153,9 @@ async def program_minimums(
 ) -> dict[uuid.UUID, tuple[str, int]]:
     """Currency and min_payout_minor of each program."""
     rows = await session.execute(
-        text("SELECT id, currency, min_payout_minor FROM programs WHERE id = ANY(:ids)"),
-        {"ids": list(program_ids)},
+        select(Program.id, Program.currency, Program.min_payout_minor).where(
+            _one_of(Program.id, program_ids)
+        )
     )
     return {r[0]: (r[1], r[2]) for r in rows}
 
@@ -104,20 +164,16 @@ async def agreement_minimums(
     session: AsyncSession, program_ids: Sequence[uuid.UUID], as_of: datetime
 ) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
     """(partner, program, min_payout text) from the agreement version in force at as_of."""
-    rows = await session.execute(
-        text(
-            """
-            SELECT partner_id, program_id, min_payout FROM (
-              SELECT DISTINCT ON (a.partner_id, a.program_id)
-                     a.partner_id, a.program_id, v.terms->>'min_payout' AS min_payout
-              FROM agreements a JOIN agreement_versions v ON v.agreement_id = a.id
-              WHERE a.program_id = ANY(:ids) AND v.effective_from <= :as_of
-              ORDER BY a.partner_id, a.program_id, v.effective_from DESC, v.version DESC
-            ) t WHERE min_payout IS NOT NULL
-            """
-        ),
-        {"ids": list(program_ids), "as_of": as_of},
+    a, v = Agreement, AgreementVersion
+    in_force = (
+        select(a.partner_id, a.program_id, v.terms["min_payout"].astext.label("min_payout"))
+        .join(v, v.agreement_id == a.id)
+        .where(_one_of(a.program_id, program_ids), v.effective_from <= as_of)
+        .ext(distinct_on(a.partner_id, a.program_id))
+        .order_by(a.partner_id, a.program_id, v.effective_from.desc(), v.version.desc())
+        .subquery("t")
     )
+    rows = await session.execute(select(in_force).where(in_force.c.min_payout.is_not(None)))
     return [(r[0], r[1], r[2]) for r in rows]
 
 
@@ -133,8 +189,9 @@ async def partner_infos(
 ) -> dict[uuid.UUID, PartnerInfo]:
     """Name, email and payout method of each partner."""
     rows = await session.execute(
-        text("SELECT id, name, email, payout_method FROM partners WHERE id = ANY(:ids)"),
-        {"ids": list(partner_ids)},
+        select(Partner.id, Partner.name, Partner.email, Partner.payout_method).where(
+            _one_of(Partner.id, partner_ids)
+        )
     )
     return {r[0]: PartnerInfo(r[1], r[2], r[3]) for r in rows}
 
@@ -146,17 +203,17 @@ async def lock_scope(session: AsyncSession, program_id: uuid.UUID | None) -> Non
     programs proceed side by side.
     """
     if program_id is None:
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": _LOCK_ALL_PROGRAMS}
-        )
+        await session.execute(select(func.pg_advisory_xact_lock(_LOCK_ALL_PROGRAMS, 0)))
         return
+    await session.execute(select(func.pg_advisory_xact_lock_shared(_LOCK_ALL_PROGRAMS, 0)))
     await session.execute(
-        text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"), {"ns": _LOCK_ALL_PROGRAMS}
+        select(func.pg_advisory_xact_lock(_LOCK_ONE_PROGRAM, func.hashtext(str(program_id))))
     )
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(:ns, hashtext(:pid))"),
-        {"ns": _LOCK_ONE_PROGRAM, "pid": str(program_id)},
-    )
+
+
+async def run_by_key(session: AsyncSession, key: str) -> PayoutRun | None:
+    """The run started with this Idempotency-Key, if any."""
+    return await session.scalar(select(PayoutRun).where(PayoutRun.idempotency_key == key))
 
 
 async def insert_run(
@@ -174,59 +231,78 @@ async def insert_run(
     ON CONFLICT waits for a concurrent insert of the same key to commit, so two
     identical requests at once yield one run.
     """
-    row = await session.execute(
-        text(
-            """
-            INSERT INTO payout_runs (id, idempotency_key, request_hash, as_of, program_id, created_by)
-            VALUES (:id, :key, :hash, :as_of, :program_id, :created_by)
-            ON CONFLICT (idempotency_key) DO NOTHING
-            RETURNING id
-            """
-        ),
-        {
-            "id": run_id,
-            "key": key,
-            "hash": request_hash,
-            "as_of": as_of,
-            "program_id": program_id,
-            "created_by": created_by,
-        },
+    stmt = (
+        insert(typing.cast(Table, PayoutRun.__table__))
+        .values(
+            id=run_id,
+            idempotency_key=key,
+            request_hash=request_hash,
+            as_of=as_of,
+            program_id=program_id,
+            created_by=created_by,
+        )
+        .on_conflict_do_nothing(index_elements=[PayoutRun.idempotency_key])
+        .returning(PayoutRun.id)
     )
-    return row.first() is not None
+    return (await session.execute(stmt)).first() is not None
+
+
+Target = tuple[uuid.UUID, uuid.UUID, str]
+
+
+def _targets(targets: Sequence[Target]) -> Any:
+    """The (payout_id, partner_id, currency) triples as rows: one unnest over three arrays."""
+    return (
+        func.unnest(
+            literal([t[0] for t in targets], _UUIDS),
+            literal([t[1] for t in targets], _UUIDS),
+            literal([t[2] for t in targets], ARRAY(Text)),
+        )
+        .table_valued(
+            column("payout_id", UUID(as_uuid=True)),
+            column("partner_id", UUID(as_uuid=True)),
+            column("currency", Text),
+        )
+        .render_derived(name="m")
+    )
 
 
 async def insert_payouts(
-    session: AsyncSession,
-    run_id: uuid.UUID,
-    targets: Sequence[tuple[uuid.UUID, uuid.UUID, str]],
+    session: AsyncSession, run_id: uuid.UUID, targets: Sequence[Target]
 ) -> None:
     """Empty open payouts (id, partner, currency), with the partner's payout method copied."""
     if not targets:
         return
-    await session.execute(
-        text(
-            """
-            INSERT INTO payouts (id, run_id, partner_id, currency, amount_minor, entry_count,
-                                 status, payout_method, payout_details)
-            SELECT m.payout_id, :run_id, m.partner_id, m.currency, 0, 0, 'open',
-                   p.payout_method, p.payout_details
-            FROM unnest(CAST(:payout_ids AS uuid[]), CAST(:partner_ids AS uuid[]),
-                        CAST(:currencies AS text[])) AS m(payout_id, partner_id, currency)
-            JOIN partners p ON p.id = m.partner_id
-            """
-        ),
-        {
-            "run_id": run_id,
-            "payout_ids": [t[0] for t in targets],
-            "partner_ids": [t[1] for t in targets],
-            "currencies": [t[2] for t in targets],
-        },
+    m = _targets(targets)
+    p = Partner
+    rows = select(
+        m.c.payout_id,
+        literal(run_id, UUID(as_uuid=True)),
+        m.c.partner_id,
+        m.c.currency,
+        literal(0, BigInteger),
+        literal(0),
+        literal(PayoutStatus.open.value),
+        p.payout_method,
+        p.payout_details,
+    ).join(p, p.id == m.c.partner_id)
+    columns = (
+        "id",
+        "run_id",
+        "partner_id",
+        "currency",
+        "amount_minor",
+        "entry_count",
+        "status",
+        "payout_method",
+        "payout_details",
     )
+    await session.execute(_payouts.insert().from_select(columns, rows))
 
 
 async def lock_entries(
     session: AsyncSession,
-    targets: Sequence[tuple[uuid.UUID, uuid.UUID, str]],
+    targets: Sequence[Target],
     as_of: datetime,
     program_id: uuid.UUID | None,
 ) -> dict[uuid.UUID, int]:
@@ -238,50 +314,54 @@ async def lock_entries(
     """
     if not targets:
         return {}
-    program_filter = "AND e.program_id = :program_id" if program_id is not None else ""
-    params: dict[str, Any] = {
-        "as_of": as_of,
-        "payout_ids": [t[0] for t in targets],
-        "partner_ids": [t[1] for t in targets],
-        "currencies": [t[2] for t in targets],
-    }
+    m = _targets(targets)
+    e = _entries.c
+    payable = [
+        e.partner_id == m.c.partner_id,
+        e.currency == m.c.currency,
+        e.payout_id.is_(None),
+        e.available_at <= as_of,
+        _not_in_review(e.conversion_id),
+    ]
     if program_id is not None:
-        params["program_id"] = program_id
+        payable.append(e.program_id == program_id)
+    locked = (
+        update(_entries)
+        .values(payout_id=m.c.payout_id)
+        .where(*payable)
+        .returning(e.payout_id, e.amount_minor, e.available_at)
+        .cte("locked")
+    )
+    totals = (
+        select(
+            locked.c.payout_id,
+            cast(func.sum(locked.c.amount_minor), BigInteger).label("amount"),
+            func.count().label("n"),
+            func.min(locked.c.available_at).label("first_at"),
+            func.max(locked.c.available_at).label("last_at"),
+        )
+        .group_by(locked.c.payout_id)
+        .cte("totals")
+    )
+    stmt = (
+        update(_payouts)
+        .values(
+            amount_minor=totals.c.amount,
+            entry_count=totals.c.n,
+            period_start=totals.c.first_at,
+            period_end=totals.c.last_at,
+        )
+        .where(_payouts.c.id == totals.c.payout_id)
+        .returning(_payouts.c.id, _payouts.c.amount_minor)
+    )
     # The planner takes unnest() for 100 rows and would walk each partner's whole
     # history by index, once per partner; one hash join over the unpaid entries is
     # what thousands of partners need.
-    await session.execute(text("SET LOCAL enable_nestloop = off"))
-    rows = await session.execute(
-        text(
-            f"""
-            WITH m AS (
-              SELECT * FROM unnest(CAST(:payout_ids AS uuid[]), CAST(:partner_ids AS uuid[]),
-                                   CAST(:currencies AS text[])) AS m(payout_id, partner_id, currency)
-            ), locked AS (
-              UPDATE commission_entries e SET payout_id = m.payout_id
-              FROM m
-              WHERE e.partner_id = m.partner_id AND e.currency = m.currency
-                AND e.payout_id IS NULL AND e.available_at <= :as_of {program_filter}
-                AND NOT EXISTS (SELECT 1 FROM conversions c
-                                WHERE c.id = e.conversion_id AND c.status = 'review')
-              RETURNING e.payout_id, e.amount_minor, e.available_at
-            ), totals AS (
-              SELECT payout_id, sum(amount_minor)::bigint AS amount, count(*) AS n,
-                     min(available_at) AS first_at, max(available_at) AS last_at
-              FROM locked GROUP BY payout_id
-            )
-            UPDATE payouts p
-            SET amount_minor = t.amount, entry_count = t.n,
-                period_start = t.first_at, period_end = t.last_at
-            FROM totals t WHERE p.id = t.payout_id
-            RETURNING p.id, p.amount_minor
-            """
-        ),
-        params,
-    )
-    locked = {r[0]: r[1] for r in rows}
-    await session.execute(text("SET LOCAL enable_nestloop = on"))
-    return locked
+    await _set_local(session, "enable_nestloop", "off")
+    rows = await session.execute(stmt)
+    result = {r[0]: r[1] for r in rows}
+    await _set_local(session, "enable_nestloop", "on")
+    return result
 
 
 async def release_entries(session: AsyncSession, payout_ids: Sequence[uuid.UUID]) -> int:
@@ -289,8 +369,7 @@ async def release_entries(session: AsyncSession, payout_ids: Sequence[uuid.UUID]
     if not payout_ids:
         return 0
     result = await session.execute(
-        text("UPDATE commission_entries SET payout_id = NULL WHERE payout_id = ANY(:ids)"),
-        {"ids": list(payout_ids)},
+        update(_entries).values(payout_id=None).where(_one_of(_entries.c.payout_id, payout_ids))
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -298,25 +377,30 @@ async def release_entries(session: AsyncSession, payout_ids: Sequence[uuid.UUID]
 async def delete_payouts(session: AsyncSession, payout_ids: Sequence[uuid.UUID]) -> None:
     """Drop payouts of a run in progress that ended up with nothing to pay."""
     if payout_ids:
-        await session.execute(
-            text("DELETE FROM payouts WHERE id = ANY(:ids)"), {"ids": list(payout_ids)}
-        )
+        await session.execute(delete(_payouts).where(_one_of(_payouts.c.id, payout_ids)))
 
 
 async def run_payouts(session: AsyncSession, run_id: uuid.UUID) -> list[Any]:
     """The payouts of a run with their partner's name and email, in a stable order."""
+    p = Payout
     rows = await session.execute(
-        text(
-            """
-            SELECT p.id, p.partner_id, pa.name, pa.email, p.currency, p.amount_minor,
-                   p.entry_count, p.status, p.period_start, p.period_end,
-                   p.payout_method, p.payout_details
-            FROM payouts p JOIN partners pa ON pa.id = p.partner_id
-            WHERE p.run_id = :run_id
-            ORDER BY pa.name, p.partner_id, p.currency
-            """
-        ),
-        {"run_id": run_id},
+        select(
+            p.id,
+            p.partner_id,
+            Partner.name,
+            Partner.email,
+            p.currency,
+            p.amount_minor,
+            p.entry_count,
+            p.status,
+            p.period_start,
+            p.period_end,
+            p.payout_method,
+            p.payout_details,
+        )
+        .join(Partner, Partner.id == p.partner_id)
+        .where(p.run_id == run_id)
+        .order_by(Partner.name, p.partner_id, p.currency)
     )
     return list(rows)
 
@@ -325,15 +409,12 @@ async def run_totals(
     session: AsyncSession, run_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, tuple[int, int]]]:
     """Amount and count of payouts per run and currency."""
+    p = Payout
     rows = await session.execute(
-        text(
-            """
-            SELECT run_id, currency, sum(amount_minor)::bigint, count(*)
-            FROM payouts WHERE run_id = ANY(:ids) GROUP BY run_id, currency
-            ORDER BY run_id, currency
-            """
-        ),
-        {"ids": list(run_ids)},
+        select(p.run_id, p.currency, cast(func.sum(p.amount_minor), BigInteger), func.count())
+        .where(_one_of(p.run_id, run_ids))
+        .group_by(p.run_id, p.currency)
+        .order_by(p.run_id, p.currency)
     )
     out: dict[uuid.UUID, dict[str, tuple[int, int]]] = {}
     for run_id, currency, amount, count in rows:
@@ -341,94 +422,22 @@ async def run_totals(
     return out
 
 
-async def reconciliation_rows(
-    session: AsyncSession, program_id: uuid.UUID | None
-) -> list[tuple[uuid.UUID, str, int, int, int, int]]:
-    """(partner, currency, entries_total, paid, open, unpaid) per partner and currency.
-
-    Over all programs, paid and open come from the payouts' own amounts, so the
-    identity checks the ledger against the payouts rather than against itself.
-    A payout may span programs, so for one program they come from its entries.
-    """
-    if program_id is None:
-        sql = """
-        WITH e AS (
-          SELECT partner_id, currency, sum(amount_minor)::bigint AS total,
-                 COALESCE(sum(amount_minor) FILTER (WHERE payout_id IS NULL), 0)::bigint AS unpaid
-          FROM commission_entries GROUP BY partner_id, currency
-        ), p AS (
-          SELECT partner_id, currency,
-                 COALESCE(sum(amount_minor) FILTER (WHERE status = 'paid'), 0)::bigint AS paid,
-                 COALESCE(sum(amount_minor) FILTER (WHERE status = 'open'), 0)::bigint AS open
-          FROM payouts GROUP BY partner_id, currency
-        )
-        SELECT COALESCE(e.partner_id, p.partner_id), COALESCE(e.currency, p.currency),
-               COALESCE(e.total, 0), COALESCE(p.paid, 0), COALESCE(p.open, 0),
-               COALESCE(e.unpaid, 0)
-        FROM e FULL JOIN p ON p.partner_id = e.partner_id AND p.currency = e.currency
-        ORDER BY 1, 2
-        """
-        rows = await session.execute(text(sql))
-    else:
-        sql = """
-        SELECT e.partner_id, e.currency, sum(e.amount_minor)::bigint,
-               COALESCE(sum(e.amount_minor) FILTER (WHERE p.status = 'paid'), 0)::bigint,
-               COALESCE(sum(e.amount_minor) FILTER (WHERE p.status = 'open'), 0)::bigint,
-               COALESCE(sum(e.amount_minor) FILTER (WHERE e.payout_id IS NULL), 0)::bigint
-        FROM commission_entries e LEFT JOIN payouts p ON p.id = e.payout_id
-        WHERE e.program_id = :program_id
-        GROUP BY e.partner_id, e.currency ORDER BY 1, 2
-        """
-        rows = await session.execute(text(sql), {"program_id": program_id})
-    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
-
-
-async def payout_mismatches(session: AsyncSession, program_id: uuid.UUID | None) -> list[Any]:
-    """Payouts whose amount or count differs from their entries; failed ones still holding any."""
-    scope = ""
-    params: dict[str, Any] = {}
-    if program_id is not None:
-        scope = (
-            "AND (p.id IN (SELECT payout_id FROM commission_entries WHERE program_id = :pid"
-            " AND payout_id IS NOT NULL) OR r.program_id = :pid)"
-        )
-        params["pid"] = program_id
-    rows = await session.execute(
-        text(
-            f"""
-            SELECT p.id, p.partner_id, p.currency, p.status, p.amount_minor,
-                   COALESCE(s.total, 0)
-            FROM payouts p
-            JOIN payout_runs r ON r.id = p.run_id
-            LEFT JOIN (
-              SELECT payout_id, sum(amount_minor)::bigint AS total, count(*) AS n
-              FROM commission_entries WHERE payout_id IS NOT NULL GROUP BY payout_id
-            ) s ON s.payout_id = p.id
-            WHERE ((p.status IN ('open', 'paid')
-                    AND (p.amount_minor <> COALESCE(s.total, 0) OR p.entry_count <> COALESCE(s.n, 0)))
-                   OR (p.status = 'failed' AND COALESCE(s.n, 0) > 0))
-              {scope}
-            ORDER BY p.id
-            """
-        ),
-        params,
-    )
-    return list(rows)
-
-
 async def paid_report(session: AsyncSession, start: datetime, end: datetime) -> list[Any]:
     """Paid payouts with paid_at in [start, end), per partner and currency."""
+    p = Payout
     rows = await session.execute(
-        text(
-            """
-            SELECT p.partner_id, pa.name, pa.email, p.currency, sum(p.amount_minor)::bigint,
-                   count(*), array_agg(p.reference ORDER BY p.paid_at, p.id)
-            FROM payouts p JOIN partners pa ON pa.id = p.partner_id
-            WHERE p.status = 'paid' AND p.paid_at >= :start AND p.paid_at < :end
-            GROUP BY p.partner_id, pa.name, pa.email, p.currency
-            ORDER BY pa.name, p.partner_id, p.currency
-            """
-        ),
-        {"start": start, "end": end},
+        select(
+            p.partner_id,
+            Partner.name,
+            Partner.email,
+            p.currency,
+            cast(func.sum(p.amount_minor), BigInteger),
+            func.count(),
+            func.array_agg(aggregate_order_by(p.reference, p.paid_at, p.id)),
+        )
+        .join(Partner, Partner.id == p.partner_id)
+        .where(p.status == PayoutStatus.paid, p.paid_at >= start, p.paid_at < end)
+        .group_by(p.partner_id, Partner.name, Partner.email, p.currency)
+        .order_by(Partner.name, p.partner_id, p.currency)
     )
     return list(rows)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from service.models import PayoutStatus
+
+# A run may not pay what is not yet available; a client clock a little ahead is tolerated.
+CLOCK_SKEW = timedelta(seconds=60)
 
 # open is the only state a payout leaves; paid and failed are final.
 TRANSITIONS: dict[str, frozenset[str]] = {

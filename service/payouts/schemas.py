@@ -135,43 +135,6 @@ class MarkFailed(BaseModel):
     _reason = field_validator("reason")(_not_blank)
 
 
-class ReconciliationItem(BaseModel):
-    partner_id: uuid.UUID
-    currency: str
-    entries_total: str
-    paid: str
-    open: str
-    unpaid: str
-    balanced: bool
-
-
-class ReconciliationTotals(BaseModel):
-    entries_total: str
-    paid: str
-    open: str
-    unpaid: str
-    balanced: bool
-
-
-class PayoutMismatch(BaseModel):
-    payout_id: uuid.UUID
-    partner_id: uuid.UUID
-    currency: str
-    status: PayoutStatusName
-    amount: str = Field(description="the payout's stored amount")
-    entries_total: str = Field(description="the sum of the entries locked into it")
-
-
-class Reconciliation(BaseModel):
-    program_id: uuid.UUID | None
-    items: list[ReconciliationItem]
-    totals: dict[str, ReconciliationTotals] = Field(description="per currency")
-    mismatches: list[PayoutMismatch] = Field(
-        description="payouts whose amount differs from their entries (failed: any entry left)"
-    )
-    balanced: bool
-
-
 class ReportItem(BaseModel):
     partner_id: uuid.UUID
     partner_name: str

@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from service.kit.time import rfc3339
-from service.payouts.service import PREVIEW_COLUMNS
+from service.payouts.exports import PREVIEW_COLUMNS
 from tests.conftest import make_key
 from tests.factories import create_partner, create_program
 from tests.helpers import assert_problem, error_fields

@@ -9,7 +9,7 @@ import secrets
 from decimal import Decimal
 
 from service.kit.time import rfc3339, utc_now
-from service.payouts.service import RUN_COLUMNS
+from service.payouts.exports import RUN_COLUMNS
 from tests.conftest import make_key
 from tests.factories import create_partner
 from tests.helpers import assert_problem, error_fields

@@ -1,0 +1,64 @@
+"""The payouts repository's statements: id lists bound as one array, planner settings local."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.auth.keys import Principal
+from service.models import Role
+from service.payouts import repository as repo
+from tests.payouts.factories import add_entry, ago, setup
+
+FINANCE = Principal(
+    key_id=uuid.uuid4(), role=Role.finance, program_ids=frozenset(), partner_id=None
+)
+
+
+async def test_lookups_take_more_ids_than_a_statement_has_parameters(client, admin, app):
+    _, (p,) = await setup(client, admin)
+    partner_id = uuid.UUID(p["id"])
+    # PostgreSQL's protocol caps a statement at 32767 parameters: a run over more
+    # partners than that needs the ids bound as one array, not one parameter each.
+    ids = [uuid.uuid4() for _ in range(40_000)] + [partner_id]
+    async with app.state.sessionmaker() as session:
+        infos = await repo.partner_infos(session, ids)
+        assert set(infos) == {partner_id}
+        assert infos[partner_id].email == p["email"]
+        assert await repo.release_entries(session, ids) == 0
+        await repo.delete_payouts(session, ids)
+
+
+async def test_planner_settings_last_only_as_long_as_they_should(client, admin, app):
+    prog, (p,) = await setup(client, admin)
+    program_id, partner_id = uuid.UUID(prog["id"]), uuid.UUID(p["id"])
+    await add_entry(app, partner_id, program_id, 1500)
+    # One connection throughout: a setting that outlived its transaction would show here.
+    async with app.state.engine.connect() as conn, AsyncSession(bind=conn) as session:
+        before = await session.scalar(text("SHOW work_mem"))
+        await repo.unpaid_slices(session, FINANCE, ago(seconds=0), program_id)
+        assert await session.scalar(text("SHOW work_mem")) == "64MB"
+        await session.commit()
+        assert await session.scalar(text("SHOW work_mem")) == before
+        await session.commit()
+
+        run_id, payout_id = uuid.uuid4(), uuid.uuid4()
+        await repo.insert_run(
+            session,
+            run_id=run_id,
+            key=secrets.token_hex(8),
+            request_hash=bytes(32),
+            as_of=ago(seconds=0),
+            program_id=program_id,
+            created_by=None,
+        )
+        target = [(payout_id, partner_id, "USD")]
+        await repo.insert_payouts(session, run_id, target)
+        locked = await repo.lock_entries(session, target, ago(seconds=0), program_id)
+        assert locked == {payout_id: 1500}
+        # Off for the one UPDATE only: later statements of the run plan as usual.
+        assert await session.scalar(text("SHOW enable_nestloop")) == "on"
+        await session.rollback()
