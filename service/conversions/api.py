@@ -30,7 +30,7 @@ from service.kit.pagination import Page, Pagination
 from service.kit.time import Instant
 from service.models import CommissionEntry, Conversion, Refund
 from service.openapi_responses import ERRORS, WRITE_ERRORS
-from service.redirect.clickid import ClickIdSigner
+from service.tracking.clickid import ClickIdSigner
 
 router = APIRouter(tags=["conversions"])
 

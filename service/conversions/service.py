@@ -56,7 +56,7 @@ from service.models import (
     Program,
     Refund,
 )
-from service.redirect.clickid import ClickIdInvalid, ClickIdSigner
+from service.tracking.clickid import ClickIdInvalid, ClickIdSigner
 
 # A backend's clock may run ahead of ours by this much before "in the future" is refused.
 FUTURE_SLACK = timedelta(minutes=5)

@@ -19,15 +19,10 @@ from starlette.types import Receive, Scope, Send
 from service.errors import PROBLEM_JSON, problem_body
 from service.fraud.markers import markers_in
 from service.redirect.bots import is_bot
-from service.redirect.location import (
-    DeepLinkRefused,
-    build_location,
-    deep_link_target,
-    passthrough_params,
-    validate_deep_link,
-)
+from service.redirect.location import build_location, deep_link_target, passthrough_params
 from service.redirect.runtime import RedirectRuntime
 from service.redirect.writer import WriterClosed
+from service.tracking.urls import PATH_SAFE, DeepLinkRefused, validate_deep_link
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +30,6 @@ PREFIX = "/r/"
 _CODE = re.compile(r"[A-Za-z0-9_-]{1,64}").fullmatch
 _COUNTRY = re.compile(rb"[A-Za-z]{2}").fullmatch
 _SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
-_SAFE = "!#$%&'()*+,-./:;=?@[]^_{|}~"
 MAX_USER_AGENT = 1024
 MAX_REFERER = 2048
 
@@ -106,7 +100,7 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
             _FALLBACK.inc()
             location = entry.fallback_url
             if not location.isascii():
-                location = quote(location, safe=_SAFE)
+                location = quote(location, safe=PATH_SAFE)
             await _redirect(send, location.encode("ascii"))
         else:
             _NOT_FOUND.inc()

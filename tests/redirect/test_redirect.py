@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 
 from service.models import ClickRollupHourly
-from service.redirect.clickid import ClickIdInvalid, ClickIdSigner
+from service.tracking.clickid import ClickIdInvalid, ClickIdSigner
 from tests.factories import create_partner, create_program, unique
 from tests.helpers import assert_problem, error_fields
 from tests.links.factories import click_rows, click_token, create_link, wait_until
