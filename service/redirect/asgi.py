@@ -9,7 +9,6 @@ import logging
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI
@@ -46,17 +45,10 @@ _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 
 
 class RedirectApp:
-    """The ASGI callable served: /r/ here, everything else (lifespan included) to FastAPI.
-
-    Attribute access falls through to the FastAPI app, so `app.state`, `app.router` and
-    `app.openapi()` work on it as on FastAPI itself.
-    """
+    """ASGI middleware: /r/ answered here, everything else (lifespan included) to FastAPI."""
 
     def __init__(self, app: FastAPI) -> None:
         self.fastapi = app
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.fastapi, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
