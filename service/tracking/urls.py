@@ -1,5 +1,5 @@
-"""URL policy: the http(s) URLs programs and links accept, and the deep links (host, port)
-a program's allowed_domains let the redirect send a visitor to."""
+"""URL policy: the http(s) URLs and host names the API accepts, and the deep links (host
+and port) that a program's allowed_domains let the redirect send a visitor to."""
 
 from __future__ import annotations
 
