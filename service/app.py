@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from starlette.types import Receive, Scope, Send
 
 from service import migrate
 from service.agreements.api import router as agreements_router
@@ -113,9 +114,21 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     return app
 
 
-def create_asgi(settings: Settings | None = None, *, database_url: str | None = None) -> BodyLimit:
-    """The ASGI callable uvicorn serves: the body limit, then the redirect fast path in front
-    of FastAPI."""
+class Served:
+    """What uvicorn serves: the body limit, then the redirect fast path, in front of FastAPI.
+
+    `fastapi` is the application behind them, for what needs its state, routes or spec.
+    """
+
+    def __init__(self, fastapi: FastAPI, max_body_bytes: int) -> None:
+        self.fastapi = fastapi
+        self._outer = BodyLimit(RedirectApp(fastapi), max_body_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._outer(scope, receive, send)
+
+
+def create_asgi(settings: Settings | None = None, *, database_url: str | None = None) -> Served:
+    """The ASGI callable uvicorn serves, over a new FastAPI app (create_app)."""
     settings = settings or get_settings()
-    app = RedirectApp(create_app(settings, database_url=database_url))
-    return BodyLimit(app, settings.max_body_bytes)
+    return Served(create_app(settings, database_url=database_url), settings.max_body_bytes)

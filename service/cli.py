@@ -160,15 +160,17 @@ def openapi_text(app) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from service import migrate
+    from service.app import create_asgi
     from service.demo import run_demo
 
     url, embedded = _database_url()
     try:
-        from service import migrate
-
-        if get_settings().migrate:
+        settings = get_settings()
+        if settings.migrate:
             migrate.upgrade(url)
-        asyncio.run(run_demo(url, get_settings()))
+        served = create_asgi(settings.model_copy(update={"migrate": False}), database_url=url)
+        asyncio.run(run_demo(served, served.fastapi, settings))
     finally:
         _stop(embedded)
     return 0

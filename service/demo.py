@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from service.auth.keys import create_key
 from service.config import Settings
@@ -24,18 +26,15 @@ async def _ok(response: httpx.Response) -> dict[str, Any]:
     return response.json() if response.content else {}
 
 
-async def run_demo(database_url: str, settings: Settings) -> None:
-    """Load a demo program with two partners and traffic, then print curl lines to try."""
-    from service.app import create_asgi
-
-    app = create_asgi(settings.model_copy(update={"migrate": False}), database_url=database_url)
-    inner = getattr(app, "fastapi", app)
-    async with inner.router.lifespan_context(inner):
-        async with inner.state.sessionmaker() as session:
+async def run_demo(asgi: ASGIApp, fastapi: FastAPI, settings: Settings) -> None:
+    """Load a demo program with two partners and traffic through `asgi` (served in front of
+    `fastapi`, whose lifespan this runs), then print curl lines to try."""
+    async with fastapi.router.lifespan_context(fastapi):
+        async with fastapi.state.sessionmaker() as session:
             _, admin_key = await create_key(session, Role.admin, name="demo admin")
             await session.commit()
         admin = {"Authorization": f"Bearer {admin_key}"}
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=asgi)
         async with httpx.AsyncClient(
             transport=transport, base_url=settings.public_url, headers=admin
         ) as c:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from service.models import ServiceSecret
-from service.redirect.clickid import parse_keys
+from service.tracking.clickid import parse_keys
 from service.visitor_keys import VisitorKeys, derive
 
 

@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from service import migrate
-from service.app import create_asgi
+from service.app import Served, create_asgi
 from service.config import Settings
 from service.db import EmbeddedPostgres, to_async_url
 
@@ -101,15 +101,22 @@ def settings_for_tests(**overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def app(database_url: str) -> AsyncIterator[FastAPI]:
-    application = create_asgi(settings_for_tests(), database_url=database_url)
-    async with application.router.lifespan_context(application):
-        yield application
+async def asgi(database_url: str) -> AsyncIterator[Served]:
+    """What uvicorn would serve (body limit, redirect, FastAPI), its lifespan running."""
+    served = create_asgi(settings_for_tests(), database_url=database_url)
+    async with served.fastapi.router.lifespan_context(served.fastapi):
+        yield served
 
 
 @pytest.fixture(scope="session")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+def app(asgi: Served) -> FastAPI:
+    """The FastAPI app behind `asgi`, for its state."""
+    return asgi.fastapi
+
+
+@pytest.fixture(scope="session")
+async def client(asgi: Served) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=asgi)
     async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
         yield c
 

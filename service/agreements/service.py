@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
@@ -85,12 +86,19 @@ async def _versions(session: AsyncSession, agreement_id: uuid.UUID) -> list[Agre
     return list(rows.all())
 
 
-def _current(versions: list[AgreementVersion], at: datetime) -> AgreementVersion | None:
-    current = None
-    for v in versions:
-        if v.effective_from <= at:
-            current = v
-    return current
+def version_in_force(
+    rows: Iterable[tuple[Agreement, AgreementVersion]], at: datetime
+) -> tuple[Agreement, AgreementVersion] | None:
+    """Of (agreement, version) pairs, the one governing `at`: the agreement active then,
+    its latest version to take effect by then; None when no agreement was active."""
+    found: tuple[Agreement, AgreementVersion] | None = None
+    for agreement, version in rows:
+        if status_at(agreement, at) != "active" or version.effective_from > at:
+            continue
+        # Versions take effect in their order (add_version refuses an earlier start).
+        if found is None or version.version > found[1].version:
+            found = (agreement, version)
+    return found
 
 
 async def to_out(session: AsyncSession, agreement: Agreement) -> AgreementOut:
@@ -106,7 +114,8 @@ async def to_outs(session: AsyncSession, agreements: list[Agreement]) -> list[Ag
 
 
 def _out(agreement: Agreement, versions: list[AgreementVersion], now: datetime) -> AgreementOut:
-    current = _current(versions, now) if status_at(agreement, now) == "active" else None
+    found = version_in_force(((agreement, v) for v in versions), now)
+    current = found[1] if found else None
     return AgreementOut(
         id=agreement.id,
         partner_id=agreement.partner_id,
@@ -285,37 +294,15 @@ async def in_force(
     currency: str,
 ) -> InForce | None:
     """The agreement version governing a partner's conversion at `at`, or None."""
-    # One round trip: this runs for every conversion.
-    row = (
-        await session.execute(
-            select(Agreement, AgreementVersion)
-            .join(AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
-            .where(
-                Agreement.partner_id == partner_id,
-                Agreement.program_id == program_id,
-                Agreement.starts_at <= at,
-                or_(Agreement.terminated_at.is_(None), Agreement.terminated_at > at),
-                AgreementVersion.effective_from <= at,
-            )
-            .order_by(AgreementVersion.effective_from.desc(), AgreementVersion.version.desc())
-            .limit(1)
-        )
-    ).first()
-    if row is None:
-        return None
-    agreement, version = row
-    return InForce(agreement=agreement, version=version, terms=load_terms(version, currency))
-
-
-async def has_agreement(
-    session: AsyncSession, partner_id: uuid.UUID, program_id: uuid.UUID
-) -> bool:
-    """Whether the partner has an agreement in the program that is not yet over."""
-    found = await session.scalar(
-        select(func.count(Agreement.id)).where(
-            Agreement.partner_id == partner_id,
-            Agreement.program_id == program_id,
-            or_(Agreement.terminated_at.is_(None), Agreement.terminated_at > utc_now()),
-        )
+    # One round trip (this runs for every conversion): the pair's agreements with their
+    # versions, of which version_in_force picks; a pair has few of either.
+    rows = await session.execute(
+        select(Agreement, AgreementVersion)
+        .join(AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
+        .where(Agreement.partner_id == partner_id, Agreement.program_id == program_id)
     )
-    return bool(found)
+    found = version_in_force([(a, v) for a, v in rows], at)
+    if found is None:
+        return None
+    agreement, version = found
+    return InForce(agreement=agreement, version=version, terms=load_terms(version, currency))

@@ -23,7 +23,7 @@ from service.agreements.schemas import (
     SimulationOut,
     SimulationRequest,
 )
-from service.agreements.service import get_agreement, load_terms
+from service.agreements.service import get_agreement, load_terms, version_in_force
 from service.agreements.terms import TermsInvalid, validate_terms
 from service.auth.keys import Principal
 from service.commissions.simulation import SimConversion, SimLine, SimRefund, SimResult, simulate
@@ -60,13 +60,6 @@ class _Case:
 
     conversion: SimConversion
     conversion_id: uuid.UUID | None = None
-
-
-@dataclass(frozen=True)
-class _Version:
-    agreement: Agreement
-    version: AgreementVersion
-    terms: Terms
 
 
 class _Errors:
@@ -247,7 +240,9 @@ async def _actual(
     )
 
 
-async def _versions(session: AsyncSession, agreement: Agreement, currency: str) -> list[_Version]:
+async def _versions(
+    session: AsyncSession, agreement: Agreement
+) -> list[tuple[Agreement, AgreementVersion]]:
     """Every version of the partner's agreements in the program, loaded once."""
     rows = await session.execute(
         select(Agreement, AgreementVersion)
@@ -256,24 +251,16 @@ async def _versions(session: AsyncSession, agreement: Agreement, currency: str) 
             Agreement.partner_id == agreement.partner_id,
             Agreement.program_id == agreement.program_id,
         )
-        .order_by(AgreementVersion.effective_from, AgreementVersion.version)
     )
-    return [_Version(a, v, load_terms(v, currency)) for a, v in rows]
-
-
-def _in_force(versions: Sequence[_Version], at: datetime) -> _Version | None:
-    """The version governing `at`, as service.in_force picks it, without a query each."""
-    found: _Version | None = None
-    for v in versions:
-        a = v.agreement
-        if a.starts_at <= at and (a.terminated_at is None or at < a.terminated_at):
-            if v.version.effective_from <= at:
-                found = v
-    return found
+    return [(a, v) for a, v in rows]
 
 
 def _current(
-    versions: Sequence[_Version], cases: Sequence[_Case], currency: str, tz: str, has_parent: bool
+    versions: Sequence[tuple[Agreement, AgreementVersion]],
+    cases: Sequence[_Case],
+    currency: str,
+    tz: str,
+    has_parent: bool,
 ) -> tuple[dict[int, SimLine], Decimal, Decimal]:
     """Each conversion under the version in force at its time: lines by index, and totals.
 
@@ -284,11 +271,12 @@ def _current(
     groups: dict[tuple[uuid.UUID, int], list[int]] = defaultdict(list)
     terms: dict[tuple[uuid.UUID, int], Terms] = {}
     for i, case in enumerate(cases):
-        v = _in_force(versions, case.conversion.occurred_at)
-        if v is not None:
-            key = (v.agreement.id, v.version.version)
+        found = version_in_force(versions, case.conversion.occurred_at)
+        if found is not None:
+            agreement, version = found
+            key = (agreement.id, version.version)
             groups[key].append(i)
-            terms[key] = v.terms
+            terms[key] = load_terms(version, currency)
     lines: dict[int, SimLine] = {}
     commission = override = ZERO
     for key, indexes in groups.items():
@@ -361,7 +349,7 @@ async def simulate_terms(
     has_parent = partner.parent_id is not None
     conversions = [c.conversion for c in cases]
     proposed = simulate(proposed_terms, conversions, currency, tz, has_parent=has_parent)
-    versions = await _versions(session, agreement, currency)
+    versions = await _versions(session, agreement)
     current_lines, current_commission, current_override = _current(
         versions, cases, currency, tz, has_parent
     )

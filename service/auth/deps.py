@@ -85,7 +85,6 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 Finance = Annotated[Principal, Depends(require(Role.admin, Role.finance))]
 AdminOrPartner = Annotated[Principal, Depends(require(Role.admin, Role.partner))]
-AdminOrMerchant = Annotated[Principal, Depends(require(Role.admin, Role.merchant))]
 Merchant = Annotated[Principal, Depends(require(Role.admin, Role.merchant))]
 Reader = Annotated[
     Principal, Depends(require(Role.admin, Role.finance, Role.merchant, Role.partner))

@@ -31,17 +31,11 @@ class Principal:
     partner_id: uuid.UUID | None
 
     def sees_program(self, program_id: uuid.UUID) -> bool:
-        """Admin and finance see every program; merchants only theirs."""
+        """Admin and finance see every program; merchants theirs; partners theirs when bound."""
         if self.role == Role.merchant:
             return program_id in self.program_ids
         if self.role == Role.partner:
             return not self.program_ids or program_id in self.program_ids
-        return True
-
-    def sees_partner(self, partner_id: uuid.UUID | None) -> bool:
-        """A partner key sees only its own partner."""
-        if self.role == Role.partner:
-            return partner_id is not None and partner_id == self.partner_id
         return True
 
 

@@ -30,7 +30,7 @@ from service.ledger import repository as ledger
 from service.ledger.schemas import entry_out
 from service.models import CommissionEntry, Conversion, Refund
 from service.openapi_responses import ERRORS, WRITE_ERRORS
-from service.redirect.clickid import ClickIdSigner
+from service.tracking.clickid import ClickIdSigner
 
 router = APIRouter(tags=["conversions"])
 

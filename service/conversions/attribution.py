@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.kit.ids import new_id
 from service.links.service import check_promo_code, consume_promo_code
 from service.models import Click, Customer, Link, Partner, PartnerStatus, Program
-from service.redirect.clickid import ClickId, ClickIdInvalid, ClickIdSigner
+from service.tracking.clickid import ClickId, ClickIdInvalid, ClickIdSigner
 
 Method = Literal["promo_code", "click", "customer"]
 METHODS: tuple[Method, ...] = ("promo_code", "click", "customer")

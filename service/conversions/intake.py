@@ -29,7 +29,7 @@ from service.kit.money import MoneyError, is_currency, parse_amount, round_money
 from service.kit.time import utc_now
 from service.ledger import service as ledger
 from service.models import Conversion, ConversionStatus, Partner, Program
-from service.redirect.clickid import ClickId, ClickIdSigner
+from service.tracking.clickid import ClickId, ClickIdSigner
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from service.fraud.markers import DEFAULT_MARKERS, PAID_MARKERS
-from service.kit.urls import is_hostname
+from service.tracking.urls import is_hostname
 
 Action = Literal["hold", "reject", "off"]
 RuleName = Literal[

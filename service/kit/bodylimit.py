@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,18 +47,11 @@ async def _refuse(send: Send, status: int, detail: str) -> None:
 
 class BodyLimit:
     """413 for a declared Content-Length over the limit, before the app (or auth) runs; a
-    chunked body is cut where it passes the limit.
-
-    Attribute access falls through to the wrapped app, as it does on the redirect app, so
-    `app.state` and `app.router` keep working on what uvicorn serves.
-    """
+    chunked body is cut where it passes the limit."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

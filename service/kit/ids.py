@@ -6,20 +6,26 @@ import os
 import time
 import uuid
 
-_RAND_A_MASK = (1 << 12) - 1
-_RAND_B_MASK = (1 << 62) - 1
+RANDOM_BITS = 74
+_MS_MASK = (1 << 48) - 1
+_RAND_B_BITS = 62
+_RAND_B_MASK = (1 << _RAND_B_BITS) - 1
+
+
+def uuid7_from(ms: int, rand: int) -> uuid.UUID:
+    """The UUIDv7 of Unix milliseconds `ms` and 74 random bits `rand` (rand_a, then rand_b)."""
+    value = (ms & _MS_MASK) << 80
+    value |= 0x7 << 76
+    value |= (rand >> _RAND_B_BITS) << 64
+    value |= 0b10 << 62
+    value |= rand & _RAND_B_MASK
+    return uuid.UUID(int=value)
 
 
 def new_id() -> uuid.UUID:
-    """A UUIDv7: 48 bits of Unix milliseconds, version, variant, 74 random bits."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= (rand & _RAND_A_MASK) << 64
-    value |= 0b10 << 62
-    value |= (rand >> 12) & _RAND_B_MASK
-    return uuid.UUID(int=value)
+    """A UUIDv7 for now: 48 bits of Unix milliseconds, version, variant, 74 random bits."""
+    rand = int.from_bytes(os.urandom(10), "big") >> (80 - RANDOM_BITS)
+    return uuid7_from(time.time_ns() // 1_000_000, rand)
 
 
 def parse_id(text: str) -> uuid.UUID | None:

@@ -41,7 +41,7 @@ from service.models import (
     PromoCodeStatus,
     Role,
 )
-from service.redirect.location import DeepLinkRefused, validate_deep_link
+from service.tracking.urls import DeepLinkRefused, validate_deep_link
 
 # Paths a short link must never shadow, compared case-insensitively.
 RESERVED_CODES = frozenset(

@@ -15,13 +15,14 @@ from service.fraud.schemas import rules_in_force
 from service.kit.money import MoneyError, format_minor, is_currency, parse_amount, to_minor
 from service.kit.pagination import PageParams
 from service.kit.time import is_time_zone
-from service.kit.urls import authority_of, check_http_url
 from service.models import Program
 from service.programs import repository
 from service.programs.schemas import ProgramCreate, ProgramOut, ProgramUpdate
-from service.redirect.location import (
+from service.tracking.urls import (
     DeepLinkRefused,
     allowed_domain_entry,
+    authority_of,
+    check_http_url,
     is_ip_entry,
     validate_deep_link,
 )

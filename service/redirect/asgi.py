@@ -9,7 +9,6 @@ import logging
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI
@@ -19,15 +18,10 @@ from starlette.types import Receive, Scope, Send
 from service.errors import PROBLEM_JSON, problem_body
 from service.fraud.markers import markers_in
 from service.redirect.bots import is_bot
-from service.redirect.location import (
-    DeepLinkRefused,
-    build_location,
-    deep_link_target,
-    passthrough_params,
-    validate_deep_link,
-)
+from service.redirect.location import build_location, deep_link_target, passthrough_params
 from service.redirect.runtime import RedirectRuntime
 from service.redirect.writer import WriterClosed
+from service.tracking.urls import PATH_SAFE, DeepLinkRefused, validate_deep_link
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +29,6 @@ PREFIX = "/r/"
 _CODE = re.compile(r"[A-Za-z0-9_-]{1,64}").fullmatch
 _COUNTRY = re.compile(rb"[A-Za-z]{2}").fullmatch
 _SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
-_SAFE = "!#$%&'()*+,-./:;=?@[]^_{|}~"
 MAX_USER_AGENT = 1024
 MAX_REFERER = 2048
 
@@ -52,17 +45,10 @@ _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 
 
 class RedirectApp:
-    """The ASGI callable served: /r/ here, everything else (lifespan included) to FastAPI.
-
-    Attribute access falls through to the FastAPI app, so `app.state`, `app.router` and
-    `app.openapi()` work on it as on FastAPI itself.
-    """
+    """ASGI middleware: /r/ answered here, everything else (lifespan included) to FastAPI."""
 
     def __init__(self, app: FastAPI) -> None:
         self.fastapi = app
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.fastapi, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
@@ -106,7 +92,7 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
             _FALLBACK.inc()
             location = entry.fallback_url
             if not location.isascii():
-                location = quote(location, safe=_SAFE)
+                location = quote(location, safe=PATH_SAFE)
             await _redirect(send, location.encode("ascii"))
         else:
             _NOT_FOUND.inc()

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from service.redirect.location import DeepLinkRefused, validate_deep_link
+from service.tracking.urls import DeepLinkRefused, validate_deep_link
 
 log = logging.getLogger(__name__)
 

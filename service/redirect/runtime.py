@@ -20,10 +20,10 @@ from service.redirect.cache import (
     NotifiedCache,
     NotifyListener,
 )
-from service.redirect.clickid import ClickIdSigner
 from service.redirect.partitions import ensure_partitions, maintain_partitions
 from service.redirect.writer import ClickWriter
 from service.secrets_store import Secrets
+from service.tracking.clickid import ClickIdSigner
 
 log = logging.getLogger(__name__)
 

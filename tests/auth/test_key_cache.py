@@ -98,8 +98,8 @@ needs_server = pytest.mark.skipif(
 async def other(database_url):
     """A second instance (its own key cache and listener) on the same database."""
     instance = create_asgi(settings_for_tests(), database_url=database_url)
-    async with instance.router.lifespan_context(instance):
-        assert await instance.state.redirect.listener.wait_connected(5)
+    async with instance.fastapi.router.lifespan_context(instance.fastapi):
+        assert await instance.fastapi.state.redirect.listener.wait_connected(5)
         transport = httpx.ASGITransport(app=instance)
         async with httpx.AsyncClient(transport=transport, base_url="http://b.test") as c:
             yield c

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.models import Link, PromoCode
-from service.redirect.clickid import ClickIdSigner
+from service.tracking.clickid import ClickIdSigner
 from tests.factories import create_partner, create_program
 
 TEN_PERCENT = {"rules": [{"event": "sale", "type": "percent", "percent": "10"}], "hold_days": 30}

@@ -41,8 +41,9 @@ def test_trusted_proxies_are_validated_at_startup():
     assert Settings(trusted_proxies=" 10.0.0.0/8 ,::1 ").trusted_proxies
 
 
-async def _ip_hash(app, peer: str, link: dict, forwarded: str | None) -> bytes:
-    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+async def _ip_hash(served, peer: str, link: dict, forwarded: str | None) -> bytes:
+    app = served.fastapi
+    transport = httpx.ASGITransport(app=served, client=(peer, 40000))
     headers = {**UA, **({"x-forwarded-for": forwarded} if forwarded is not None else {})}
     async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
         r = await c.get(f"/r/{link['code']}", headers=headers)
@@ -53,12 +54,13 @@ async def _ip_hash(app, peer: str, link: dict, forwarded: str | None) -> bytes:
 
 
 async def test_one_client_cannot_pose_as_many_visitors(database_url):
-    app = create_asgi(
+    served = create_asgi(
         settings_for_tests(client_ip_header="X-Forwarded-For", trusted_proxies=PROXIES),
         database_url=database_url,
     )
+    app = served.fastapi
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
             admin = await make_key(app, "admin")
             program = await create_program(c, admin)
@@ -66,12 +68,12 @@ async def test_one_client_cannot_pose_as_many_visitors(database_url):
             link = await create_link(c, admin, program, partner, code=unique("xff-"))
         # Through our proxy, a visitor prepending made-up addresses is still one visitor.
         via_proxy = {
-            await _ip_hash(app, "10.0.0.2", link, f"192.0.2.{i}, 203.0.113.9, 10.0.0.1")
+            await _ip_hash(served, "10.0.0.2", link, f"192.0.2.{i}, 203.0.113.9, 10.0.0.1")
             for i in range(5)
         }
         assert len(via_proxy) == 1
-        assert via_proxy == {await _ip_hash(app, "10.0.0.3", link, "203.0.113.9")}
+        assert via_proxy == {await _ip_hash(served, "10.0.0.3", link, "203.0.113.9")}
         # Straight from the internet, the header is the visitor's own word: ignored.
-        direct = {await _ip_hash(app, "198.51.100.7", link, f"192.0.2.{i}") for i in range(5)}
-        assert direct == {await _ip_hash(app, "198.51.100.7", link, None)}
+        direct = {await _ip_hash(served, "198.51.100.7", link, f"192.0.2.{i}") for i in range(5)}
+        assert direct == {await _ip_hash(served, "198.51.100.7", link, None)}
         assert direct != via_proxy

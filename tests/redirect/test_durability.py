@@ -77,13 +77,13 @@ async def test_async_mode_answers_first_and_shutdown_flushes(database_url, app, 
         settings_for_tests(click_durability="async", click_flush_interval_ms=10_000),
         database_url=database_url,
     )
-    async with fast.router.lifespan_context(fast):
+    async with fast.fastapi.router.lifespan_context(fast.fastapi):
         transport = httpx.ASGITransport(app=fast)
         async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
             responses = await asyncio.gather(
                 *(c.get(f"/r/{link['code']}", headers=UA) for _ in range(50))
             )
-            writer = fast.state.redirect.writer
+            writer = fast.fastapi.state.redirect.writer
             assert writer.durable is False
             # The first click may go out at once; the rest wait for the interval, so the
             # 302s were answered before their clicks were committed.
@@ -100,12 +100,12 @@ async def test_async_mode_flushes_on_its_own(database_url, app, link):
         settings_for_tests(click_durability="async", click_flush_interval_ms=20),
         database_url=database_url,
     )
-    async with quick.router.lifespan_context(quick):
+    async with quick.fastapi.router.lifespan_context(quick.fastapi):
         transport = httpx.ASGITransport(app=quick)
         async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
             r = await c.get(f"/r/{link['code']}", headers=UA)
             assert r.status_code == 302
-            writer = quick.state.redirect.writer
+            writer = quick.fastapi.state.redirect.writer
             for _ in range(200):
                 if writer.committed:
                     break

@@ -2,13 +2,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.redirect.location import (
+from service.redirect.location import build_location, deep_link_target, passthrough_params
+from service.tracking.urls import (
     DeepLinkRefused,
     allowed_domain_entry,
-    build_location,
-    deep_link_target,
     host_allowed,
-    passthrough_params,
     validate_deep_link,
 )
 

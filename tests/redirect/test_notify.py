@@ -17,7 +17,7 @@ UA = {"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safa
 async def other(database_url):
     """A second instance (its own cache, listener and writer) on the same database."""
     instance = create_asgi(settings_for_tests(), database_url=database_url)
-    async with instance.router.lifespan_context(instance):
+    async with instance.fastapi.router.lifespan_context(instance.fastapi):
         transport = httpx.ASGITransport(app=instance)
         async with httpx.AsyncClient(transport=transport, base_url="http://b.test") as c:
             c.instance = instance  # type: ignore[attr-defined]
@@ -25,7 +25,7 @@ async def other(database_url):
 
 
 def _cache(client):
-    return client.instance.state.redirect.cache
+    return client.instance.fastapi.state.redirect.cache
 
 
 async def _warm(client, code):
@@ -138,7 +138,7 @@ async def test_program_and_partner_changes_invalidate(client, admin, other, setu
     assert await wait_until(renamed)
 
     await client.patch(f"/v1/partners/{partner['id']}", json={"status": "suspended"}, headers=admin)
-    app_b = other.instance
+    app_b = other.instance.fastapi
 
     async def unattributable() -> bool:
         r = await other.get(path, headers=UA)
@@ -155,7 +155,7 @@ async def test_listener_reconnects_and_clears_cache(client, admin, database_url,
     path = f"/r/{link['code']}"
     await _warm(other, link["code"])
     cache = _cache(other)
-    listener = other.instance.state.redirect.listener
+    listener = other.instance.fastapi.state.redirect.listener
     before = listener.reconnects
     pid = listener.connection.get_server_pid()
     await _sql(database_url, "SELECT pg_terminate_backend($1)", pid)

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 
 from service.models import ClickRollupHourly
-from service.redirect.clickid import ClickIdInvalid, ClickIdSigner
+from service.tracking.clickid import ClickIdInvalid, ClickIdSigner
 from tests.factories import create_partner, create_program, unique
 from tests.helpers import assert_problem, error_fields
 from tests.links.factories import click_rows, click_token, create_link, wait_until
@@ -339,7 +339,7 @@ async def test_country_and_client_ip_headers(database_url):
     from service.app import create_asgi
     from tests.conftest import make_key, settings_for_tests
 
-    app = create_asgi(
+    served = create_asgi(
         settings_for_tests(
             client_ip_header="X-Forwarded-For",
             trusted_proxies="127.0.0.0/8",
@@ -347,8 +347,9 @@ async def test_country_and_client_ip_headers(database_url):
         ),
         database_url=database_url,
     )
+    app = served.fastapi
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
             admin = await make_key(app, "admin")
             program = await create_program(c, admin)

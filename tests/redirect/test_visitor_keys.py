@@ -45,8 +45,9 @@ async def _dump_keys(url: str) -> list[bytes]:
     return [bytes(r[0]) for r in rows] + [bytes(r[0]) for r in days]
 
 
-async def _click_hashes(app) -> tuple[bytes, bytes]:
-    transport = httpx.ASGITransport(app=app, client=(PEER, 40000))
+async def _click_hashes(served) -> tuple[bytes, bytes]:
+    app = served.fastapi
+    transport = httpx.ASGITransport(app=served, client=(PEER, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
         admin = await make_key(app, "admin")
         program = await create_program(c, admin)
@@ -64,9 +65,10 @@ def _reverses(key: bytes, ip_hash: bytes) -> bool:
 
 
 async def test_a_dump_cannot_reverse_an_address_hash_once_its_day_is_over(fresh_url):
-    app = create_asgi(settings_for_tests(), database_url=fresh_url)
+    served = create_asgi(settings_for_tests(), database_url=fresh_url)
+    app = served.fastapi
     async with app.router.lifespan_context(app):
-        ip_hash, _ = await _click_hashes(app)
+        ip_hash, _ = await _click_hashes(served)
         keys = app.state.secrets.visitor_keys
         # Today's key is in the database while today's clicks are counted...
         assert any(_reverses(k, ip_hash) for k in await _dump_keys(fresh_url))
@@ -97,7 +99,8 @@ async def test_instances_agree_on_the_day_and_days_differ(fresh_url):
 
 
 async def test_the_redirect_does_not_query_for_the_key_per_click(fresh_url):
-    app = create_asgi(settings_for_tests(), database_url=fresh_url)
+    served = create_asgi(settings_for_tests(), database_url=fresh_url)
+    app = served.fastapi
     async with app.router.lifespan_context(app):
         keys = app.state.secrets.visitor_keys
 
@@ -105,15 +108,16 @@ async def test_the_redirect_does_not_query_for_the_key_per_click(fresh_url):
             raise AssertionError("queried for the day's key")
 
         keys._load = no_query
-        first, _ = await _click_hashes(app)
-        second, _ = await _click_hashes(app)
+        first, _ = await _click_hashes(served)
+        second, _ = await _click_hashes(served)
     assert first == second
 
 
 async def test_a_key_held_outside_the_database(fresh_url):
-    app = create_asgi(settings_for_tests(hash_key=MASTER), database_url=fresh_url)
+    served = create_asgi(settings_for_tests(hash_key=MASTER), database_url=fresh_url)
+    app = served.fastapi
     async with app.router.lifespan_context(app):
-        ip_hash, _ = await _click_hashes(app)
+        ip_hash, _ = await _click_hashes(served)
         secrets = app.state.secrets
     day = utc_now().date()
     assert _reverses(derive(MASTER.encode(), f"visitor:{day.isoformat()}"), ip_hash)

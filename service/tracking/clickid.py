@@ -12,8 +12,11 @@ flags bit 0 is set when the redirect judged the click a bot or a link preview.
 Version 1 ("c1") is the same without the flags byte; such ids still verify, with
 the bot flag unknown (None). With a two-character key id a c2 token is 72
 characters (c1: 70). The tag covers the version prefix, so a token can never be
-replayed as another format. A conversion can check the link, the attribution
-window and the bot flag from the token alone.
+replayed as another format. A conversion checks the link, the attribution window and,
+for a c2 id, the bot flag from the token alone; it reads the click row only for a c1
+id's bot flag and for the fraud rules that look at the click (referrer, paid-traffic
+markers, the visitor's other clicks). The click row's key is derived from the token too
+(`click_uuid`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from service.kit.ids import RANDOM_BITS, uuid7_from
 from service.kit.time import ensure_aware
 
 VERSION = "c2"
@@ -71,18 +75,10 @@ class ClickId:
     @property
     def click_uuid(self) -> uuid.UUID:
         """Primary key of the click row: a UUIDv7 made of the click time and nonce."""
-        return _uuid7(self.clicked_at, self.nonce)
-
-
-def _uuid7(clicked_at: datetime, nonce: bytes) -> uuid.UUID:
-    # Time-ordered keys keep inserts at the right edge of the index; the nonce gives
-    # 74 random bits, so the id is unique and derived from the token alone.
-    ms = (clicked_at - _EPOCH) // _MS
-    rand = int.from_bytes(nonce, "big") >> (_NONCE_LEN * 8 - 74)
-    rand_a = rand >> 62
-    rand_b = rand & ((1 << 62) - 1)
-    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return uuid.UUID(int=value)
+        # Time-ordered keys keep inserts at the right edge of the index; the nonce gives
+        # 74 random bits, so the id is unique and derived from the token alone.
+        rand = int.from_bytes(self.nonce, "big") >> (_NONCE_LEN * 8 - RANDOM_BITS)
+        return uuid7_from((self.clicked_at - _EPOCH) // _MS, rand)
 
 
 class ClickIdSigner:

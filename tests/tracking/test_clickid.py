@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from service.redirect.clickid import ClickId, ClickIdInvalid, ClickIdSigner, parse_keys
+from service.tracking.clickid import ClickId, ClickIdInvalid, ClickIdSigner, parse_keys
 from tests.fraud.factories import legacy_token
 
 K1 = b"k1-secret-0123456789abcdef"
@@ -187,6 +187,14 @@ def test_click_uuid_is_deterministic_and_time_ordered(signer: ClickIdSigner) -> 
     assert first.click_uuid < later.click_uuid
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     assert first.click_uuid.int >> 80 == (first.clicked_at - epoch) // timedelta(milliseconds=1)
+
+
+def test_click_uuid_of_a_stored_click_never_changes() -> None:
+    """Click rows are keyed by the id derived from the token: the derivation is fixed."""
+    at = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    nonce = bytes(range(1, 11))
+    cid = ClickId("k1", LINK, at, nonce, "c2-unused")
+    assert cid.click_uuid == uuid.UUID("019ca945-0a7b-7010-880c-1014181c2024")
 
 
 def test_click_id_is_frozen(signer: ClickIdSigner) -> None:

@@ -1,0 +1,1 @@
+"""Click ids and URL policy: what the redirect, links, programs and conversions share."""
