@@ -1,7 +1,7 @@
 """The redirect against a bare ASGI app answering the same 302, on 127.0.0.1.
 
     python bench/redirect.py [--concurrency 64] [--rounds 3] [--seconds 5]
-                             [--modes durable,async] [--client auto|wrk|python]
+                             [--modes durable,async,nats] [--client auto|wrk|python]
 
 Starts, in this one run: an embedded PostgreSQL (or uses BENCH_DATABASE_URL, in a fresh
 database), a bare ASGI app and the real service (one uvicorn worker each, same flags),
@@ -9,6 +9,13 @@ creates a real link, then loads each server in turn with the same client setting
 several alternating rounds. Every request is a new visitor (X-Forwarded-For varies), so
 each click also writes a visitor-day row. Prints req/s, their ratio, p50/p99 and clicks
 committed in the database against 302s answered. A figure, not a test.
+
+Modes: `durable` and `async` are the PostgreSQL click writer's; `nats` and `nats-async`
+publish each click to NATS JetStream (AFFILIATE_CLICK_LOG) and the service's own loader
+writes them to PostgreSQL. The NATS server is BENCH_NATS_URL when set, else a
+`nats-server -js` started on a free port with a temporary store (a stream of the run's own
+either way, deleted at the end). For the NATS modes, "committed" is counted once the loader
+has caught up (bounded wait).
 
 The client is wrk when installed (--client auto), else a Python load generator with the
 same concurrency over keep-alive connections in two processes. wrk drops the responses
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -362,6 +370,66 @@ def _setup_link(port: int, key: str) -> tuple[str, str]:
         return code, r.headers["location"]
 
 
+# --- NATS -----------------------------------------------------------------------------------
+
+NATS_MODES = {"nats": "durable", "nats-async": "async"}
+MODES = ("durable", "async", *NATS_MODES)
+
+
+def start_nats(tmp: str) -> tuple[str, subprocess.Popen[bytes] | None]:
+    """BENCH_NATS_URL, or a nats-server of the run's own on a free loopback port."""
+    given = os.environ.get("BENCH_NATS_URL")
+    if given:
+        return given, None
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(binary).exists():
+        raise RuntimeError("the nats modes need BENCH_NATS_URL or a nats-server binary")
+    port = free_port()
+    store = Path(tmp) / "nats"
+    proc = subprocess.Popen(
+        [binary, "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.settimeout(1)
+            s.connect(("127.0.0.1", port))
+            if s.recv(4).startswith(b"INFO"):
+                return f"nats://127.0.0.1:{port}", proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("nats-server did not start")
+
+
+async def _delete_stream(url: str, name: str) -> None:
+    import nats
+
+    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
+
+
+def _wait_loaded(url: str, code: str, answered: int, deadline: float) -> int:
+    """Clicks in the database once the loader stops gaining on what was answered."""
+    count, still = -1, 0
+    end = min(deadline, time.monotonic() + 60)
+    while time.monotonic() < end:
+        now = asyncio.run(_count_clicks(url, code))
+        if now >= answered:
+            return now
+        still = still + 1 if now == count else 0
+        if still >= 20:  # 5 s without progress
+            return now
+        count = now
+        time.sleep(0.25)
+    return count
+
+
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -388,6 +456,9 @@ def run(args: argparse.Namespace) -> int:
     given = os.environ.get("BENCH_DATABASE_URL")
     dropped: tuple[str, str] | None = None
     procs: list[subprocess.Popen[bytes]] = []
+    nats_url: str | None = None
+    nats_proc: subprocess.Popen[bytes] | None = None
+    stream = f"BENCH{os.getpid()}"
     try:
         if given:
             from service.db import to_async_url
@@ -409,6 +480,8 @@ def run(args: argparse.Namespace) -> int:
                 "AFFILIATE_MIGRATE": "0",
                 "AFFILIATE_LOG_LEVEL": "warning",
                 "AFFILIATE_CLIENT_IP_HEADER": "X-Forwarded-For",
+                # The load comes from loopback: its X-Forwarded-For is believed from there.
+                "AFFILIATE_TRUSTED_PROXIES": "127.0.0.1/32",
                 "AFFILIATE_PUBLIC_URL": "http://127.0.0.1",
             }
         )
@@ -434,7 +507,11 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         for mode in args.modes.split(","):
-            env_mode = {**env, "AFFILIATE_CLICK_DURABILITY": mode}
+            env_mode = {**env, "AFFILIATE_CLICK_DURABILITY": NATS_MODES.get(mode, mode)}
+            if mode in NATS_MODES:
+                if nats_url is None:
+                    nats_url, nats_proc = start_nats(tmp)
+                env_mode.update(AFFILIATE_CLICK_LOG=nats_url, AFFILIATE_CLICK_STREAM=stream)
             svc_port = free_port()
             svc = uvicorn("service.app:create_asgi", svc_port, env_mode, "--factory")
             procs.append(svc)
@@ -473,6 +550,8 @@ def run(args: argparse.Namespace) -> int:
                     results[name].append(result)
                     print(f"[{mode}] round {rnd + 1} {name:7s} {_fmt(result)}", flush=True)
             committed_live = asyncio.run(_count_clicks(url, code))
+            if mode in NATS_MODES:
+                _wait_loaded(url, code, answered, deadline)
             stop(svc)
             stop(bare)
             committed = asyncio.run(_count_clicks(url, code))
@@ -496,6 +575,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for proc in procs:
             stop(proc)
+        if nats_url is not None:
+            asyncio.run(_delete_stream(nats_url, stream))
+        if nats_proc is not None:
+            stop(nats_proc)
         if dropped is not None:
             asyncio.run(_drop_database(*dropped))
         if embedded is not None:
@@ -509,13 +592,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--modes", default="durable,async")
+    parser.add_argument("--modes", default="durable,async,nats")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     args = parser.parse_args(argv)
     if not 1 <= args.concurrency <= 1024 or not 1 <= args.rounds <= 10:
         parser.error("concurrency must be 1-1024 and rounds 1-10")
     if not 0.5 <= args.seconds <= 60:
         parser.error("seconds must be 0.5-60")
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        parser.error(f"modes are {', '.join(MODES)}; not {', '.join(sorted(unknown))}")
     return run(args)
 
 

@@ -1,9 +1,10 @@
-"""Command line: serve, migrate, keys, openapi, demo."""
+"""Command line: serve, migrate, keys, openapi, demo, click-loader."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -176,6 +177,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_click_loader(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.click_log:
+        print("error: click-loader needs AFFILIATE_CLICK_LOG=nats://...", file=sys.stderr)
+        return 2
+    if settings.database_url is None:
+        # An embedded server belongs to one serve process; a loader apart needs the shared one.
+        print("error: click-loader needs DATABASE_URL", file=sys.stderr)
+        return 2
+    asyncio.run(_run_click_loader(settings))
+    return 0
+
+
+async def _run_click_loader(settings) -> None:  # type: ignore[no-untyped-def]
+    import asyncpg
+
+    from service.db import to_async_url
+    from service.redirect.clicklog import ClickLoader, connect, ensure_stream
+    from service.redirect.runtime import COMMAND_TIMEOUT, asyncpg_dsn
+
+    assert settings.database_url is not None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await asyncpg.create_pool(
+        asyncpg_dsn(to_async_url(settings.database_url)),
+        min_size=1,
+        max_size=2,
+        command_timeout=COMMAND_TIMEOUT,
+        server_settings={"timezone": "UTC", "application_name": "affiliate-click-loader"},
+    )
+    assert pool is not None
+    nc = await connect(settings, "affiliate-click-loader")
+    try:
+        await ensure_stream(nc.jetstream(), settings)
+        loader = ClickLoader(nc, pool, settings)
+        loader.start()
+        print(f"loading clicks from stream {settings.click_stream}", flush=True)
+        await stop.wait()
+        await loader.close()
+    finally:
+        with contextlib.suppress(OSError):  # NATS gone: the client's last flush fails
+            await nc.close()
+        await pool.close()
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m service`."""
     p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
@@ -206,6 +254,9 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("openapi", help="print the OpenAPI spec").set_defaults(fn=cmd_openapi)
     sub.add_parser("demo", help="load a demo program with traffic").set_defaults(fn=cmd_demo)
+    sub.add_parser(
+        "click-loader", help="load clicks from the NATS click stream into PostgreSQL"
+    ).set_defaults(fn=cmd_click_loader)
     return p
 
 

@@ -43,6 +43,21 @@ class Settings(BaseSettings):
     click_flush_interval_ms: int = Field(default=50, ge=1, le=10_000)
     click_batch_max: int = Field(default=2000, ge=1, le=100_000)
     link_cache_size: int = Field(default=100_000, ge=0)
+    # Unset: clicks go to PostgreSQL from this process (the writer above). nats://host:4222
+    # (comma separated for a cluster): each click is published to a JetStream stream and
+    # loaded into PostgreSQL by the stream's loaders.
+    click_log: str | None = None
+    click_stream: str = Field(default="CLICKS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    click_stream_replicas: int = Field(default=1, ge=1, le=5)
+    # Retention: how long JetStream keeps a click (loaded or not), in seconds.
+    click_stream_max_age: int = Field(default=7 * 86_400, ge=60, le=366 * 86_400)
+    # The longest a redirect waits for JetStream's acknowledgement (durable: then a 503).
+    click_publish_timeout_ms: int = Field(default=2000, ge=10, le=60_000)
+    # Whether `serve` runs a loader of the stream too (`python -m service click-loader` apart).
+    click_loader: bool = True
+    click_loader_batch: int = Field(default=1000, ge=1, le=10_000)
+    # A batch fetched but not acknowledged this long (its loader died) is delivered again.
+    click_loader_ack_wait: int = Field(default=30, ge=1, le=3600)
     # Header a trusted edge sets with the visitor's country (e.g. CF-IPCountry).
     country_header: str | None = None
     # Header a trusted proxy sets with the visitor's address (e.g. X-Forwarded-For).
@@ -68,6 +83,19 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_proxies(cls, value: str) -> str:
         parse_networks(value)
+        return value
+
+    @field_validator("click_log")
+    @classmethod
+    def _nats_urls(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for server in value.split(","):
+            scheme = server.strip().partition("://")[0]
+            if scheme not in ("nats", "tls"):
+                raise ValueError(
+                    "AFFILIATE_CLICK_LOG takes nats:// or tls:// URLs, comma separated"
+                )
         return value
 
     @field_validator("auth_failure_limit")

@@ -1,14 +1,17 @@
 """What the redirect runs on: its own asyncpg pool, the link cache and its listener, the
-click writer and partition upkeep. Started and stopped by the FastAPI lifespan."""
+click writer (or the NATS click log and a loader of it) and partition upkeep. Started and
+stopped by the FastAPI lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 
 import asyncpg
+from prometheus_client import Gauge
 
 from service.config import ClickDurability, Settings
 from service.kit.clientip import ClientAddress
@@ -19,6 +22,13 @@ from service.redirect.cache import (
     LinkEntry,
     NotifiedCache,
     NotifyListener,
+)
+from service.redirect.clicklog import (
+    ClickLoader,
+    NatsClickLog,
+    StreamLag,
+    connect,
+    ensure_stream,
 )
 from service.redirect.partitions import ensure_partitions, maintain_partitions
 from service.redirect.writer import ClickWriter
@@ -31,6 +41,12 @@ POOL_SIZE = 4
 # A batch or lookup stuck longer than this fails (and its redirects answer 503).
 COMMAND_TIMEOUT = 10.0
 LISTENER_START_TIMEOUT = 5.0
+
+CLICKS_LAG = Gauge(
+    "affiliate_clicks_lag_seconds",
+    "How far reports trail the answered clicks: the age of the oldest one not in PostgreSQL "
+    "yet (NaN when the click stream cannot be asked)",
+)
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -48,7 +64,8 @@ class RedirectRuntime:
         pool: asyncpg.Pool,
         cache: LinkCache,
         listener: NotifyListener,
-        writer: ClickWriter,
+        writer: ClickWriter | NatsClickLog,
+        loader: ClickLoader | None = None,
     ) -> None:
         self.settings = settings
         self.signer = ClickIdSigner(secrets.click_keys, secrets.click_key_id)
@@ -57,6 +74,7 @@ class RedirectRuntime:
         self.cache = cache
         self.listener = listener
         self.writer = writer
+        self.loader = loader
         self.durable = writer.durable
         self.ip_header = (
             settings.client_ip_header.lower().encode("latin-1")
@@ -114,15 +132,32 @@ class RedirectRuntime:
         listener.start()
         if not await listener.wait_connected(LISTENER_START_TIMEOUT):
             log.warning("link cache listener not connected yet; links are read uncached")
-        writer = ClickWriter(
-            pool,
-            durable=settings.click_durability == ClickDurability.durable,
-            flush_interval=settings.click_flush_interval_ms / 1000,
-            batch_max=settings.click_batch_max,
-            max_lag=settings.click_max_lag_ms / 1000,
-        )
+        writer: ClickWriter | NatsClickLog
+        loader = None
+        if settings.click_log:
+            try:
+                nc = await connect(settings, "affiliate-redirect")
+                js = nc.jetstream()
+                await ensure_stream(js, settings)
+            except BaseException:
+                await listener.stop()
+                await pool.close()
+                raise
+            writer = NatsClickLog(nc, settings, lag=StreamLag(js, settings.click_stream))
+            if settings.click_loader:
+                loader = ClickLoader(nc, pool, settings)
+                loader.start()
+        else:
+            writer = ClickWriter(
+                pool,
+                durable=settings.click_durability == ClickDurability.durable,
+                flush_interval=settings.click_flush_interval_ms / 1000,
+                batch_max=settings.click_batch_max,
+                max_lag=settings.click_max_lag_ms / 1000,
+            )
         writer.start()
-        runtime = cls(settings, secrets, pool, cache, listener, writer)
+        CLICKS_LAG.set_function(lambda: _or_nan(writer.unloaded_seconds()))
+        runtime = cls(settings, secrets, pool, cache, listener, writer, loader)
         runtime._maintenance = asyncio.create_task(
             maintain_partitions(pool), name="click-partitions"
         )
@@ -132,6 +167,12 @@ class RedirectRuntime:
         """Flush every queued click, then stop listening and close the pool."""
         try:
             await self.writer.close()
+            if self.loader is not None:
+                await self.loader.close()
+            if isinstance(self.writer, NatsClickLog):
+                # With NATS gone the client's last flush fails; there is nothing left to send.
+                with contextlib.suppress(OSError):
+                    await self.writer.connection.close()
         finally:
             if self._maintenance is not None:
                 self._maintenance.cancel()
@@ -139,3 +180,7 @@ class RedirectRuntime:
                     await self._maintenance
             await self.listener.stop()
             await self.pool.close()
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value

@@ -316,6 +316,11 @@ class ClickWriter:
             oldest = min(oldest, since)
         return now - oldest
 
+    def unloaded_seconds(self) -> float | None:
+        """How far reports may trail the answered clicks: 0 in durable mode (a 302 leaves
+        after its commit), else the age of the oldest answered click not committed yet."""
+        return self.lag() if self.unconfirmed else 0.0
+
     def health(self) -> WriterHealth:
         """Whether the writer is committing, and how far behind it is."""
         now = time.monotonic()

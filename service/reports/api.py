@@ -55,6 +55,12 @@ Rows never mix currencies: a group spanning programs in several currencies is on
 per currency. `format=csv` (or `Accept: text/csv`) answers the rows as CSV: the key's
 columns, then currency, clicks, unique_clicks, bots, leads, sales, conversion_rate,
 revenue, commission, epc; null is an empty cell.
+
+**Freshness.** `clicks_lag_seconds` says how far the click counts may trail the redirects
+answered: 0 with the default click writer in durable mode; in async mode the age of the
+oldest answered click not committed yet; with the NATS click log, the age of the oldest
+click in the stream that no loader has written yet. Null when that cannot be known (the
+stream does not answer). Conversions never wait for it: attribution reads no click row.
 """
 
 
@@ -92,6 +98,9 @@ async def performance(
         time_zone=time_zone,
     )
     report = await service.performance(session, auth, params)
+    runtime = getattr(request.app.state, "redirect", None)
+    lag = None if runtime is None else runtime.writer.unloaded_seconds()
+    report.clicks_lag_seconds = None if lag is None else round(lag, 3)
     if csvout.wanted(request, format):
         return csvout.response(service.to_csv(report), "performance.csv")
     return report

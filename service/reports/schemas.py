@@ -80,3 +80,9 @@ class Performance(BaseModel):
     filters: Filters
     rows: list[Row]
     totals: list[Metrics] = Field(description="per currency")
+    clicks_lag_seconds: float | None = Field(
+        default=None,
+        description="how far the click counts may trail the answered redirects: the age of "
+        "the oldest answered click not in the database yet (0 when every one is); null "
+        "when it cannot be known right now (the click stream does not answer)",
+    )
