@@ -1,25 +1,42 @@
-"""A real PostgreSQL per run (embedded, or a fresh database on TEST_DATABASE_URL), migrated once."""
+"""A real PostgreSQL per run (embedded, or TEST_DATABASE_URL's server), migrated once into a
+template; every test module gets a database of its own, copied from it, and its own app.
+
+Module, not test: the app opens its own pools and commits, so a transaction per test cannot
+hold what it writes; a copied database plus a started app costs a fraction of a second, which
+is cheap per module and too dear per test. A test that needs a database nobody else touches
+asks for `fresh_database_url`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from service import migrate
-from service.app import Served, create_asgi
+from service.app import create_asgi
 from service.config import Settings
 from service.db import EmbeddedPostgres, to_async_url
+
+pytest_plugins = ["pytester"]
+
+# Generous: the machines running the suite are shared, and an app start opens several pools.
+LIFESPAN_TIMEOUT = 60.0
 
 
 def _plain(url: str) -> str:
@@ -29,6 +46,11 @@ def _plain(url: str) -> str:
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def database_name(url: str) -> str:
+    """The database a URL names."""
+    return urlsplit(url).path.lstrip("/")
 
 
 class TestServer:
@@ -46,23 +68,30 @@ class TestServer:
             self.admin_url = self._embedded.start()
         self.created: list[str] = []
 
-    async def new_database(self) -> str:
-        name = f"affiliate_test_{secrets.token_hex(6)}"
+    async def _admin(self, sql: str) -> None:
         conn = await asyncpg.connect(_plain(self.admin_url))
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(sql)
         finally:
             await conn.close()
+
+    async def new_database(self, template: str | None = None) -> str:
+        """A new database: empty, or a copy of the template database's URL."""
+        name = f"affiliate_test_{secrets.token_hex(6)}"
+        copy = f' TEMPLATE "{database_name(template)}"' if template else ""
+        await self._admin(f'CREATE DATABASE "{name}"{copy}')
         self.created.append(name)
         return _with_database(self.admin_url, name)
 
+    async def drop(self, url: str) -> None:
+        """Drop a database made here, cutting off whoever is still connected."""
+        name = database_name(url)
+        await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.remove(name)
+
     async def drop_all(self) -> None:
-        conn = await asyncpg.connect(_plain(self.admin_url))
-        try:
-            for name in self.created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        for name in list(self.created):
+            await self.drop(_with_database(self.admin_url, name))
 
     def stop(self) -> None:
         if self._embedded is not None:
@@ -72,20 +101,36 @@ class TestServer:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[TestServer]:
+async def pg_server() -> AsyncIterator[TestServer]:
     server = TestServer()
     yield server
+    await server.drop_all()
     server.stop()
 
 
 @pytest.fixture(scope="session")
-async def database_url(pg_server: TestServer) -> AsyncIterator[str]:
+async def template_url(pg_server: TestServer) -> str:
+    """The database migrated once for the run; no app ever connects to it (a template with
+    connections cannot be copied)."""
     url = await pg_server.new_database()
-    import asyncio
-
     await asyncio.to_thread(migrate.upgrade, url)
+    return url
+
+
+@pytest.fixture(scope="module")
+async def database_url(pg_server: TestServer, template_url: str) -> AsyncIterator[str]:
+    """The module's own migrated database: what other modules write never shows here."""
+    url = await pg_server.new_database(template=template_url)
     yield url
-    await pg_server.drop_all()
+    await pg_server.drop(url)
+
+
+@pytest.fixture
+async def fresh_database_url(pg_server: TestServer, template_url: str) -> AsyncIterator[str]:
+    """A migrated database for this one test."""
+    url = await pg_server.new_database(template=template_url)
+    yield url
+    await pg_server.drop(url)
 
 
 def settings_for_tests(**overrides: object) -> Settings:
@@ -100,24 +145,46 @@ def settings_for_tests(**overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-async def asgi(database_url: str) -> AsyncIterator[Served]:
-    """What uvicorn would serve (body limit, redirect, FastAPI), its lifespan running."""
-    served = create_asgi(settings_for_tests(), database_url=database_url)
-    async with served.fastapi.router.lifespan_context(served.fastapi):
-        yield served
+@dataclass(frozen=True)
+class Started:
+    """A started app: the FastAPI object (its state) and the ASGI stack uvicorn would serve."""
+
+    app: FastAPI
+    asgi: ASGIApp
+
+    def client(self, **transport: object) -> httpx.AsyncClient:
+        """A client through the whole stack (body limit and redirect included)."""
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.asgi, **transport),  # type: ignore[arg-type]
+            base_url="http://aff.test",
+        )
 
 
-@pytest.fixture(scope="session")
-def app(asgi: Served) -> FastAPI:
-    """The FastAPI app behind `asgi`, for its state."""
-    return asgi.fastapi
+@asynccontextmanager
+async def serving(settings: Settings, database_url: str) -> AsyncIterator[Started]:
+    """The app on the database, its lifespan (redirect runtime, listener, writer) started
+    through the served stack and stopped on exit."""
+    asgi = create_asgi(settings, database_url=database_url)
+    async with LifespanManager(
+        asgi, startup_timeout=LIFESPAN_TIMEOUT, shutdown_timeout=LIFESPAN_TIMEOUT
+    ):
+        yield Started(asgi.fastapi, asgi)
 
 
-@pytest.fixture(scope="session")
-async def client(asgi: Served) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
+@pytest.fixture(scope="module")
+async def served(database_url: str) -> AsyncIterator[Started]:
+    async with serving(settings_for_tests(), database_url) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def app(served: Started) -> FastAPI:
+    return served.app
+
+
+@pytest.fixture(scope="module")
+async def client(served: Started) -> AsyncIterator[httpx.AsyncClient]:
+    async with served.client() as c:
         yield c
 
 
@@ -140,11 +207,11 @@ async def make_key(
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def admin(app: FastAPI) -> dict[str, str]:
     return await make_key(app, "admin")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def finance(app: FastAPI) -> dict[str, str]:
     return await make_key(app, "finance")

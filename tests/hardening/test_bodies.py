@@ -56,9 +56,9 @@ async def _call(app: Any, method: str, path: str, headers: dict[str, str], chunk
     return start["status"], dict(start["headers"]), json.loads(body), pulled
 
 
-async def test_declared_length_over_the_limit_is_413_before_anything_is_read(asgi):
+async def test_declared_length_over_the_limit_is_413_before_anything_is_read(served):
     status, headers, body, pulled = await _call(
-        asgi,
+        served.asgi,
         "POST",
         "/v1/conversions",
         {"content-length": str(200 * 1024 * 1024), "content-type": "application/json"},
@@ -69,21 +69,21 @@ async def test_declared_length_over_the_limit_is_413_before_anything_is_read(asg
     assert body["status"] == 413 and body["detail"]
 
 
-async def test_chunked_body_is_cut_at_the_limit(asgi, admin):
+async def test_chunked_body_is_cut_at_the_limit(served, admin):
     chunk = b"x" * 65536
     chunks = [b'{"name": "'] + [chunk] * 40  # 2.5 MiB offered, no Content-Length
     status, headers, body, pulled = await _call(
-        asgi, "POST", "/v1/programs", {**admin, "content-type": "application/json"}, chunks
+        served.asgi, "POST", "/v1/programs", {**admin, "content-type": "application/json"}, chunks
     )
     assert status == 413, body
     assert headers[b"content-type"] == b"application/problem+json"
     assert pulled <= LIMIT // len(chunk) + 2  # stopped where the limit was passed
 
 
-async def test_body_under_the_limit_goes_through(asgi, admin):
+async def test_body_under_the_limit_goes_through(served, admin):
     content = json.dumps({"name": "x" * 1000}).encode()
     status, _, body, _ = await _call(
-        asgi,
+        served.asgi,
         "POST",
         "/v1/programs",
         {**admin, "content-type": "application/json", "content-length": str(len(content))},
@@ -92,17 +92,17 @@ async def test_body_under_the_limit_goes_through(asgi, admin):
     assert status == 422 and "currency" in {e["field"] for e in body["errors"]}
 
 
-async def test_limit_follows_the_setting(asgi, admin):
-    small = BodyLimit(asgi, 2048)
+async def test_limit_follows_the_setting(served, admin):
+    small = BodyLimit(served.app, 2048)
     transport = httpx.ASGITransport(app=small)
     async with httpx.AsyncClient(transport=transport, base_url="http://aff.test") as c:
         r = await c.post("/v1/programs", content=b"{" + b" " * 4096 + b"}", headers=admin)
     assert_problem(r, 413)
 
 
-async def test_content_length_that_is_not_a_number_is_400(asgi):
+async def test_content_length_that_is_not_a_number_is_400(served):
     status, _, body, pulled = await _call(
-        asgi, "POST", "/v1/programs", {"content-length": "12abc"}, []
+        served.asgi, "POST", "/v1/programs", {"content-length": "12abc"}, []
     )
     assert (status, pulled) == (400, 0)
     assert body["detail"]

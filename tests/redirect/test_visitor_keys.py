@@ -12,7 +12,6 @@ import asyncpg
 import httpx
 import pytest
 
-from service import migrate
 from service.app import create_asgi
 from service.db import create_engine
 from service.kit.time import utc_now
@@ -27,11 +26,9 @@ MASTER = "m" * 40
 
 
 @pytest.fixture
-async def fresh_url(pg_server):
+def fresh_url(fresh_database_url):
     """A database of the test's own: these tests delete keys other tests would use."""
-    url = await pg_server.new_database()
-    await asyncio.to_thread(migrate.upgrade, url)
-    return url
+    return fresh_database_url
 
 
 async def _dump_keys(url: str) -> list[bytes]:
