@@ -133,6 +133,7 @@ async def replay(
         401: _problem("missing or wrong signature: nothing is kept"),
         404: _problem("no integration of this provider at this URL"),
         413: ERRORS[413],
+        422: _problem("the URL names no provider, or its id is not a UUID"),
     },
 )
 async def hook(
