@@ -23,6 +23,8 @@ from service.errors import install_database_error_handlers, install_error_handle
 from service.fraud.api import router as fraud_router
 from service.health.api import router as health_router
 from service.health.metrics import MetricsMiddleware
+from service.integrations.api import hooks_router
+from service.integrations.api import router as integrations_router
 from service.kit.bodylimit import BodyLimit
 from service.kit.clientip import ClientAddress
 from service.kit.text import storable_input
@@ -52,6 +54,7 @@ ROUTERS = [
     commissions_router,
     reports_router,
     fraud_router,
+    integrations_router,
 ]
 
 
@@ -110,6 +113,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     install_database_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    # Added as they are, without the app-wide dependencies: a shop's body is read by nothing
+    # before its signature is checked (storable_input would parse it).
+    app.router.routes.extend(hooks_router.routes)
     app.add_middleware(MetricsMiddleware)
     return app
 

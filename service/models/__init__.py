@@ -19,6 +19,13 @@ from service.models.conversions import (
     FxRate,
     Refund,
 )
+from service.models.integrations import (
+    DeliveryStatus,
+    Integration,
+    IntegrationDelivery,
+    IntegrationStatus,
+    Provider,
+)
 from service.models.ledger import CommissionEntry, EntryKind, MonthTotal
 from service.models.links import Link, LinkStatus, PromoCode, PromoCodeStatus
 from service.models.partners import Partner, PartnerStatus
@@ -41,9 +48,13 @@ __all__ = [
     "ConversionStatus",
     "ConversionType",
     "Customer",
+    "DeliveryStatus",
     "EntryKind",
     "FxRate",
     "HashKey",
+    "Integration",
+    "IntegrationDelivery",
+    "IntegrationStatus",
     "Link",
     "LinkStatus",
     "MonthTotal",
@@ -55,6 +66,7 @@ __all__ = [
     "Program",
     "PromoCode",
     "PromoCodeStatus",
+    "Provider",
     "Refund",
     "Role",
     "ServiceSecret",

@@ -358,6 +358,7 @@ async def test_walk_every_get_a_bound_partner_can_reach(app, client, world, boun
         "run_id": [world["run_a"], world["run_all"]],
         "promo_code_id": [str(uuid.uuid4())],
         "key_id": [str(uuid.uuid4())],
+        "integration_id": [str(uuid.uuid4())],
     }
     filters: list[dict[str, str]] = [
         {},

@@ -1,0 +1,1 @@
+"""Shops in: Stripe, Shopify and WooCommerce orders and refunds, by their own webhooks."""
