@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.kit.ids import new_id
-from service.links.service import check_promo_code, consume_promo_code
+from service.links.promo_codes import check_promo_code, consume_promo_code
 from service.models import Click, Customer, Link, Partner, PartnerStatus, Program
 from service.tracking.clickid import ClickId, ClickIdInvalid, ClickIdSigner
 

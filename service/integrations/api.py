@@ -9,7 +9,7 @@ from service.auth.deps import Admin
 from service.conversions.api import context
 from service.db import Session
 from service.errors import problem_response
-from service.integrations import repository, service
+from service.integrations import hooks, repository, service
 from service.integrations.schemas import (
     DeliveryOut,
     HookAnswer,
@@ -121,7 +121,7 @@ async def replay(
     request: Request,
 ) -> DeliveryOut:
     """Carry out a stored event again, e.g. a refund that arrived before its sale."""
-    row = await service.replay(session, integration_id, delivery_id, auth, context(request))
+    row = await hooks.replay(session, integration_id, delivery_id, auth, context(request))
     return delivery_out(row)
 
 
@@ -146,7 +146,7 @@ async def hook(
     """
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    got = await service.receive(
+    got = await hooks.receive(
         session,
         provider,
         integration_id,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from service.auth.deps import Admin, AdminOrPartner
 from service.db import Session
 from service.kit.pagination import Page, Pagination
-from service.links import service
+from service.links import promo_codes, service
 from service.links.schemas import (
     LinkCreate,
     LinkOut,
@@ -72,7 +72,7 @@ async def update(
 
 @promo_codes_router.post("", status_code=201, responses=WRITE_ERRORS)
 async def create_promo_code(body: PromoCodeCreate, auth: Admin, session: Session) -> PromoCodeOut:
-    return service.promo_to_out(await service.create_promo_code(session, body, auth))
+    return promo_codes.promo_to_out(await promo_codes.create_promo_code(session, body, auth))
 
 
 @promo_codes_router.get("", responses=ERRORS)
@@ -85,19 +85,21 @@ async def list_promo_codes(
     status: Annotated[PromoStatusName | None, Query()] = None,
     code: Annotated[str | None, Query(max_length=64, description="matched ignoring case")] = None,
 ) -> Page[PromoCodeOut]:
-    rows, cursor = await service.list_promo_codes(
+    rows, cursor = await promo_codes.list_promo_codes(
         session, page, auth, program_id=program_id, partner_id=partner_id, status=status, code=code
     )
-    return Page(items=[service.promo_to_out(r) for r in rows], next_cursor=cursor)
+    return Page(items=[promo_codes.promo_to_out(r) for r in rows], next_cursor=cursor)
 
 
 @promo_codes_router.get("/{promo_code_id}", responses=ERRORS)
 async def get_promo_code(promo_code_id: uuid.UUID, auth: Admin, session: Session) -> PromoCodeOut:
-    return service.promo_to_out(await service.get_promo_code(session, promo_code_id, auth))
+    return promo_codes.promo_to_out(await promo_codes.get_promo_code(session, promo_code_id, auth))
 
 
 @promo_codes_router.patch("/{promo_code_id}", responses=WRITE_ERRORS)
 async def update_promo_code(
     promo_code_id: uuid.UUID, body: PromoCodeUpdate, auth: Admin, session: Session
 ) -> PromoCodeOut:
-    return service.promo_to_out(await service.update_promo_code(session, promo_code_id, body, auth))
+    return promo_codes.promo_to_out(
+        await promo_codes.update_promo_code(session, promo_code_id, body, auth)
+    )

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.integrations import shopify, stripe, woocommerce
+from service.integrations.hooks import _scaled_refund
 from service.integrations.plans import PayloadInvalid, load_json
-from service.integrations.service import _scaled_refund
 from tests.integrations import payloads as p
 
 SECRET = "whsec_test_secret_0123456789"

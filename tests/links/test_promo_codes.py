@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from service.kit.time import utc_now
-from service.links.service import check_promo_code, consume_promo_code
+from service.links.promo_codes import check_promo_code, consume_promo_code
 from tests.conftest import make_key
 from tests.factories import create_partner, create_program, unique
 from tests.helpers import assert_problem, error_fields
