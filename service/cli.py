@@ -194,7 +194,8 @@ async def _run_click_loader(settings) -> None:  # type: ignore[no-untyped-def]
     import asyncpg
 
     from service.db import to_async_url
-    from service.redirect.clicklog import ClickLoader, connect, ensure_stream
+    from service.redirect.clickloader import ClickLoader
+    from service.redirect.clicklog import connect, ensure_stream
     from service.redirect.runtime import COMMAND_TIMEOUT, asyncpg_dsn
 
     assert settings.database_url is not None

@@ -23,13 +23,8 @@ from service.redirect.cache import (
     NotifiedCache,
     NotifyListener,
 )
-from service.redirect.clicklog import (
-    ClickLoader,
-    NatsClickLog,
-    StreamLag,
-    connect,
-    ensure_stream,
-)
+from service.redirect.clickloader import ClickLoader, StreamLag
+from service.redirect.clicklog import NatsClickLog, connect, ensure_stream
 from service.redirect.partitions import ensure_partitions, maintain_partitions
 from service.redirect.writer import ClickWriter
 from service.secrets_store import Secrets

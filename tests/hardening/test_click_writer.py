@@ -17,7 +17,8 @@ from fastapi import FastAPI
 
 from service.errors import install_database_error_handlers, install_error_handlers
 from service.redirect import writer as writer_module
-from service.redirect.writer import ClickWriter, write_batch
+from service.redirect.batches import write_batch
+from service.redirect.writer import ClickWriter
 from tests.hardening.served import UA, make_link, plain
 from tests.helpers import assert_problem
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from service.redirect.batches import write_batch
 from service.redirect.cache import LinkCache, LinkEntry
 from service.redirect.partitions import ensure_partitions, months_to_cover, partition_name
-from service.redirect.writer import write_batch
 from tests.factories import create_partner, create_program
 from tests.links.factories import create_link
 

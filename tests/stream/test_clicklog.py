@@ -19,9 +19,11 @@ import nats
 import pytest
 
 from service.app import create_asgi
-from service.redirect import clicklog
-from service.redirect.clicklog import ClickLoader, decode, encode
-from service.redirect.writer import CLICK_COLUMNS, CLICKS_LOST
+from service.redirect import clickloader
+from service.redirect.batches import CLICK_COLUMNS
+from service.redirect.clickloader import ClickLoader
+from service.redirect.clicklog import decode, encode
+from service.redirect.writer import CLICKS_LOST
 from tests.conftest import make_key, settings_for_tests
 from tests.conversions.factories import sale, setup
 from tests.helpers import assert_problem
@@ -146,7 +148,7 @@ async def test_each_acknowledged_click_is_loaded_once_however_often_delivered(da
                 )
 
             async def consumed() -> bool:
-                info = await js.consumer_info(name, clicklog.CONSUMER)
+                info = await js.consumer_info(name, clickloader.CONSUMER)
                 return info.num_pending == 0 and info.num_ack_pending == 0
 
             assert await wait_for(consumed, seconds=15)
