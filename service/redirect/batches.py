@@ -131,14 +131,25 @@ def _arrays(records: list[ClickRecord]) -> list[list[Any]]:
     return columns
 
 
-async def write_batch(conn: asyncpg.Connection, records: list[ClickRecord]) -> int:
+async def write_batch(
+    conn: asyncpg.Connection, records: list[ClickRecord], *, maybe_stored: bool = True
+) -> int:
     """Store the clicks not stored yet, their visitor-days and hourly counts, in one
-    transaction; the number of clicks that were new."""
+    transaction; the number of clicks that were new.
+
+    `maybe_stored=False` is for a batch no earlier try can have committed: it goes in by
+    COPY, the cheapest way into PostgreSQL. Otherwise (a retry after a commit whose outcome
+    was never seen, a redelivered stream message) the INSERT ... ON CONFLICT DO NOTHING
+    stores each click once and the rollups count only the new ones.
+    """
     async with conn.transaction():
-        inserted = await conn.fetch(INSERT_SQL, *_arrays(records))
-        if len(inserted) != len(records):
-            new = {row[0] for row in inserted}
-            records = [rec for rec in records if rec[0] in new]
+        if maybe_stored:
+            inserted = await conn.fetch(INSERT_SQL, *_arrays(records))
+            if len(inserted) != len(records):
+                new = {row[0] for row in inserted}
+                records = [rec for rec in records if rec[0] in new]
+        else:
+            await conn.copy_records_to_table("clicks", records=records, columns=CLICK_COLUMNS)
         if records:
             await _count(conn, records)
     return len(records)

@@ -1,4 +1,5 @@
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -51,7 +52,7 @@ async def test_every_answered_302_has_its_committed_click(app, client, link):
 
 
 async def test_a_click_that_cannot_be_stored_gets_no_302(app, client, link, monkeypatch):
-    async def broken(conn, records):
+    async def broken(conn, records, **_):
         raise ConnectionError("database went away")
 
     monkeypatch.setattr(writer_module, "write_batch", broken)
@@ -133,9 +134,9 @@ async def test_async_overflow_waits_for_the_commit_instead_of_dropping():
     from service.redirect.writer import ClickWriter
 
     w = ClickWriter(_BrokenPool(), durable=False, flush_interval=0.001, batch_max=10, max_queued=2)
-    queued = [w.submit(object()) for _ in range(2)]  # type: ignore[arg-type]
+    queued = [w.submit((uuid.uuid4(),)) for _ in range(2)]
     assert queued == [None, None]
-    waiting = w.submit(object())  # type: ignore[arg-type]
+    waiting = w.submit((uuid.uuid4(),))
     assert waiting is not None
     w.start()
     with pytest.raises(ConnectionError):
