@@ -121,14 +121,15 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
 
 class Served:
-    """What uvicorn serves: the body limit, then the redirect fast path, in front of FastAPI.
+    """What uvicorn serves: the redirect fast path (which reads no body), then the body limit,
+    in front of FastAPI.
 
     `fastapi` is the application behind them, for what needs its state, routes or spec.
     """
 
     def __init__(self, fastapi: FastAPI, max_body_bytes: int) -> None:
         self.fastapi = fastapi
-        self._outer = BodyLimit(RedirectApp(fastapi), max_body_bytes)
+        self._outer = RedirectApp(fastapi, BodyLimit(fastapi, max_body_bytes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._outer(scope, receive, send)

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI
 from prometheus_client import Counter
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import PROBLEM_JSON, problem_body
 from service.fraud.markers import markers_in
@@ -45,10 +45,12 @@ _EMPTY_BODY = {"type": "http.response.body", "body": b""}
 
 
 class RedirectApp:
-    """ASGI middleware: /r/ answered here, everything else (lifespan included) to FastAPI."""
+    """ASGI middleware: /r/ answered here, everything else (lifespan included) to `inner`,
+    the stack in front of FastAPI; `fastapi` holds the runtime in its state."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.fastapi = app
+    def __init__(self, fastapi: FastAPI, inner: ASGIApp | None = None) -> None:
+        self.fastapi = fastapi
+        self.inner: ASGIApp = inner if inner is not None else fastapi
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
@@ -56,9 +58,10 @@ class RedirectApp:
             if runtime is None:
                 await _problem(send, 503, "the redirect is not running", retry=True)
                 return
+            # The redirect never reads a request body, so none is ever taken in here.
             await redirect(runtime, scope, send)
             return
-        await self.fastapi(scope, receive, send)
+        await self.inner(scope, receive, send)
 
 
 async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
