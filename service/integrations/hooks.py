@@ -38,6 +38,7 @@ from service.integrations.plans import (
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, from_minor
 from service.kit.time import utc_now
+from service.links.promo_codes import promo_code_for_external_id
 from service.models import (
     ConversionStatus,
     DeliveryStatus,
@@ -120,6 +121,13 @@ async def _sale(
         # The same sale by another event (a subscription's first invoice after its checkout)
         # or a shop's retry: one conversion, whatever else the second event says.
         return Outcome(DeliveryStatus.processed, "duplicate", existing.id)
+    promo_code = sale.promo_code
+    if promo_code is None and sale.promo_external_id is not None:
+        # The shop named the code by its own id: the promo code listing it, if any, is the
+        # code the conversion carries, so attribution and use counting are the API's.
+        promo_code = await promo_code_for_external_id(
+            session, integration.program_id, sale.promo_external_id
+        )
     try:
         body = ConversionCreate(
             program_id=integration.program_id,
@@ -129,7 +137,7 @@ async def _sale(
             currency=sale.currency,
             occurred_at=sale.occurred_at,
             click_id=sale.click_id,
-            promo_code=sale.promo_code,
+            promo_code=promo_code,
             customer_id=sale.customer_id,
             customer_email=sale.customer_email,
             metadata=dict(sale.metadata),

@@ -30,6 +30,9 @@ class Sale:
     occurred_at: datetime | None = None
     click_id: str | None = None
     promo_code: str | None = None
+    # The shop's id of the redeemed promo code (a Stripe promotion code id): resolved to the
+    # promo code listing it among its external_ids when promo_code is absent.
+    promo_external_id: str | None = None
     customer_id: str | None = None
     customer_email: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)

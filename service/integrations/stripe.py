@@ -100,6 +100,23 @@ def _metadata(*sources: Any) -> dict[str, Any]:
     return merged
 
 
+def _promotion_code(discounts: Any) -> str | None:
+    """The first promotion code id among discounts: each either a Discount object (with
+    `promotion_code`), a Checkout Session's {coupon, promotion_code}, or a breakdown entry
+    {amount, discount}; `promotion_code` is an id or, expanded, a PromotionCode object.
+    A discount given only by its id (di_..., unexpanded) names no promotion code."""
+    if not isinstance(discounts, list):
+        return None
+    for entry in discounts:
+        item = obj(entry)
+        found = id_of(item.get("promotion_code")) or id_of(
+            obj(item.get("discount")).get("promotion_code")
+        )
+        if found:
+            return found
+    return None
+
+
 def _sale_from_session(event: dict[str, Any], session: dict[str, Any]) -> Plan:
     status = session.get("payment_status")
     if status != "paid":
@@ -125,6 +142,8 @@ def _sale_from_session(event: dict[str, Any], session: dict[str, Any]) -> Plan:
             occurred_at=instant(event.get("created")),
             click_id=text(session.get("client_reference_id")) or text(metadata.get("aff_click_id")),
             promo_code=text(metadata.get("aff_promo_code"), 64),
+            promo_external_id=_promotion_code(session.get("discounts"))
+            or _promotion_code(obj(details.get("breakdown")).get("discounts")),
             customer_id=id_of(session.get("customer")),
             customer_email=text(customer.get("email"), 320) or text(session.get("customer_email")),
             metadata=extra,
@@ -173,6 +192,9 @@ def _sale_from_invoice(event: dict[str, Any], invoice: dict[str, Any]) -> Plan:
             occurred_at=paid_at or instant(event.get("created")),
             click_id=text(metadata.get("aff_click_id")),
             promo_code=text(metadata.get("aff_promo_code"), 64),
+            # `discounts` (from API version 2020-08-27), else the older single `discount`.
+            promo_external_id=_promotion_code(invoice.get("discounts"))
+            or _promotion_code([invoice.get("discount")]),
             customer_id=id_of(invoice.get("customer")),
             customer_email=text(invoice.get("customer_email"), 320),
             metadata={"stripe_payment_intent": payment_intent} if payment_intent else {},

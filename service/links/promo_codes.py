@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -42,6 +42,7 @@ def promo_to_out(promo: PromoCode) -> PromoCodeOut:
         max_uses=promo.max_uses,
         uses=promo.uses,
         status=promo.status,  # type: ignore[arg-type]
+        external_ids=list(promo.external_ids),
         created_at=promo.created_at,
         updated_at=promo.updated_at,
     )
@@ -64,6 +65,49 @@ def _check_window(valid_from: datetime | None, valid_to: datetime | None) -> Non
         raise field_error("valid_to", "must be after valid_from")
 
 
+def _check_external_ids(ids: list[str]) -> list[str]:
+    out: list[str] = []
+    for raw in ids:
+        value = raw.strip()
+        if not value or len(value) > 255:
+            raise field_error("external_ids", "each id must be 1-255 characters")
+        if not value.isprintable():
+            raise field_error("external_ids", "each id must be printable characters")
+        if value in out:
+            raise field_error("external_ids", f"{value!r} is listed twice")
+        out.append(value)
+    return out
+
+
+async def _claim_external_ids(
+    session: AsyncSession, program_id: uuid.UUID, ids: list[str], promo_id: uuid.UUID | None
+) -> None:
+    """Conflict when another promo code of the program already holds one of the ids.
+
+    A transaction-scoped lock per program makes the check and the write one step for
+    concurrent writers (an array's items cannot carry a unique constraint).
+    """
+    if not ids:
+        return
+    await session.execute(
+        select(
+            func.pg_advisory_xact_lock(func.hashtextextended(f"promo_external_ids:{program_id}", 0))
+        )
+    )
+    query = select(PromoCode.code, PromoCode.external_ids).where(
+        PromoCode.program_id == program_id, PromoCode.external_ids.overlap(ids)
+    )
+    if promo_id is not None:
+        query = query.where(PromoCode.id != promo_id)
+    holder = (await session.execute(query.limit(1))).one_or_none()
+    if holder is not None:
+        shared = ", ".join(i for i in ids if i in holder.external_ids)
+        raise Conflict(
+            f"promo code {holder.code!r} of the program already holds {shared}",
+            errors=[{"field": "external_ids", "message": f"{shared} already held in this program"}],
+        )
+
+
 def _promo_taken() -> Conflict:
     return Conflict(
         "the program already has this promo code (codes ignore case)",
@@ -78,10 +122,12 @@ async def create_promo_code(
     code = _check_promo_text(body.code)
     normalised = normalise_promo_code(code)
     _check_window(body.valid_from, body.valid_to)
+    external_ids = _check_external_ids(body.external_ids)
     if await session.get(Program, body.program_id) is None:
         raise field_error("program_id", "no such program")
     if await session.get(Partner, body.partner_id) is None:
         raise field_error("partner_id", "no such partner")
+    await _claim_external_ids(session, body.program_id, external_ids, None)
     taken = await session.scalar(
         select(PromoCode.id).where(
             PromoCode.program_id == body.program_id, PromoCode.code_normalized == normalised
@@ -99,6 +145,7 @@ async def create_promo_code(
         max_uses=body.max_uses,
         uses=0,
         status=body.status,
+        external_ids=external_ids,
     )
     try:
         async with session.begin_nested():
@@ -131,11 +178,17 @@ async def get_promo_code(session: AsyncSession, promo_id: uuid.UUID, by: Princip
 async def update_promo_code(
     session: AsyncSession, promo_id: uuid.UUID, body: PromoCodeUpdate, by: Principal
 ) -> PromoCode:
-    """Change a promo code's window, use limit or status."""
+    """Change a promo code's window, use limit, status or external ids."""
     promo = await get_promo_code(session, promo_id, by)
     changes = body.model_dump(exclude_unset=True)
     if "status" in changes and changes["status"] is None:
         raise field_error("status", "may not be null")
+    if "external_ids" in changes:
+        if changes["external_ids"] is None:
+            raise field_error("external_ids", "may not be null; [] clears the list")
+        changes["external_ids"] = _check_external_ids(changes["external_ids"])
+        if changes["external_ids"] != list(promo.external_ids):
+            await _claim_external_ids(session, promo.program_id, changes["external_ids"], promo.id)
     valid_from = changes.get("valid_from", promo.valid_from)
     valid_to = changes.get("valid_to", promo.valid_to)
     _check_window(valid_from, valid_to)
@@ -144,6 +197,8 @@ async def update_promo_code(
     delta: dict[str, Any] = {}
     for key, value in changes.items():
         old = getattr(promo, key)
+        if isinstance(old, list):
+            old = list(old)
         if old != value:
             delta[key] = {
                 "from": old.isoformat() if isinstance(old, datetime) else old,
@@ -222,3 +277,14 @@ async def consume_promo_code(session: AsyncSession, promo_code_id: uuid.UUID) ->
     if loaded is not None:
         set_committed_value(loaded, "uses", row.uses)
     return True
+
+
+async def promo_code_for_external_id(
+    session: AsyncSession, program_id: uuid.UUID, external_id: str
+) -> str | None:
+    """The code of the program's promo code that lists `external_id` (a shop's id), if any."""
+    return await session.scalar(
+        select(PromoCode.code).where(
+            PromoCode.program_id == program_id, PromoCode.external_ids.contains([external_id])
+        )
+    )

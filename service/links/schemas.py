@@ -14,6 +14,12 @@ PromoStatusName = Literal["active", "disabled"]
 # Either [["key", "value"], ...] (order and repeated keys kept) or {"key": "value"}.
 ParamsIn = list[list[str]] | dict[str, str]
 
+MAX_EXTERNAL_IDS = 20
+EXTERNAL_IDS_DOC = (
+    "the shop's ids for this code (Stripe promotion code ids, promo_...): a sale carrying one"
+    " is attributed by this code; each 1-255 printable characters, unique in the program"
+)
+
 
 class LinkCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -72,6 +78,9 @@ class PromoCodeCreate(BaseModel):
     valid_to: Instant | None = None
     max_uses: int | None = Field(default=None, ge=1, le=1_000_000_000)
     status: PromoStatusName = "active"
+    external_ids: list[str] = Field(
+        default_factory=list, max_length=MAX_EXTERNAL_IDS, description=EXTERNAL_IDS_DOC
+    )
 
 
 class PromoCodeUpdate(BaseModel):
@@ -81,6 +90,9 @@ class PromoCodeUpdate(BaseModel):
     valid_to: Instant | None = None
     max_uses: int | None = Field(default=None, ge=1, le=1_000_000_000)
     status: PromoStatusName | None = None
+    external_ids: list[str] | None = Field(
+        default=None, max_length=MAX_EXTERNAL_IDS, description=EXTERNAL_IDS_DOC
+    )
 
 
 class PromoCodeOut(BaseModel):
@@ -93,5 +105,6 @@ class PromoCodeOut(BaseModel):
     max_uses: int | None
     uses: int
     status: PromoStatusName
+    external_ids: list[str] = Field(description="the shop's ids for this code")
     created_at: datetime
     updated_at: datetime

@@ -7,12 +7,14 @@ from enum import StrEnum
 from sqlalchemy import (
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.models.auth import Role
@@ -59,6 +61,7 @@ class PromoCode(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         enum_check("status", PromoCodeStatus),
         UniqueConstraint("program_id", "code_normalized"),
+        Index("ix_promo_codes_external_ids", "external_ids", postgresql_using="gin"),
     )
 
     program_id: Mapped[uuid.UUID] = mapped_column(
@@ -74,3 +77,7 @@ class PromoCode(IdMixin, TimestampMixin, Base):
     max_uses: Mapped[int | None] = mapped_column(Integer, nullable=True)
     uses: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=PromoCodeStatus.active)
+    # The shop's ids for this code (Stripe promotion code ids), unique in the program.
+    external_ids: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, default=list, server_default=text("'{}'")
+    )

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from service.models import CommissionEntry, Integration, IntegrationDelivery
+from service.models import CommissionEntry, Integration, IntegrationDelivery, PromoCode
 from tests.conftest import make_key
-from tests.conversions.factories import add_link, click_id, setup
+from tests.conversions.factories import add_link, add_promo, click_id, setup
 from tests.helpers import assert_problem
 from tests.integrations import payloads as p
 
@@ -211,6 +211,78 @@ async def test_stripe_sale_matches_the_same_sale_posted_to_the_api(client, app, 
     assert [(d["topic"], d["status"], d["attempts"]) for d in items] == [
         ("checkout.session.completed", "processed", 2)
     ]
+
+
+async def test_stripe_promotion_code_id_attributes_by_its_promo_code(client, app, admin):
+    program, partner, _, integration = await shop(client, app, admin, "stripe")
+    code = await add_promo(
+        app, program["id"], partner["id"], external_ids=["promo_1MiM6KLkdIwHu7ix"]
+    )
+    # No click and no metadata: the session names the promotion code the customer redeemed.
+    session = p.checkout_session(
+        discounts=[{"coupon": None, "promotion_code": "promo_1MiM6KLkdIwHu7ix"}]
+    )
+    r = await send_stripe(
+        client, integration, p.stripe_event("checkout.session.completed", session)
+    )
+    answer = r.json()
+    assert r.status_code == 200 and answer["status"] == "processed", r.text
+    got = await conversion(client, admin, answer["conversion_id"])
+    assert got["promo_code"] == code
+    assert got["attribution"]["method"] == "promo_code"
+    assert got["attribution"]["partner_id"] == partner["id"]
+    assert [(e["kind"], e["amount"]) for e in got["commissions"]] == [("commission", "10.00")]
+    async with app.state.sessionmaker() as db:
+        uses = await db.scalar(select(PromoCode.uses).where(PromoCode.code == code))
+    assert uses == 1
+
+    # The breakdown's expanded discount names it too.
+    session = p.checkout_session(
+        total_details={
+            "amount_discount": 0,
+            "amount_shipping": 500,
+            "amount_tax": 800,
+            "breakdown": {
+                "discounts": [
+                    {
+                        "amount": 0,
+                        "discount": {
+                            "object": "discount",
+                            "promotion_code": {"id": "promo_1MiM6KLkdIwHu7ix"},
+                        },
+                    }
+                ],
+                "taxes": [],
+            },
+        }
+    )
+    r = await send_stripe(
+        client, integration, p.stripe_event("checkout.session.completed", session)
+    )
+    got = await conversion(client, admin, r.json()["conversion_id"])
+    assert (
+        got["attribution"]["method"] == "promo_code"
+        and got["attribution"]["partner_id"] == partner["id"]
+    )
+
+
+async def test_stripe_unknown_promotion_code_id_is_no_promo_code(client, app, admin):
+    program, partner, _, integration = await shop(client, app, admin, "stripe")
+    await add_promo(app, program["id"], partner["id"], external_ids=["promo_known"])
+    other, other_partner = await setup(client, admin)
+    # Held by a promo code of another program: unknown here as well.
+    await add_promo(app, other["id"], other_partner["id"], external_ids=["promo_elsewhere"])
+    for promotion_code in ("promo_unknown", "promo_elsewhere"):
+        session = p.checkout_session(discounts=[{"coupon": None, "promotion_code": promotion_code}])
+        event = p.stripe_event("checkout.session.completed", session)
+        r = await send_stripe(client, integration, event)
+        answer = r.json()
+        assert r.status_code == 200 and answer["status"] == "processed", r.text
+        got = await conversion(client, admin, answer["conversion_id"])
+        assert got["promo_code"] is None
+        assert got["attribution"]["method"] is None
+        reasons = {x["method"]: x["reason"] for x in got["attribution"]["reasons"]}
+        assert reasons["promo_code"] == "no promo code sent"
 
 
 async def test_stripe_bad_missing_and_stale_signatures_store_nothing(client, app, admin):

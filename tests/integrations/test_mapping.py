@@ -332,3 +332,29 @@ def test_woocommerce_statuses():
         accept_test_events=False,
     )
     assert three.sale.amount == Decimal("9.000") and three.sale.currency == "KWD"
+
+
+def test_stripe_promotion_code_ids_are_passed_out_of_the_mapping():
+    def sale(kind, data):
+        planned = stripe.plan(p.stripe_event(kind, data), accept_test_events=False)
+        assert planned.sale is not None
+        return planned.sale
+
+    session = p.checkout_session(discounts=[{"coupon": "c1", "promotion_code": "promo_s"}])
+    assert sale("checkout.session.completed", session).promo_external_id == "promo_s"
+    assert sale("checkout.session.completed", p.checkout_session()).promo_external_id is None
+    # An invoice's discounts are ids unless expanded; only an expanded one names its code.
+    expanded = p.invoice(discounts=["di_1", {"id": "di_2", "promotion_code": {"id": "promo_i"}}])
+    assert sale("invoice.paid", expanded).promo_external_id == "promo_i"
+    assert sale("invoice.paid", p.invoice(discounts=["di_1"])).promo_external_id is None
+    older = p.invoice(discount={"object": "discount", "promotion_code": "promo_old"})
+    assert sale("invoice.paid", older).promo_external_id == "promo_old"
+    # The metadata's code is kept beside it; the hook prefers the metadata.
+    both = p.invoice(metadata={"aff_promo_code": "SAVE"}, discount={"promotion_code": "promo_x"})
+    assert (
+        sale("invoice.paid", both).promo_code,
+        sale("invoice.paid", both).promo_external_id,
+    ) == (
+        "SAVE",
+        "promo_x",
+    )

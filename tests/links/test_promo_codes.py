@@ -164,3 +164,78 @@ async def test_consume_is_atomic_under_concurrency(app, client, admin, program, 
     assert sum(results) == 3
     r = await client.get(f"/v1/promo-codes/{promo['id']}", headers=admin)
     assert r.json()["uses"] == 3
+
+
+async def test_external_ids_round_trip(client, admin, program, partner):
+    promo = await _promo(client, admin, program, partner)
+    assert promo["external_ids"] == []
+    promo = await _promo(
+        client, admin, program, partner, external_ids=[" promo_1MiM6KLkdIwHu7ix ", "promo_2"]
+    )
+    assert promo["external_ids"] == ["promo_1MiM6KLkdIwHu7ix", "promo_2"]
+    r = await client.get(f"/v1/promo-codes/{promo['id']}", headers=admin)
+    assert r.json()["external_ids"] == ["promo_1MiM6KLkdIwHu7ix", "promo_2"]
+
+    url = f"/v1/promo-codes/{promo['id']}"
+    r = await client.patch(url, json={"external_ids": ["promo_3"]}, headers=admin)
+    assert r.status_code == 200 and r.json()["external_ids"] == ["promo_3"]
+    # Left out: kept.
+    r = await client.patch(url, json={"status": "disabled"}, headers=admin)
+    assert r.json()["external_ids"] == ["promo_3"]
+    assert error_fields(await client.patch(url, json={"external_ids": None}, headers=admin)) == [
+        "external_ids"
+    ]
+    r = await client.patch(url, json={"external_ids": []}, headers=admin)
+    assert r.status_code == 200 and r.json()["external_ids"] == []
+
+
+async def test_external_ids_validated(client, admin, program, partner):
+    base = {"program_id": program["id"], "partner_id": partner["id"], "code": unique("C")}
+    for ids in (
+        [""],
+        ["   "],
+        ["x" * 256],
+        ["promo_\x00"],
+        ["promo\n1"],
+        ["promo_1", "promo_1"],
+        [f"promo_{i}" for i in range(21)],
+    ):
+        r = await client.post("/v1/promo-codes", json={**base, "external_ids": ids}, headers=admin)
+        # A NUL is refused before the service reads the body, naming the item.
+        assert [f.split("[")[0] for f in error_fields(r)] == ["external_ids"], (ids, r.text)
+    promo = await _promo(client, admin, program, partner, external_ids=["x" * 255])
+    r = await client.patch(
+        f"/v1/promo-codes/{promo['id']}",
+        json={"external_ids": [f"promo_{i}" for i in range(21)]},
+        headers=admin,
+    )
+    assert error_fields(r) == ["external_ids"]
+    assert (await client.get(f"/v1/promo-codes/{promo['id']}", headers=admin)).json()[
+        "external_ids"
+    ] == ["x" * 255]
+
+
+async def test_external_ids_unique_per_program(client, admin, program, partner):
+    first = await _promo(client, admin, program, partner, external_ids=["promo_a", "promo_b"])
+    base = {"program_id": program["id"], "partner_id": partner["id"]}
+    r = await client.post(
+        "/v1/promo-codes",
+        json={**base, "code": unique("C"), "external_ids": ["promo_c", "promo_b"]},
+        headers=admin,
+    )
+    assert error_fields(r, 409) == ["external_ids"]
+    second = await _promo(client, admin, program, partner, external_ids=["promo_c"])
+    r = await client.patch(
+        f"/v1/promo-codes/{second['id']}", json={"external_ids": ["promo_a"]}, headers=admin
+    )
+    assert error_fields(r, 409) == ["external_ids"]
+    # A code may keep (and reorder) its own ids.
+    r = await client.patch(
+        f"/v1/promo-codes/{first['id']}",
+        json={"external_ids": ["promo_b", "promo_a", "promo_d"]},
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    # Another program may hold the same id.
+    other = await create_program(client, admin)
+    await _promo(client, admin, other, partner, external_ids=["promo_a"])
