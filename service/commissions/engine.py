@@ -41,106 +41,11 @@ from service.commissions.state import (
     Outcome,
     RefundInput,
 )
-from service.commissions.terms import HUNDRED, ZERO, Explain, Rule, Terms, Tier
+from service.commissions.terms import HUNDRED, ZERO, Explain, Rule, Terms
+from service.commissions.tiers import brackets, month_value, unrounded
 from service.kit.money import round_money
 from service.kit.time import add_months, ensure_aware
 from service.models.ledger import EntryKind
-
-
-def _slices(quantity: Decimal, tiers: Sequence[Tier]) -> list[tuple[Tier, Decimal | None, Decimal]]:
-    """How much of `quantity` falls in each bracket: (tier, upper bound, slice)."""
-    out: list[tuple[Tier, Decimal | None, Decimal]] = []
-    for i, tier in enumerate(tiers):
-        upper = tiers[i + 1].start if i + 1 < len(tiers) else None
-        part = quantity - tier.start
-        if upper is not None:
-            part = min(part, upper - tier.start)
-        out.append((tier, upper, max(part, ZERO)))
-    return out
-
-
-def _tier_value(rule: Rule, tier: Tier) -> Decimal:
-    if rule.type == "percent":
-        return (tier.percent or ZERO) / HUNDRED
-    return tier.amount or ZERO
-
-
-def _count_level(rule: Rule, count: int) -> Tier:
-    # The n-th conversion fills the slice [n-1, n), as revenue fills [r, r+x):
-    # a tier "from 10" starts with the 11th conversion of the month.
-    reached = max(count - 1, 0)
-    level = rule.tiers[0]
-    for tier in rule.tiers:
-        if tier.start <= reached:
-            level = tier
-    return level
-
-
-def _unrounded(rule: Rule, state: MonthState) -> Decimal:
-    revenue = max(state.revenue, ZERO)
-    count = Decimal(max(state.count, 0))
-    if rule.type == "percent":
-        if rule.tiers and rule.tier_basis == "count":
-            main = revenue * (_count_level(rule, state.count).percent or ZERO) / HUNDRED
-        elif rule.tiers:
-            main = sum(
-                (part * _tier_value(rule, tier) for tier, _, part in _slices(revenue, rule.tiers)),
-                ZERO,
-            )
-        else:
-            main = revenue * (rule.percent or ZERO) / HUNDRED
-    elif rule.tiers:
-        main = sum(
-            (part * _tier_value(rule, tier) for tier, _, part in _slices(count, rule.tiers)), ZERO
-        )
-    else:
-        main = count * (rule.amount or ZERO)
-    special = sum(
-        (max(state.category(name), ZERO) * pct / HUNDRED for name, pct in rule.categories), ZERO
-    )
-    return main + special
-
-
-def _month_value(rule: Rule, state: MonthState, currency: str) -> Decimal:
-    value = round_money(_unrounded(rule, state), currency)
-    if rule.monthly_cap is not None:
-        value = min(value, rule.monthly_cap)
-    return value
-
-
-def _brackets(rule: Rule, before: MonthState, after: MonthState) -> list[Explain]:
-    """The brackets an operation moved through, with the slice and rate of each."""
-    if not rule.tiers:
-        return []
-    if rule.type == "percent" and rule.tier_basis == "count":
-        lo, hi = _count_level(rule, before.count), _count_level(rule, after.count)
-        return [
-            {
-                "basis": "count",
-                "level_before": {"from": text(lo.start), "percent": text(lo.percent)},
-                "level_after": {"from": text(hi.start), "percent": text(hi.percent)},
-                "applies_to": "the month's whole revenue",
-            }
-        ]
-    if rule.tier_basis == "count":
-        qb, qa = Decimal(before.count), Decimal(after.count)
-    else:
-        qb, qa = before.revenue, after.revenue
-    out: list[Explain] = []
-    for (tier, upper, part_b), (_, _, part_a) in zip(
-        _slices(qb, rule.tiers), _slices(qa, rule.tiers), strict=True
-    ):
-        moved = part_a - part_b
-        if moved == 0:
-            continue
-        row: Explain = {"basis": rule.tier_basis, "from": text(tier.start), "to": text(upper)}
-        row["slice"] = text(moved)
-        if rule.type == "percent":
-            row["percent"] = text(tier.percent)
-        else:
-            row["amount"] = text(tier.amount)
-        out.append(row)
-    return out
 
 
 def _add_categories(
@@ -214,8 +119,8 @@ def _settle(
     clip_to_conversion_cap: bool = False,
 ) -> Outcome:
     """Turn a state move into entries: partner delta, caps, then the parent's override."""
-    t_before = _month_value(rule, before, currency)
-    t_after = _month_value(rule, moved, currency)
+    t_before = month_value(rule, before, currency)
+    t_after = month_value(rule, moved, currency)
     delta = t_after - t_before if fixed_delta is None else fixed_delta
     caps: list[Explain] = []
     if clip_to_conversion_cap and rule.cap_per_conversion is not None:
@@ -228,7 +133,7 @@ def _settle(
             caps.append({"cap": "monthly_cap", "limit": text(rule.monthly_cap), "room": text(room)})
             delta = room
     if rule.monthly_cap is not None and fixed_delta is None:
-        uncapped = round_money(_unrounded(rule, moved), currency)
+        uncapped = round_money(unrounded(rule, moved), currency)
         if uncapped > rule.monthly_cap:
             caps.append(
                 {
@@ -259,7 +164,7 @@ def _settle(
     record: Explain = {
         **explain,
         "rule": rule_json(rule),
-        "brackets": _brackets(rule, before, moved),
+        "brackets": brackets(rule, before, moved),
         "state_before": before.as_json(),
         "state_after": new_state.as_json(),
         "month_total_before": text(t_before),
@@ -307,7 +212,7 @@ def month_total(terms: Terms, state: MonthState, currency: str, event: str = "sa
     rule = terms.rule_for(event)
     if rule is None:
         return ZERO
-    return _month_value(rule, state, currency)
+    return month_value(rule, state, currency)
 
 
 def compute_conversion(
