@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # Failed authentications allowed per client address (each process counts its own).
     auth_failure_limit: str = "20/minute"
+    # How long a portal session lasts after its sign-in link was used.
+    portal_session_hours: int = Field(default=12, ge=1, le=720)
     log_level: str = "info"
     access_log: bool = False
 
