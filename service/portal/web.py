@@ -7,7 +7,7 @@ route and, with `nav`, its place in the menu of each role that may open it.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -102,7 +102,7 @@ class SignInRequired(Unauthorized):
 class PortalRoute(APIRoute):
     """Routes whose errors are pages (with the same status) instead of problem+json."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
