@@ -27,3 +27,6 @@ class PortalLinkCreate(BaseModel):
 class PortalLinkOut(BaseModel):
     url: str = Field(description="opens the portal once, within 24 hours")
     expires_at: datetime
+    emailed_to: str | None = Field(
+        description="the partner's address the link was sent to (AFFILIATE_SMTP_URL set), or null"
+    )
