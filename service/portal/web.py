@@ -13,13 +13,20 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from service.auth.deps import check_partner_active
 from service.db import Session
-from service.errors import Forbidden, ProblemError, Unauthorized, ValidationFailed
+from service.errors import (
+    Forbidden,
+    ProblemError,
+    Unauthorized,
+    ValidationFailed,
+    validation_errors,
+)
 from service.kit.text import MESSAGE, unstorable
 from service.models import Role
 from service.portal import csrf, format
@@ -108,6 +115,18 @@ class PortalRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except RequestValidationError as exc:
+                errors = validation_errors(exc)
+                return render(
+                    request,
+                    "error.html",
+                    getattr(request.state, "portal_user", None),
+                    status_code=422,
+                    title="Validation failed",
+                    detail="; ".join(f"{e['field']}: {e['message']}" for e in errors[:3]),
+                    errors=errors,
+                    signed_out=False,
+                )
             except ProblemError as exc:
                 who = getattr(request.state, "portal_user", None)
                 headers = {k: v for k, v in (exc.headers or {}).items() if k != "WWW-Authenticate"}

@@ -209,3 +209,14 @@ def test_cli_prints_a_link(args, expect, database_url):
 def test_csrf_tokens_differ_per_session():
     assert csrf.token_for("a") != csrf.token_for("b")
     assert csrf.valid("a", csrf.token_for("a")) and not csrf.valid("a", None)
+
+
+async def test_a_bad_address_is_a_page_naming_the_field(client, admin):
+    who = await signed_in(client, await flows.portal_link(client, admin, role="admin"))
+    r = await client.get("/portal/manage/programs/not-a-uuid", headers=who)
+    assert r.status_code == 422 and "text/html" in r.headers["content-type"]
+    assert "program_id" in r.text
+    r = await client.get(
+        "/portal/manage/programs/00000000-0000-7000-8000-000000000000", headers=who
+    )
+    assert r.status_code == 404 and "does not exist" in r.text
