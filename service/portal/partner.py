@@ -121,6 +121,9 @@ async def links_page(
     """The partner's links, and a form to make one."""
     rows, cursor = await links.list_links(session, page, who.principal)
     base = request.app.state.settings.public_url
+    by_sub1 = await reports.performance(
+        session, who.principal, reports.Params(None, None, None, None, None, "sub1", None)
+    )
     return render(
         request,
         "partner/links.html",
@@ -129,6 +132,7 @@ async def links_page(
         next_cursor=cursor,
         programs=await _programs(session, who),
         made=made,
+        by_sub1=by_sub1,
     )
 
 

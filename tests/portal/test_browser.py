@@ -171,6 +171,7 @@ async def test_partner_overview_equals_the_api_and_a_link_is_made(live, browser)
     assert await made.count() == 1
     new_url = await made.locator("input.copy-source").input_value()
     assert new_url.startswith(live["base"] + "/r/spring")
+    assert "review" in await page.text_content("#sub1")  # the clicks' sub1
     await check_accessible(page)
     await shoot(page, "partner-links")
 
