@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from service.portal.sessions import COOKIE
 from tests.factories import create_partner, create_program, unique
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
@@ -105,3 +107,19 @@ async def world(client: httpx.AsyncClient, admin: dict[str, str], make_key: Any)
         "accepted": accepted,
         "b_sale": b_sale,
     }
+
+
+async def signed_in(client: httpx.AsyncClient, url: str) -> dict[str, str]:
+    """Use a link; the session cookie as a header (the test host is not https)."""
+    path = url.removeprefix("http://aff.test")
+    r = await client.post(path)
+    assert r.status_code == 303, r.text
+    m = re.search(rf"{COOKIE}=([^;]+)", r.headers["set-cookie"])
+    assert m
+    return {"cookie": f"{COOKIE}={m.group(1)}"}
+
+
+def token_of(page: str) -> str:
+    m = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
+    assert m
+    return m.group(1)

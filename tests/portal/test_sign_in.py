@@ -2,44 +2,26 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import update
 
 from service.kit.time import utc_now
 from service.models import PortalLink
 from service.portal import csrf
-from service.portal.sessions import COOKIE
 from service.portal.web import secure_cookies
 from tests.conftest import make_key
 from tests.factories import create_partner, create_program, unique
 from tests.helpers import assert_problem, error_fields
 from tests.portal import flows
+from tests.portal.flows import signed_in, token_of
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def signed_in(client: httpx.AsyncClient, url: str) -> dict[str, str]:
-    """Use a link; the session cookie as a header (the test host is not https)."""
-    path = url.removeprefix("http://aff.test")
-    r = await client.post(path)
-    assert r.status_code == 303, r.text
-    m = re.search(rf"{COOKIE}=([^;]+)", r.headers["set-cookie"])
-    assert m
-    return {"cookie": f"{COOKIE}={m.group(1)}"}
-
-
-def token_of(page: str) -> str:
-    m = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
-    assert m
-    return m.group(1)
 
 
 async def test_portal_links_take_a_partner_or_a_role(client, admin):
