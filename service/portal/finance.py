@@ -25,9 +25,9 @@ pages = web.router()
 ROLES = [Role.admin, Role.finance]
 ALL = PageParams(limit=200, after=None)
 
-web.register("Payout preview", "/finance", ROLES)
-web.register("Payout runs", "/finance/runs", ROLES)
-web.register("Reconciliation", "/finance/reconciliation", ROLES)
+web.register("Payout preview", "/finance", ROLES, 50)
+web.register("Payout runs", "/finance/runs", ROLES, 60)
+web.register("Reconciliation", "/finance/reconciliation", ROLES, 70)
 
 ProgramFilter = Annotated[uuid.UUID | None, Query()]
 

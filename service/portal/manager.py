@@ -31,7 +31,7 @@ pages = web.router()
 PERIOD = timedelta(days=30)
 DECISIONS = {"approve": "approved", "reject": "rejected"}
 
-web.register("Programs", "/manage", [Role.admin])
+web.register("Programs", "/manage", [Role.admin], 10)
 
 KPI_ROWS = (
     ("clicks", "Clicks", "number"),

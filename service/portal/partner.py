@@ -32,10 +32,10 @@ pages = web.router()
 ALL = PageParams(limit=200, after=None)
 ROLE = [Role.partner]
 
-web.register("Overview", "/partner", ROLE)
-web.register("Links", "/partner/links", ROLE)
-web.register("Conversions", "/partner/conversions", ROLE)
-web.register("Payouts", "/partner/payouts", ROLE)
+web.register("Overview", "/partner", ROLE, 10)
+web.register("Links", "/partner/links", ROLE, 20)
+web.register("Conversions", "/partner/conversions", ROLE, 30)
+web.register("Payouts", "/partner/payouts", ROLE, 40)
 
 
 async def _programs(session: Session, who: web.SignedIn) -> list[Program]:

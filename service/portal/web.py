@@ -64,14 +64,15 @@ class NavItem:
     label: str
     path: str
     roles: frozenset[Role]
+    order: int
 
 
 NAV: list[NavItem] = []
 
 
 def nav_for(role: Role) -> list[NavItem]:
-    """The menu of a role, in the order the pages were registered."""
-    return [item for item in NAV if role in item.roles]
+    """The menu of a role, by each page's place."""
+    return sorted((item for item in NAV if role in item.roles), key=lambda i: i.order)
 
 
 def secure_cookies(public_url: str) -> bool:
@@ -198,9 +199,9 @@ Finance = Annotated[SignedIn, Depends(user(Role.admin, Role.finance))]
 Anyone = Annotated[SignedIn, Depends(user(Role.admin, Role.finance, Role.partner))]
 
 
-def register(label: str, path: str, roles: Sequence[Role]) -> None:
-    """Put a page in the menu of these roles."""
-    NAV.append(NavItem(label, "/portal" + path, frozenset(roles)))
+def register(label: str, path: str, roles: Sequence[Role], order: int) -> None:
+    """Put a page in the menu of these roles, at its place (lower first)."""
+    NAV.append(NavItem(label, "/portal" + path, frozenset(roles), order))
 
 
 def idempotency_key() -> str:
