@@ -11,8 +11,8 @@ from datetime import date
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 600, 180
-PAD_LEFT, PAD_BOTTOM, PAD_TOP = 36, 22, 10
+WIDTH, HEIGHT = 900, 220
+PAD_LEFT, PAD_BOTTOM, PAD_TOP = 40, 24, 12
 
 
 def _nice_max(value: int) -> int:
@@ -37,9 +37,9 @@ def daily_bars(days: Sequence[tuple[date, int]], label: str) -> Markup:
         f"<title>{escape(label)}</title>",
         f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH}" y2="{PAD_TOP + plot_h}" '
         'stroke="#888" stroke-width="1"/>',
-        f'<text x="{PAD_LEFT - 4}" y="{PAD_TOP + 8}" text-anchor="end" font-size="11" '
+        f'<text x="{PAD_LEFT - 4}" y="{PAD_TOP + 8}" text-anchor="end" font-size="13" '
         f'fill="#444">{top}</text>',
-        f'<text x="{PAD_LEFT - 4}" y="{PAD_TOP + plot_h}" text-anchor="end" font-size="11" '
+        f'<text x="{PAD_LEFT - 4}" y="{PAD_TOP + plot_h}" text-anchor="end" font-size="13" '
         'fill="#444">0</text>',
     ]
     for i, (d, value) in enumerate(days):
@@ -53,7 +53,7 @@ def daily_bars(days: Sequence[tuple[date, int]], label: str) -> Markup:
         if i % 7 == 0 or (i == len(days) - 1 and i % 7 > 2):
             parts.append(
                 f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - 6}" text-anchor="middle" '
-                f'font-size="11" fill="#444">{d.strftime("%b %d")}</text>'
+                f'font-size="13" fill="#444">{d.strftime("%b %d")}</text>'
             )
     parts.append("</svg>")
     return Markup("".join(parts))
