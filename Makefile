@@ -29,12 +29,18 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy service
 
+# The portal's browser tests need a Chromium (Debian's `chromium`); without one they skip.
+CHROMIUM_NOTE = command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	|| echo "== no Chromium found: the portal's browser tests are skipped (apt-get install chromium)"
+
 pytest: $(VENV)/.installed-dev
-	$(BIN)/pytest -q
+	@$(CHROMIUM_NOTE)
+	$(BIN)/pytest -q -rs
 
 # The database tests again, against the server named by TEST_DATABASE_URL.
 test-db: $(VENV)/.installed-dev
-	$(BIN)/pytest -q
+	@$(CHROMIUM_NOTE)
+	$(BIN)/pytest -q -rs
 
 openapi: $(VENV)/.installed-run
 	$(BIN)/python -m service openapi > openapi/openapi.json

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from service import migrate
@@ -33,6 +34,8 @@ from service.links.api import promo_codes_router
 from service.links.api import router as links_router
 from service.partners.api import router as partners_router
 from service.payouts.api import router as payouts_router
+from service.portal import PAGES, STATIC_DIR
+from service.portal.api import router as portal_links_router
 from service.programs.api import router as programs_router
 from service.redirect.asgi import RedirectApp
 from service.redirect.runtime import RedirectRuntime
@@ -55,6 +58,7 @@ ROUTERS = [
     reports_router,
     fraud_router,
     integrations_router,
+    portal_links_router,
 ]
 
 
@@ -113,6 +117,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     install_database_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    for pages in PAGES:
+        app.include_router(pages)
+    app.mount("/portal/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
     # Added as they are, without the app-wide dependencies: a shop's body is read by nothing
     # before its signature is checked (storable_input would parse it).
     app.router.routes.extend(hooks_router.routes)

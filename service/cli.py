@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, keys, openapi, demo, click-loader."""
+"""Command line: serve, migrate, keys, portal-link, openapi, demo, click-loader."""
 
 from __future__ import annotations
 
@@ -148,6 +148,42 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_portal_link(args: argparse.Namespace) -> int:
+    from service import migrate
+    from service.errors import ProblemError
+    from service.models import Role
+    from service.portal.sessions import issue_link
+
+    try:
+        partner_id = uuid.UUID(args.partner) if args.partner else None
+    except ValueError:
+        print(f"error: --partner {args.partner!r} is not a partner id", file=sys.stderr)
+        return 2
+    role = Role.partner if partner_id else Role(args.role)
+    settings = get_settings()
+    url, embedded = _database_url()
+    try:
+        if settings.migrate:
+            migrate.upgrade(url)
+
+        async def issue(session):  # type: ignore[no-untyped-def]
+            _, link = await issue_link(
+                session, role=role, partner_id=partner_id, by=None, public_url=settings.public_url
+            )
+            return link
+
+        try:
+            link = asyncio.run(_with_session(url, issue))
+        except ProblemError as exc:
+            print(f"error: {exc.detail}", file=sys.stderr)
+            return 2
+        print("a sign-in link, valid for 24 hours and used once:")
+        print(link)
+    finally:
+        _stop(embedded)
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from service.app import create_app
 
@@ -252,6 +288,12 @@ def parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="revoke a key")
     kr.add_argument("id")
     k.set_defaults(fn=cmd_keys)
+
+    pl = sub.add_parser("portal-link", help="print a one-time sign-in link to the portal")
+    who = pl.add_mutually_exclusive_group(required=True)
+    who.add_argument("--partner", help="partner id: the partner's portal")
+    who.add_argument("--role", choices=["admin", "finance"], help="a manager's or finance's portal")
+    pl.set_defaults(fn=cmd_portal_link)
 
     sub.add_parser("openapi", help="print the OpenAPI spec").set_defaults(fn=cmd_openapi)
     sub.add_parser("demo", help="load a demo program with traffic").set_defaults(fn=cmd_demo)

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # Failed authentications allowed per client address (each process counts its own).
     auth_failure_limit: str = "20/minute"
+    # How long a portal session lasts after its sign-in link was used.
+    portal_session_hours: int = Field(default=12, ge=1, le=720)
+    # smtp://user:password@host:587 (STARTTLS when offered) or smtps://host:465: partners'
+    # sign-in links are emailed to them. Unset: links are only answered and printed.
+    smtp_url: str | None = None
+    smtp_from: str = "affiliate-portal@localhost"
     log_level: str = "info"
     access_log: bool = False
 
@@ -96,6 +102,15 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "AFFILIATE_CLICK_LOG takes nats:// or tls:// URLs, comma separated"
                 )
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if value.partition("://")[0] not in ("smtp", "smtps"):
+            raise ValueError("AFFILIATE_SMTP_URL takes smtp:// or smtps:// URLs")
         return value
 
     @field_validator("auth_failure_limit")

@@ -171,6 +171,14 @@ async def run_demo(asgi: ASGIApp, fastapi: FastAPI, settings: Settings) -> None:
                     headers=shop,
                 )
             )
+            portal = {
+                who: (await _ok(await c.post("/v1/portal-links", json=body)))["url"]
+                for who, body in (
+                    ("partner", {"partner_id": blog["id"]}),
+                    ("admin", {"role": "admin"}),
+                    ("finance", {"role": "finance"}),
+                )
+            }
 
     base = settings.public_url
     print(f"Demo program {program['id']} ({program['name']}) is loaded.")
@@ -189,6 +197,10 @@ async def run_demo(asgi: ASGIApp, fastapi: FastAPI, settings: Settings) -> None:
     print(
         f"  curl -s -H 'Authorization: Bearer {finance['key']}' '{base}/v1/payouts/preview?program_id={program['id']}'"
     )
+    print()
+    print("The portal in a browser (each link signs in once, within 24 hours):")
+    for who, url in portal.items():
+        print(f"  {who:<8} {url}")
     print()
     print("Keys (shown once):")
     print(f"  admin    {admin_key}")

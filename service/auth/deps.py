@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal, authenticate
 from service.db import Session
@@ -48,7 +49,8 @@ async def current_principal(request: Request, session: Session) -> Principal:
     return principal
 
 
-async def _check_partner_active(session: Session, principal: Principal) -> None:
+async def check_partner_active(session: AsyncSession, principal: Principal) -> None:
+    """403 unless the principal's partner is active (and holds it so while this writes)."""
     # FOR SHARE: a status change waits for this write to commit, and this write for it,
     # so no write lands after the partner was suspended.
     status = await session.scalar(
@@ -76,7 +78,7 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
             names = ", ".join(sorted(allowed))
             raise Forbidden(f"this action needs one of these roles: {names}")
         if principal.role == Role.partner and request.method not in SAFE_METHODS:
-            await _check_partner_active(session, principal)
+            await check_partner_active(session, principal)
         return principal
 
     return _check

@@ -39,6 +39,16 @@ class Principal:
         return True
 
 
+def principal_of(row: ApiKey) -> Principal:
+    """The principal a stored key stands for."""
+    return Principal(
+        key_id=row.id,
+        role=Role(row.role),
+        program_ids=frozenset(row.program_ids or ()),
+        partner_id=row.partner_id,
+    )
+
+
 def hash_key(key: str) -> bytes:
     """sha256 of the key; keys carry 256 random bits, so no slow hash is needed."""
     return hashlib.sha256(key.encode()).digest()
@@ -268,12 +278,7 @@ async def authenticate(session: AsyncSession, cache: KeyCache, key: str) -> Prin
         and partner_status not in LOCKED_OUT_PARTNER
         and hmac.compare_digest(row.key_hash, digest)
     ):
-        principal = Principal(
-            key_id=row.id,
-            role=Role(row.role),
-            program_ids=frozenset(row.program_ids or ()),
-            partner_id=row.partner_id,
-        )
+        principal = principal_of(row)
     cache.put(
         digest,
         now,

@@ -30,6 +30,7 @@ from service.models.ledger import CommissionEntry, EntryKind, MonthTotal
 from service.models.links import Link, LinkStatus, PromoCode, PromoCodeStatus
 from service.models.partners import Partner, PartnerStatus
 from service.models.payouts import Payout, PayoutRun, PayoutStatus
+from service.models.portal import PortalLink, PortalSession
 from service.models.programs import Program
 
 __all__ = [
@@ -63,6 +64,8 @@ __all__ = [
     "Payout",
     "PayoutRun",
     "PayoutStatus",
+    "PortalLink",
+    "PortalSession",
     "Program",
     "PromoCode",
     "PromoCodeStatus",

@@ -13,6 +13,7 @@ from service.kit.time import Instant
 from service.ledger import reconciliation as ledger
 from service.openapi_responses import ERRORS, WRITE_ERRORS
 from service.payouts import exports, runs, settlement
+from service.payouts.balances import Balances, balances
 from service.payouts.preview import build_preview
 from service.payouts.report import build_report
 from service.payouts.schemas import (
@@ -115,19 +116,39 @@ async def export_run(run_id: uuid.UUID, auth: Finance, session: Session) -> Resp
     return csvout.response(await exports.run_csv(session, run), f"payout-run-{run.id}.csv")
 
 
-@router.get("/payouts", responses=ERRORS)
+@router.get("/payouts", response_model=Page[PayoutOut], responses={**ERRORS, **CSV_RESPONSE})
 async def list_payouts(
+    request: Request,
     auth: FinanceOrPartner,
     session: Session,
     page: Pagination,
     partner_id: Annotated[uuid.UUID | None, Query()] = None,
     status: Annotated[PayoutStatusName | None, Query()] = None,
     run_id: Annotated[uuid.UUID | None, Query()] = None,
-) -> Page[PayoutOut]:
+    format: FormatParam = None,
+) -> Any:
+    """Payouts, newest last; `format=csv` answers the page as CSV (next page: the cursor)."""
     rows, cursor = await settlement.list_payouts(
         session, page, auth, partner_id=partner_id, status=status, run_id=run_id
     )
-    return Page(items=[settlement.payout_out(r) for r in rows], next_cursor=cursor)
+    items = [settlement.payout_out(r) for r in rows]
+    if csvout.wanted(request, format):
+        response = csvout.response(exports.payouts_csv(items), "payouts.csv")
+        if cursor is not None:
+            response.headers["X-Next-Cursor"] = cursor
+        return response
+    return Page(items=items, next_cursor=cursor)
+
+
+@router.get("/balances", responses=ERRORS)
+async def balances_(
+    auth: FinanceOrPartner,
+    session: Session,
+    program_id: Annotated[uuid.UUID | None, Query()] = None,
+    partner_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Balances:
+    """Payable, pending, on hold and paid per partner and currency; a partner key sees its own."""
+    return await balances(session, auth, program_id, partner_id)
 
 
 @router.get("/payouts/{payout_id}", responses=ERRORS)

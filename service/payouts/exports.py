@@ -11,7 +11,7 @@ from service.kit import csvout
 from service.kit.money import format_minor
 from service.models import PayoutRun
 from service.payouts import repository as repo
-from service.payouts.schemas import Preview, Report
+from service.payouts.schemas import PayoutOut, Preview, Report
 
 PREVIEW_COLUMNS = (
     "partner_id",
@@ -41,6 +41,21 @@ RUN_COLUMNS = (
     "payout_method",
     "payout_details",
     "status",
+)
+PAYOUT_COLUMNS = (
+    "payout_id",
+    "run_id",
+    "currency",
+    "amount",
+    "entry_count",
+    "status",
+    "period_start",
+    "period_end",
+    "payout_method",
+    "reference",
+    "paid_at",
+    "failed_at",
+    "failure_reason",
 )
 REPORT_COLUMNS = (
     "partner_id",
@@ -99,6 +114,32 @@ async def run_csv(session: AsyncSession, run: PayoutRun) -> Iterator[str]:
                 r.status,
             )
             for r in rows
+        ),
+        _AMOUNTS,
+    )
+
+
+def payouts_csv(items: list[PayoutOut]) -> Iterator[str]:
+    """Payouts as CSV, one row each, columns in PAYOUT_COLUMNS order."""
+    return csvout.lines(
+        PAYOUT_COLUMNS,
+        (
+            (
+                p.id,
+                p.run_id,
+                p.currency,
+                p.amount,
+                p.entry_count,
+                p.status,
+                p.period_start,
+                p.period_end,
+                p.payout_method,
+                p.reference,
+                p.paid_at,
+                p.failed_at,
+                p.failure_reason,
+            )
+            for p in items
         ),
         _AMOUNTS,
     )

@@ -441,3 +441,24 @@ async def paid_report(session: AsyncSession, start: datetime, end: datetime) -> 
         .order_by(Partner.name, p.partner_id, p.currency)
     )
     return list(rows)
+
+
+async def paid_sums(
+    session: AsyncSession,
+    principal: Principal,
+    program_id: uuid.UUID | None,
+    partner_id: uuid.UUID | None,
+) -> dict[tuple[uuid.UUID, str], int]:
+    """Readable entries locked into paid payouts, summed per partner and currency."""
+    e = CommissionEntry
+    stmt = (
+        commissions.readable(principal)
+        .with_only_columns(e.partner_id, e.currency, _sum(e.amount_minor))
+        .join(Payout, and_(Payout.id == e.payout_id, Payout.status == PayoutStatus.paid))
+        .group_by(e.partner_id, e.currency)
+    )
+    if program_id is not None:
+        stmt = stmt.where(e.program_id == program_id)
+    if partner_id is not None:
+        stmt = stmt.where(e.partner_id == partner_id)
+    return {(r[0], r[1]): int(r[2]) for r in await session.execute(stmt)}
