@@ -19,6 +19,16 @@ from service.models.conversions import (
     FxRate,
     Refund,
 )
+from service.models.events import (
+    Event,
+    EventDelivery,
+    EventDeliveryAttempt,
+    EventDeliveryStatus,
+    EventSubscriptions,
+    Postback,
+    SubscriberStatus,
+    WebhookEndpoint,
+)
 from service.models.integrations import (
     DeliveryStatus,
     Integration,
@@ -50,6 +60,11 @@ __all__ = [
     "Customer",
     "DeliveryStatus",
     "EntryKind",
+    "Event",
+    "EventDelivery",
+    "EventDeliveryAttempt",
+    "EventDeliveryStatus",
+    "EventSubscriptions",
     "FxRate",
     "HashKey",
     "Integration",
@@ -63,6 +78,7 @@ __all__ = [
     "Payout",
     "PayoutRun",
     "PayoutStatus",
+    "Postback",
     "Program",
     "PromoCode",
     "PromoCodeStatus",
@@ -70,4 +86,6 @@ __all__ = [
     "Refund",
     "Role",
     "ServiceSecret",
+    "SubscriberStatus",
+    "WebhookEndpoint",
 ]
