@@ -47,10 +47,10 @@ class Receiver:
         return [r for r in got if r.body and json.loads(r.body)["type"] == type_]
 
     async def wait_for(
-        self, count: int, timeout: float = 20.0, type_: str | None = None
+        self, count: int, within: float = 20.0, type_: str | None = None
     ) -> list[Received]:
         """At least `count` requests (of the event type, when given), waiting without blocking the loop."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             got = self.of_type(type_) if type_ else self.all()
             if len(got) >= count:

@@ -61,9 +61,9 @@ async def _deliveries(client, admin, endpoint_id):
     return r.json()["items"]
 
 
-async def _settled(client, admin, endpoint_id, count, status="succeeded", timeout=15.0):
+async def _settled(client, admin, endpoint_id, count, status="succeeded", within=15.0):
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while loop.time() < deadline:
         items = await _deliveries(client, admin, endpoint_id)
         if len([d for d in items if d["status"] == status]) >= count:
