@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import event, func, insert, select
@@ -33,6 +33,7 @@ from service.models import Event, EventDelivery, Postback, SubscriberStatus, Web
 # session.info keys: the app's cache (set by its sessionmaker), and what this transaction holds.
 SESSION_SUBSCRIPTIONS = "event_subscriptions"
 _HELD = "event_subscriptions_held"
+_PENDING = "events_pending"
 
 Build = Callable[[], Awaitable[dict[str, Any]]]
 PostbackValues = Callable[[dict[str, Any]], Awaitable[dict[str, str | None]]]
@@ -147,10 +148,40 @@ async def subscribers_changed(session: AsyncSession) -> None:
     await session.execute(select(func.bump_event_subscriptions()))
 
 
+@dataclass
+class _Pending:
+    """The rows a transaction's emits wrote, inserted together before it commits."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def write_pending_sync(session: SyncSession) -> None:
+    """Insert what this transaction emitted: one multi-row INSERT of events, one of
+    deliveries. Runs in the commit (before_commit), so a rollback writes nothing."""
+    pending: _Pending | None = session.info.pop(_PENDING, None)
+    if pending is None or not pending.events:
+        return
+    session.execute(insert(Event), pending.events)
+    session.execute(insert(EventDelivery), pending.deliveries)
+
+
+async def write_pending(session: AsyncSession) -> None:
+    """Insert what was emitted so far now, inside the transaction (before commit does it
+    anyway); for code that reads its own events back before committing."""
+    await session.run_sync(write_pending_sync)
+
+
+@event.listens_for(SyncSession, "before_commit")
+def _before_commit(session: SyncSession) -> None:
+    write_pending_sync(session)
+
+
 @event.listens_for(SyncSession, "after_commit")
 @event.listens_for(SyncSession, "after_rollback")
 def _release(session: SyncSession) -> None:
     session.info.pop(_HELD, None)
+    session.info.pop(_PENDING, None)
 
 
 async def emit(
@@ -162,34 +193,35 @@ async def emit(
     build: Build,
     postback_values: PostbackValues | None = None,
 ) -> uuid.UUID | None:
-    """Write an event and its deliveries in the caller's transaction; its id, or None when
-    no subscriber wants it (then `build` is never called)."""
+    """Write an event and its deliveries in the caller's transaction (inserted with the
+    transaction's other events when it commits); its id, or None when no subscriber wants it
+    (then `build` is never called)."""
     targets = (await subscriptions(session)).targets(type_, program_id, partner_id)
     if not targets:
         return None
     data = await build()
     event_id = new_id()
     now = utc_now()
-    await session.execute(
-        insert(Event).values(
-            id=event_id,
-            type=type_,
-            program_id=program_id,
-            partner_id=partner_id,
-            data=data,
-            created_at=now,
-        )
-    )
     values: dict[str, str | None] = {"event": type_}
     if postback_values is not None and any(t.kind == "postback" for t in targets):
         values.update(await postback_values(data))
-    rows = []
+    pending: _Pending = session.info.setdefault(_PENDING, _Pending())
+    pending.events.append(
+        {
+            "id": event_id,
+            "type": type_,
+            "program_id": program_id,
+            "partner_id": partner_id,
+            "data": data,
+            "created_at": now,
+        }
+    )
     for target in targets:
         url = None
         if target.kind == "postback":
             assert target.url_template is not None
             url = macros.render(target.url_template, values)
-        rows.append(
+        pending.deliveries.append(
             {
                 "id": new_id(),
                 "event_id": event_id,
@@ -201,5 +233,4 @@ async def emit(
                 "next_attempt_at": now,
             }
         )
-    await session.execute(insert(EventDelivery), rows)
     return event_id

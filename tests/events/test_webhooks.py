@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 from standardwebhooks import Webhook
 
+from service.events.outbox import write_pending
 from service.kit.time import utc_now
 from service.models import Event, WebhookEndpoint
 from service.partners import service as partners
@@ -192,6 +193,7 @@ async def test_a_rolled_back_transaction_emits_nothing(client, app, admin):
 
     async with app.state.sessionmaker() as session:
         partner = await partners.create_partner(session, body, SYSTEM)
+        await write_pending(session)
         # Written in this transaction...
         inside = await session.scalar(
             select(func.count())
