@@ -116,7 +116,7 @@ async def create_postback(
 async def list_postbacks(
     partner_id: uuid.UUID, auth: AdminOrPartner, session: Session, page: Pagination
 ) -> Page[PostbackOut]:
-    rows, cursor = await repo.postbacks(session, auth, partner_id, page)
+    rows, cursor = await postbacks.page(session, partner_id, page, auth)
     return Page(items=[postbacks.postback_out(r) for r in rows], next_cursor=cursor)
 
 

@@ -22,6 +22,7 @@ from service.events.schemas import (
 )
 from service.events.service import check_target, new_sealed_secret, rotate, set_status
 from service.kit.ids import new_id
+from service.kit.pagination import PageParams
 from service.kit.time import utc_now
 from service.models import Partner, Postback, SubscriberStatus
 
@@ -66,6 +67,14 @@ async def _partner(session: AsyncSession, partner_id: uuid.UUID, by: Principal) 
     if partner is None or (is_partner(by) and by.partner_id != partner_id):
         raise NotFound(f"partner {partner_id} does not exist")
     return partner
+
+
+async def page(
+    session: AsyncSession, partner_id: uuid.UUID, params: PageParams, by: Principal
+) -> tuple[list[Postback], str | None]:
+    """A page of the partner's postbacks (another partner's path: NotFound)."""
+    await _partner(session, partner_id, by)
+    return await repository.postbacks(session, by, partner_id, params)
 
 
 async def create(
