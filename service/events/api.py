@@ -10,12 +10,12 @@ from service.db import Session
 from service.events import postbacks, service
 from service.events import repository as repo
 from service.events.schemas import (
-    DeliveryOut,
     DeliveryState,
     EndpointCreate,
     EndpointCreated,
     EndpointOut,
     EndpointUpdate,
+    EventDeliveryOut,
     PostbackCreate,
     PostbackCreated,
     PostbackOut,
@@ -82,7 +82,7 @@ async def endpoint_deliveries(
     session: Session,
     page: Pagination,
     status: StatusFilter = None,
-) -> Page[DeliveryOut]:
+) -> Page[EventDeliveryOut]:
     """The endpoint's deliveries, oldest first, each with its attempts."""
     row = await service.get_endpoint(session, endpoint_id, auth)
     items, cursor = await service.deliveries_page(session, page, status, endpoint_id=row.id)
@@ -94,7 +94,7 @@ async def endpoint_deliveries(
 )
 async def retry_endpoint_delivery(
     endpoint_id: uuid.UUID, delivery_id: uuid.UUID, auth: Admin, session: Session
-) -> DeliveryOut:
+) -> EventDeliveryOut:
     """Send a delivery again now (a dead one included)."""
     row = await service.get_endpoint(session, endpoint_id, auth)
     return await service.retry_delivery(session, delivery_id, auth, endpoint_id=row.id)
@@ -165,7 +165,7 @@ async def postback_deliveries(
     session: Session,
     page: Pagination,
     status: StatusFilter = None,
-) -> Page[DeliveryOut]:
+) -> Page[EventDeliveryOut]:
     row = await postbacks.get(session, partner_id, postback_id, auth)
     items, cursor = await service.deliveries_page(session, page, status, postback_id=row.id)
     return Page(items=items, next_cursor=cursor)
@@ -181,6 +181,6 @@ async def retry_postback_delivery(
     delivery_id: uuid.UUID,
     auth: AdminOrPartner,
     session: Session,
-) -> DeliveryOut:
+) -> EventDeliveryOut:
     row = await postbacks.get(session, partner_id, postback_id, auth)
     return await service.retry_delivery(session, delivery_id, auth, postback_id=row.id)

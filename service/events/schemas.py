@@ -123,14 +123,14 @@ class SecretRotated(BaseModel):
     )
 
 
-class AttemptOut(BaseModel):
+class DeliveryAttemptOut(BaseModel):
     attempted_at: datetime
     response_status: int | None
     latency_ms: int
     error: str | None
 
 
-class DeliveryOut(BaseModel):
+class EventDeliveryOut(BaseModel):
     id: uuid.UUID
     event_id: uuid.UUID = Field(description="the webhook-id header, the same on every retry")
     event_type: str
@@ -142,4 +142,4 @@ class DeliveryOut(BaseModel):
     last_response_status: int | None
     last_error: str | None
     created_at: datetime
-    attempts: list[AttemptOut]
+    attempts: list[DeliveryAttemptOut]

@@ -14,12 +14,12 @@ from service.config import Settings
 from service.errors import Conflict, NotFound, field_error
 from service.events import addresses, outbox, repository, signing
 from service.events.schemas import (
-    AttemptOut,
-    DeliveryOut,
+    DeliveryAttemptOut,
     EndpointCreate,
     EndpointCreated,
     EndpointOut,
     EndpointUpdate,
+    EventDeliveryOut,
     SecretRotated,
 )
 from service.integrations import sealing
@@ -197,9 +197,9 @@ async def rotate_endpoint_secret(
 
 def delivery_out(
     row: EventDelivery, event_type: str, attempts: list[EventDeliveryAttempt]
-) -> DeliveryOut:
+) -> EventDeliveryOut:
     """The API shape of a delivery with its attempts."""
-    return DeliveryOut(
+    return EventDeliveryOut(
         id=row.id,
         event_id=row.event_id,
         event_type=event_type,
@@ -212,7 +212,7 @@ def delivery_out(
         last_error=row.last_error,
         created_at=row.created_at,
         attempts=[
-            AttemptOut(
+            DeliveryAttemptOut(
                 attempted_at=a.attempted_at,
                 response_status=a.response_status,
                 latency_ms=a.latency_ms,
@@ -230,7 +230,7 @@ async def deliveries_page(
     *,
     endpoint_id: uuid.UUID | None = None,
     postback_id: uuid.UUID | None = None,
-) -> tuple[list[DeliveryOut], str | None]:
+) -> tuple[list[EventDeliveryOut], str | None]:
     """A page of one target's deliveries with their attempts."""
     rows, cursor = await repository.deliveries(
         session, params, status, endpoint_id=endpoint_id, postback_id=postback_id
@@ -246,7 +246,7 @@ async def retry_delivery(
     *,
     endpoint_id: uuid.UUID | None = None,
     postback_id: uuid.UUID | None = None,
-) -> DeliveryOut:
+) -> EventDeliveryOut:
     """Send a delivery again now, whatever its state (a dead one included)."""
     found = await repository.delivery(
         session, delivery_id, endpoint_id=endpoint_id, postback_id=postback_id, lock=True
