@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from service.jobs.worker import Runtime
 
 DUE = ("pending", "failed")
+UNREADABLE_SECRET = (
+    "not sent: the signing secret cannot be unsealed (was AFFILIATE_HASH_KEY changed?); "
+    "rotate the secret"
+)
 # A subscriber whose deliveries have done nothing but fail this long is disabled.
 DISABLE_AFTER = timedelta(days=5)
 
@@ -65,13 +69,20 @@ def _enabled_target() -> object:
 
 
 def _secrets(key: bytes, row: WebhookEndpoint | Postback, now: datetime) -> tuple[str, ...]:
-    current = sealing.unseal(key, row.id, row.secret_sealed)
+    try:
+        current = sealing.unseal(key, row.id, row.secret_sealed)
+    except sealing.SecretUnreadable:
+        # Recorded as a failed attempt (attempt() sees no secret): never sent unsigned.
+        return ()
     if (
         row.previous_secret_sealed is not None
         and row.previous_secret_expires_at is not None
         and row.previous_secret_expires_at > now
     ):
-        return current, sealing.unseal(key, row.id, row.previous_secret_sealed)
+        try:
+            return current, sealing.unseal(key, row.id, row.previous_secret_sealed)
+        except sealing.SecretUnreadable:
+            return (current,)
     return (current,)
 
 
@@ -269,6 +280,10 @@ async def attempt(rt: Runtime, c: Claimed) -> None:
     """Sign and send one claimed delivery, then record it."""
     try:
         at = utc_now()
+        if not c.secrets:
+            unsealed = delivery.Outcome(False, None, 0.0, UNREADABLE_SECRET)
+            await record(rt, c, unsealed, at)
+            return
         headers = signing.headers(c.secrets, str(c.event_id), at, c.body)
         outcome = await delivery.send(
             rt.http,

@@ -200,3 +200,10 @@ async def test_emit_skips_when_nobody_wants_the_event(app):
         )
         await session.rollback()
     assert got is None and called is False
+
+
+def test_the_retry_schedule_setting_is_checked():
+    assert Settings(webhook_retry_schedule="1, 2.5,60").webhook_retry_schedule
+    for bad in ("a,b", "-1", "5,nan"):
+        with pytest.raises(ValueError, match="RETRY_SCHEDULE"):
+            Settings(webhook_retry_schedule=bad)

@@ -390,3 +390,23 @@ async def test_endpoints_are_for_admins_and_validated(client, app, admin, financ
 async def test_serve_runs_the_worker_unless_turned_off(database_url):
     async with serving(settings_for_tests(), database_url) as off:
         assert off.app.state.worker is None
+
+
+async def test_an_unreadable_secret_is_never_sent_unsigned(client, app, admin):
+    program, _, code, merchant = await _selling(client, app, admin)
+    with receiving() as rx:
+        ep = await _endpoint(client, admin, rx.url, ["conversion.created"], program["id"])
+        async with app.state.sessionmaker() as session:
+            await session.execute(
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == uuid.UUID(ep["id"]))
+                .values(secret_sealed=b"\0" * 40)
+            )
+            await session.commit()
+        await client.post("/v1/conversions", json=sale(program, promo_code=code), headers=merchant)
+        [d] = await _settled(client, admin, ep["id"], 1, status="dead")
+        assert rx.all() == []
+    assert d["last_error"].startswith("not sent: the signing secret cannot be unsealed")
+    await client.patch(
+        f"/v1/webhook-endpoints/{ep['id']}", json={"status": "disabled"}, headers=admin
+    )
