@@ -52,6 +52,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/redirect.py
 	$(BIN)/python bench/conversions.py
 	$(BIN)/python bench/payouts.py
+	$(BIN)/python bench/events.py
 
 clean:
 	rm -rf $(VENV) .affiliate-data .pytest_cache .mypy_cache .ruff_cache

@@ -21,11 +21,14 @@ from service.config import Settings, get_settings
 from service.conversions.api import router as conversions_router
 from service.db import create_engine, create_sessionmaker, resolve_database_url
 from service.errors import install_database_error_handlers, install_error_handlers
+from service.events.api import router as events_router
+from service.events.outbox import SESSION_SUBSCRIPTIONS, SubscriptionCache
 from service.fraud.api import router as fraud_router
 from service.health.api import router as health_router
 from service.health.metrics import MetricsMiddleware
 from service.integrations.api import hooks_router
 from service.integrations.api import router as integrations_router
+from service.jobs.worker import Worker
 from service.kit.bodylimit import BodyLimit
 from service.kit.clientip import ClientAddress
 from service.kit.text import storable_input
@@ -59,6 +62,7 @@ ROUTERS = [
     fraud_router,
     integrations_router,
     portal_links_router,
+    events_router,
 ]
 
 
@@ -77,7 +81,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         engine = create_engine(url, settings)
         app.state.engine = engine
         # Sessions carry the key cache so that what they commit can clear it (keys.py).
-        app.state.sessionmaker = create_sessionmaker(engine, {SESSION_CACHE: app.state.key_cache})
+        # ... and the subscriptions cache, which emitting transactions check (events/outbox.py).
+        app.state.sessionmaker = create_sessionmaker(
+            engine,
+            {SESSION_CACHE: app.state.key_cache, SESSION_SUBSCRIPTIONS: SubscriptionCache()},
+        )
         app.state.secrets = await load_secrets(engine, settings)
         # The redirect (outer ASGI app) reads its cache, signer and click writer from here.
         app.state.redirect = await RedirectRuntime.start(
@@ -85,9 +93,17 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         )
         app.state.click_signer = app.state.redirect.signer
         key_upkeep = asyncio.create_task(app.state.secrets.visitor_keys.maintain())
+        worker = None
+        if settings.worker:
+            worker = Worker(app.state.sessionmaker, settings)
+            await worker.start()
+        app.state.worker = worker
         try:
             yield
         finally:
+            if worker is not None:
+                # Attempts in flight finish (or give their leases back) while the pool lives.
+                await worker.stop()
             key_upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await key_upkeep

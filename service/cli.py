@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, keys, portal-link, openapi, demo, click-loader."""
+"""Command line: serve, migrate, keys, portal-link, openapi, demo, worker, click-loader."""
 
 from __future__ import annotations
 
@@ -261,6 +261,32 @@ async def _run_click_loader(settings) -> None:  # type: ignore[no-untyped-def]
         await pool.close()
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from service import migrate
+    from service.db import create_engine, create_sessionmaker
+    from service.events.outbox import SESSION_SUBSCRIPTIONS, SubscriptionCache
+    from service.jobs.worker import run_forever
+
+    settings = get_settings()
+    url, embedded = _database_url()
+    try:
+        if settings.migrate:
+            migrate.upgrade(url)
+
+        async def run() -> None:
+            engine = create_engine(url, settings)
+            try:
+                maker = create_sessionmaker(engine, {SESSION_SUBSCRIPTIONS: SubscriptionCache()})
+                await run_forever(maker, settings)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run())
+    finally:
+        _stop(embedded)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m service`."""
     p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
@@ -297,6 +323,9 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("openapi", help="print the OpenAPI spec").set_defaults(fn=cmd_openapi)
     sub.add_parser("demo", help="load a demo program with traffic").set_defaults(fn=cmd_demo)
+    sub.add_parser(
+        "worker", help="run the background jobs (event deliveries) without serving HTTP"
+    ).set_defaults(fn=cmd_worker)
     sub.add_parser(
         "click-loader", help="load clicks from the NATS click stream into PostgreSQL"
     ).set_defaults(fn=cmd_click_loader)

@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     # sign-in links are emailed to them. Unset: links are only answered and printed.
     smtp_url: str | None = None
     smtp_from: str = "affiliate-portal@localhost"
+    # Whether `serve` runs the background worker (event deliveries) in its process too
+    # (`python -m service worker` runs it apart).
+    worker: bool = True
+    # How often an idle worker looks for due work, and how long a claimed delivery is its
+    # own (past the lease, a delivery whose worker died is taken by another).
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_lease_seconds: int = Field(default=60, ge=1, le=3600)
+    worker_batch: int = Field(default=50, ge=1, le=1000)
+    # Seconds between the attempts of a failing delivery, comma separated; then it is dead.
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    # Lifts the rule that webhook and postback targets be public addresses (development).
+    webhook_allow_private: bool = False
     log_level: str = "info"
     access_log: bool = False
 
@@ -113,6 +125,12 @@ class Settings(BaseSettings):
             raise ValueError("AFFILIATE_SMTP_URL takes smtp:// or smtps:// URLs")
         return value
 
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _parse_schedule(cls, value: str) -> str:
+        retry_delays(value)
+        return value
+
     @field_validator("auth_failure_limit")
     @classmethod
     def _parse_limit(cls, value: str) -> str:
@@ -130,9 +148,25 @@ class Settings(BaseSettings):
         if self.env == Environment.production:
             if self.database_url is None:
                 raise ValueError("AFFILIATE_ENV=production needs DATABASE_URL (no embedded server)")
+            if self.webhook_allow_private:
+                raise ValueError(
+                    "AFFILIATE_WEBHOOK_ALLOW_PRIVATE=true would let webhooks reach the service's "
+                    "own network; it is for development only"
+                )
             if self.public_url.startswith("http://127.0.0.1"):
                 raise ValueError("AFFILIATE_ENV=production needs AFFILIATE_PUBLIC_URL")
         return self
+
+
+def retry_delays(schedule: str) -> tuple[float, ...]:
+    """The seconds between delivery attempts, from AFFILIATE_WEBHOOK_RETRY_SCHEDULE."""
+    try:
+        delays = tuple(float(part) for part in schedule.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError("AFFILIATE_WEBHOOK_RETRY_SCHEDULE takes seconds, comma separated") from exc
+    if any(d < 0 or d != d or d > 30 * 86_400 for d in delays):
+        raise ValueError("AFFILIATE_WEBHOOK_RETRY_SCHEDULE: each delay 0 to 30 days")
+    return delays
 
 
 @lru_cache(maxsize=1)

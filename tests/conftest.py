@@ -140,6 +140,8 @@ def settings_for_tests(**overrides: object) -> Settings:
         "migrate": False,
         "public_url": "http://aff.test",
         "auth_failure_limit": "10000/minute",
+        # The background worker only where a test starts it (tests/events).
+        "worker": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

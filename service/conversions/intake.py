@@ -20,6 +20,7 @@ from service.conversions import attribution as attr
 from service.conversions.fx import rate_on
 from service.conversions.schemas import ConversionCreate, RefundCreate
 from service.errors import Conflict, ValidationFailed, field_error
+from service.events import announce
 from service.fraud import rules as fraud
 from service.fraud.repository import stored_facts
 from service.fraud.schemas import rules_in_force
@@ -287,6 +288,7 @@ async def record_conversion(
             "amount": None if parsed.amount is None else f"{parsed.amount:f}",
         },
     )
+    await announce.conversion_recorded(session, conversion)
     return conversion, True
 
 

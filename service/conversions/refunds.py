@@ -13,6 +13,7 @@ from service.auth.keys import Principal
 from service.conversions.intake import decimal_or_text, same_request
 from service.conversions.schemas import RefundCreate
 from service.errors import Conflict, field_error
+from service.events import announce
 from service.kit.idempotency import request_hash
 from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor
 from service.kit.time import utc_now
@@ -137,4 +138,5 @@ async def record_refund(
             **result,
         },
     )
+    await announce.refund(session, refund, conversion)
     return refund, True

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import audit
 from service.auth.keys import Principal
 from service.errors import Conflict, NotFound
+from service.events import announce
 from service.ledger import service as ledger
 from service.models import Conversion, ConversionStatus, Program, Refund
 
@@ -18,6 +19,11 @@ TRANSITIONS = {
     "review": {ConversionStatus.accepted},
     "approve": {ConversionStatus.review},
     "reject": {ConversionStatus.accepted, ConversionStatus.review},
+}
+EVENT = {
+    "review": "conversion.held",
+    "approve": "conversion.approved",
+    "reject": "conversion.rejected",
 }
 TARGET = {
     "review": ConversionStatus.review,
@@ -73,4 +79,5 @@ async def decide(
         conversion.id,
         {"status": {"from": before, "to": conversion.status}, "reason": reason, **deltas},
     )
+    await announce.conversion(session, conversion, EVENT[action])
     return conversion

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.agreements.service import in_force, load_terms
 from service.commissions.engine import compute_conversion, compute_refund
 from service.commissions.state import ConversionInput, Outcome, RefundInput, stored_items
+from service.events import announce
 from service.kit.money import from_minor, to_minor
 from service.kit.time import month_start
 from service.ledger.months import lock_month, save_month
@@ -98,7 +99,7 @@ async def earn(
     )
     await save_month(session, partner.id, program.id, month, event, outcome.new_state)
     hold_days = found.terms.hold_days if found.terms.hold_days is not None else program.hold_days
-    write_entries(
+    rows = write_entries(
         session,
         outcome,
         partner_id=partner.id,
@@ -114,6 +115,7 @@ async def earn(
         event=event,
         context={"hold_days": hold_days},
     )
+    await announce.entries(session, rows)
     conversion.counted = outcome.new_state != state
     conversion.hold_days = hold_days
     conversion.commission_explain = outcome.explain
@@ -178,7 +180,7 @@ async def reverse(
     )
     # A terms' hold of 0 days is a hold of 0 days, not "use the program's".
     hold_days = conversion.hold_days if conversion.hold_days is not None else program.hold_days
-    write_entries(
+    rows = write_entries(
         session,
         outcome,
         partner_id=partner.id,
@@ -195,6 +197,7 @@ async def reverse(
         event=event,
         context={"reason": reason},
     )
+    await announce.entries(session, rows)
     if full:
         conversion.counted = False
     return {

@@ -19,6 +19,16 @@ from service.models.conversions import (
     FxRate,
     Refund,
 )
+from service.models.events import (
+    Event,
+    EventDelivery,
+    EventDeliveryAttempt,
+    EventDeliveryStatus,
+    EventSubscriptions,
+    Postback,
+    SubscriberStatus,
+    WebhookEndpoint,
+)
 from service.models.integrations import (
     DeliveryStatus,
     Integration,
@@ -51,6 +61,11 @@ __all__ = [
     "Customer",
     "DeliveryStatus",
     "EntryKind",
+    "Event",
+    "EventDelivery",
+    "EventDeliveryAttempt",
+    "EventDeliveryStatus",
+    "EventSubscriptions",
     "FxRate",
     "HashKey",
     "Integration",
@@ -66,6 +81,7 @@ __all__ = [
     "PayoutStatus",
     "PortalLink",
     "PortalSession",
+    "Postback",
     "Program",
     "PromoCode",
     "PromoCodeStatus",
@@ -73,4 +89,6 @@ __all__ = [
     "Refund",
     "Role",
     "ServiceSecret",
+    "SubscriberStatus",
+    "WebhookEndpoint",
 ]

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import audit
 from service.auth.keys import Principal, forget_after_commit
 from service.errors import Conflict, NotFound, ValidationFailed
+from service.events import announce
 from service.kit.pagination import PageParams
 from service.models import Partner, PartnerStatus
 from service.partners import repository
@@ -125,6 +126,7 @@ async def create_partner(session: AsyncSession, body: PartnerCreate, by: Princip
         partner.id,
         {"email": email, "payout_details": partner.payout_details},
     )
+    await announce.partner(session, partner, "partner.created")
     return partner
 
 
@@ -160,6 +162,7 @@ async def update_partner(
     await session.refresh(partner)
     if delta:
         audit.record(session, by, "partner.updated", "partner", partner.id, delta)
+        await announce.partner(session, partner, "partner.updated")
     if "status" in delta:
         # Suspended and terminated partners' keys stop working; active ones' work again.
         forget_after_commit(session, partner_id=partner.id)

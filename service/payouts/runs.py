@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import audit
 from service.auth.keys import Principal
 from service.errors import Conflict, NotFound, field_error
+from service.events import announce
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import format_minor
@@ -123,6 +124,7 @@ async def create_run(
             "totals": {c: t.model_dump() for c, t in out.totals.items()},
         },
     )
+    await announce.payout_run(session, out, body.program_id)
     return out, True
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import audit
 from service.auth.keys import Principal
 from service.errors import Conflict, NotFound, field_error
+from service.events import announce
 from service.kit.money import format_minor
 from service.kit.pagination import PageParams, page_of, paginate_query
 from service.kit.time import rfc3339, utc_now
@@ -115,6 +116,7 @@ async def mark_paid(
         payout.id,
         {"reference": body.reference, "paid_at": rfc3339(paid_at)},
     )
+    await announce.payout(session, payout, "payout.paid")
     return payout
 
 
@@ -138,4 +140,5 @@ async def mark_failed(
         payout.id,
         {"reason": body.reason, "entries_released": released},
     )
+    await announce.payout(session, payout, "payout.failed")
     return payout

@@ -359,6 +359,8 @@ async def test_walk_every_get_a_bound_partner_can_reach(app, client, world, boun
         "promo_code_id": [str(uuid.uuid4())],
         "key_id": [str(uuid.uuid4())],
         "integration_id": [str(uuid.uuid4())],
+        "endpoint_id": [str(uuid.uuid4())],
+        "postback_id": [str(uuid.uuid4())],
     }
     filters: list[dict[str, str]] = [
         {},
@@ -377,11 +379,9 @@ async def test_walk_every_get_a_bound_partner_can_reach(app, client, world, boun
         if "get" not in ops or template in ("/healthz", "/readyz", "/metrics"):
             continue
         walked.add(template)
-        names = re.findall(r"{(\w+)}", template)
-        assert len(names) <= 1, template
         paths = [template]
-        if names:
-            paths = [template.replace(f"{{{names[0]}}}", v) for v in own[names[0]]]
+        for name in re.findall(r"{(\w+)}", template):
+            paths = [path.replace(f"{{{name}}}", v) for path in paths for v in own[name]]
         queries = reports if template == "/v1/reports/performance" else filters
         for path in paths:
             for query in queries:
