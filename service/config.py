@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # Failed authentications allowed per client address (each process counts its own).
     auth_failure_limit: str = "20/minute"
+    # Applications to join a program (a public form) allowed per client address.
+    application_limit: str = "10/hour"
     log_level: str = "info"
     access_log: bool = False
 
@@ -98,7 +100,7 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @field_validator("auth_failure_limit")
+    @field_validator("auth_failure_limit", "application_limit")
     @classmethod
     def _parse_limit(cls, value: str) -> str:
         parse_limit(value)  # ValueError for anything but "N/second|minute|hour|day"
