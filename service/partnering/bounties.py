@@ -4,7 +4,8 @@ link and program-time-zone day, from the hourly rollups, after the day has ended
 Any number of processes may run the job at once. Each (link, day) is paid in its own
 transaction under the row lock of its `click_bounty_days` row, which records how many
 unique clicks are paid: a second run pays only what the rollups gained since (late clicks,
-as a correcting entry), and a day is never paid twice.
+as a correcting entry), and a day is never paid twice. Each run looks a week back for late
+clicks, and further back when it has not run for longer, so no ended day is skipped.
 
 The rollup keeps a visitor's first sight per link and UTC day, so in a program whose time
 zone is not UTC a visitor seen on both UTC days a local day spans counts twice; an hour
@@ -71,10 +72,27 @@ def _local_day(tz: str) -> object:
     return cast(func.timezone(literal(tz), ClickRollupHourly.hour), Date)
 
 
+async def _first_day(session: AsyncSession, program: Program, today: date) -> date:
+    """The first day to look at: a week back for late clicks, or further when the job has
+    not run for longer (from the day after the last one paid, or the first click ever)."""
+    recent = today - timedelta(days=LOOKBACK_DAYS)
+    last = await session.scalar(
+        select(func.max(ClickBountyDay.day)).where(ClickBountyDay.program_id == program.id)
+    )
+    if last is not None:
+        return min(recent, last + timedelta(days=1))
+    first = await session.scalar(
+        select(func.min(ClickRollupHourly.hour)).where(ClickRollupHourly.program_id == program.id)
+    )
+    if first is None:
+        return recent
+    return min(recent, first.astimezone(ZoneInfo(program.time_zone)).date())
+
+
 async def _due(session: AsyncSession, program: Program, now: datetime) -> list[_Due]:
     """(link, day) pairs of ended days whose unique clicks differ from what is paid."""
     today = now.astimezone(ZoneInfo(program.time_zone)).date()
-    since, _ = day_bounds(today - timedelta(days=LOOKBACK_DAYS), program.time_zone)
+    since, _ = day_bounds(await _first_day(session, program, today), program.time_zone)
     until, _ = day_bounds(today, program.time_zone)
     day = _local_day(program.time_zone).label("day")  # type: ignore[attr-defined]
     sums = (
