@@ -52,6 +52,8 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("partner_id", UUID, sa.ForeignKey("partners.id"), nullable=True),
+        sa.Column("agreement_id", UUID, sa.ForeignKey("agreements.id"), nullable=True),
+        sa.Column("link_id", UUID, sa.ForeignKey("links.id"), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         *_timestamps(),
         sa.CheckConstraint(
@@ -61,6 +63,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_applications_program_id", "applications", ["program_id"])
     op.create_index("ix_applications_partner_id", "applications", ["partner_id"])
+    op.create_index("ix_applications_agreement_id", "applications", ["agreement_id"])
+    op.create_index("ix_applications_link_id", "applications", ["link_id"])
     op.create_index(
         "uq_applications_pending_email",
         "applications",

@@ -80,8 +80,15 @@ class Application(IdMixin, TimestampMixin, Base):
         String(16), nullable=False, default=ApplicationStatus.pending
     )
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What an approval created.
     partner_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("partners.id"), nullable=True, index=True
+    )
+    agreement_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("agreements.id"), nullable=True, index=True
+    )
+    link_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("links.id"), nullable=True, index=True
     )
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -94,7 +94,8 @@ async def test_approve_creates_partner_agreement_and_link_in_one_go(client, admi
     r = await client.post(f"/v1/applications/{app_id}/reject", json={"reason": "x"}, headers=admin)
     assert_problem(r, 409)
     r = await client.get("/v1/applications?status=approved", headers=admin)
-    assert app_id in [a["id"] for a in r.json()["items"]]
+    listed = next(a for a in r.json()["items"] if a["id"] == app_id)
+    assert listed == out
     # Approved, it no longer blocks a new application of that email.
     r = await client.post(f"/v1/programs/{program['id']}/applications", json=body)
     assert r.status_code == 201

@@ -68,7 +68,7 @@ async def get(application_id: uuid.UUID, auth: Admin, session: Session) -> Appli
 async def approve(
     application_id: uuid.UUID, body: ApplicationApproval, auth: Admin, session: Session
 ) -> ApplicationOut:
-    return await service.approve_application(session, application_id, body, auth)
+    return service.to_out(await service.approve_application(session, application_id, body, auth))
 
 
 @router.post("/{application_id}/reject", responses=WRITE_ERRORS)

@@ -48,7 +48,7 @@ class ApplicationOut(BaseModel):
     status: Status
     reason: str | None
     partner_id: uuid.UUID | None = Field(description="the partner an approval created")
-    agreement_id: uuid.UUID | None = None
-    link_id: uuid.UUID | None = None
+    agreement_id: uuid.UUID | None = Field(description="its agreement in the program")
+    link_id: uuid.UUID | None = Field(description="its first link")
     decided_at: datetime | None
     created_at: datetime

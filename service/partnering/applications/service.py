@@ -30,9 +30,7 @@ from service.partners.schemas import PartnerCreate
 from service.tracking.urls import check_http_url
 
 
-def to_out(
-    row: Application, agreement_id: uuid.UUID | None = None, link_id: uuid.UUID | None = None
-) -> ApplicationOut:
+def to_out(row: Application) -> ApplicationOut:
     """The API shape of an application."""
     return ApplicationOut(
         id=row.id,
@@ -44,8 +42,8 @@ def to_out(
         status=row.status,  # type: ignore[arg-type]
         reason=row.reason,
         partner_id=row.partner_id,
-        agreement_id=agreement_id,
-        link_id=link_id,
+        agreement_id=row.agreement_id,
+        link_id=row.link_id,
         decided_at=row.decided_at,
         created_at=row.created_at,
     )
@@ -100,7 +98,7 @@ async def _pending(session: AsyncSession, application_id: uuid.UUID, by: Princip
 
 async def approve_application(
     session: AsyncSession, application_id: uuid.UUID, body: ApplicationApproval, by: Principal
-) -> ApplicationOut:
+) -> Application:
     """Create the partner, its agreement with the terms and a first link, in this transaction."""
     row = await _pending(session, application_id, by)
     partner = await partners.create_partner(
@@ -114,6 +112,8 @@ async def approve_application(
     )
     row.status = ApplicationStatus.approved
     row.partner_id = partner.id
+    row.agreement_id = agreement.id
+    row.link_id = link.id
     row.reason = body.reason
     row.decided_at = utc_now()
     await session.flush()
@@ -125,7 +125,7 @@ async def approve_application(
         row.id,
         {"partner_id": partner.id, "agreement_id": agreement.id, "link_id": link.id},
     )
-    return to_out(row, agreement.id, link.id)
+    return row
 
 
 async def reject_application(
