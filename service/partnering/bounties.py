@@ -1,9 +1,9 @@
 """Click bounties: `"event": "click"` rules pay per unique, non-bot click, once per partner,
 link and program-time-zone day, from the hourly rollups, after the day has ended.
 
-Any number of processes may run the job at once. Each (link, day) is paid in its own
-transaction under the row lock of its `click_bounty_days` row, which records how many
-unique clicks are paid: a second run pays only what the rollups gained since (late clicks,
+Any number of processes may run the job at once. A partner's links are paid for a day in
+one transaction (up to 500 links each) under the row locks of their `click_bounty_days`
+rows, which record how many unique clicks are paid: a second run pays only what the rollups gained since (late clicks,
 as a correcting entry), and a day is never paid twice. Each run looks a week back for late
 clicks, and further back when it has not run for longer, so no ended day is skipped.
 
@@ -122,45 +122,70 @@ async def _due(session: AsyncSession, program: Program, now: datetime) -> list[_
     return [_Due(r.link_id, r.partner_id, r.day) for r in rows]
 
 
-async def _pay_day(session: AsyncSession, program: Program, due: _Due) -> int:
-    """Pay one link's day up to its current unique clicks; the number of entries written."""
+async def _pay_day(
+    session: AsyncSession,
+    program: Program,
+    partner_id: uuid.UUID,
+    day: date,
+    links: list[uuid.UUID],
+) -> int:
+    """Pay a partner's links for one day up to their current unique clicks; the number of
+    entries written (one per link whose count moved)."""
+    links = sorted(links)
     await session.execute(
         insert(ClickBountyDay)
         .values(
-            link_id=due.link_id,
-            day=due.day,
-            partner_id=due.partner_id,
-            program_id=program.id,
-            unique_clicks=0,
+            [
+                {
+                    "link_id": link,
+                    "day": day,
+                    "partner_id": partner_id,
+                    "program_id": program.id,
+                    "unique_clicks": 0,
+                }
+                for link in links
+            ]
         )
         .on_conflict_do_nothing()
     )
-    # The row lock makes concurrent runs take turns; the second sees what the first paid.
-    paid_row = await session.scalar(
-        select(ClickBountyDay)
-        .where(ClickBountyDay.link_id == due.link_id, ClickBountyDay.day == due.day)
-        .with_for_update()
-    )
-    assert paid_row is not None
-    start, end = day_bounds(due.day, program.time_zone)
-    current = int(
-        await session.scalar(
-            select(func.coalesce(func.sum(ClickRollupHourly.unique_clicks), 0)).where(
-                ClickRollupHourly.link_id == due.link_id,
-                ClickRollupHourly.hour >= start,
-                ClickRollupHourly.hour < end,
+    # The rows' locks (taken in link order by every run) make concurrent runs take turns;
+    # the second reads what the first paid.
+    paid = dict(
+        (
+            await session.execute(
+                select(ClickBountyDay.link_id, ClickBountyDay.unique_clicks)
+                .where(ClickBountyDay.link_id.in_(links), ClickBountyDay.day == day)
+                .order_by(ClickBountyDay.link_id)
+                .with_for_update()
             )
-        )
-        or 0
+        ).all()
     )
-    paid = paid_row.unique_clicks
-    if current == paid:
+    start, end = day_bounds(day, program.time_zone)
+    current = dict(
+        (
+            await session.execute(
+                select(ClickRollupHourly.link_id, func.sum(ClickRollupHourly.unique_clicks))
+                .where(
+                    ClickRollupHourly.link_id.in_(links),
+                    ClickRollupHourly.hour >= start,
+                    ClickRollupHourly.hour < end,
+                )
+                .group_by(ClickRollupHourly.link_id)
+            )
+        ).all()
+    )
+    moved = [
+        (link, int(current.get(link) or 0), paid[link])
+        for link in links
+        if int(current.get(link) or 0) != paid[link]
+    ]
+    if not moved:
         return 0
     written = 0
-    partner = await session.get(Partner, due.partner_id)
+    partner = await session.get(Partner, partner_id)
     # The terms in force at the end of the day pay for it.
     found = await in_force(
-        session, due.partner_id, program.id, end - timedelta(microseconds=1), program.currency
+        session, partner_id, program.id, end - timedelta(microseconds=1), program.currency
     )
     if (
         partner is not None
@@ -168,46 +193,53 @@ async def _pay_day(session: AsyncSession, program: Program, due: _Due) -> int:
         and found is not None
         and found.terms.rule_for("click") is not None
     ):
-        month = due.day.replace(day=1)
+        month = day.replace(day=1)
         state = await lock_month(session, partner.id, program.id, month, "click")
-        outcome = compute_clicks(
-            found.terms, state, current - paid, program.currency, partner.parent_id is not None
-        )
-        await save_month(session, partner.id, program.id, month, "click", outcome.new_state)
         hold_days = (
             found.terms.hold_days if found.terms.hold_days is not None else program.hold_days
         )
-        rows = write_entries(
-            session,
-            outcome,
-            partner_id=partner.id,
-            parent_id=partner.parent_id,
-            program_id=program.id,
-            currency=program.currency,
-            conversion_id=None,
-            refund_id=None,
-            available_at=end + timedelta(days=hold_days),
-            agreement_id=found.agreement.id,
-            agreement_version=found.version.version,
-            month=month,
-            event="click",
-            context={
-                "day": due.day.isoformat(),
-                "time_zone": program.time_zone,
-                "link_id": str(due.link_id),
-                "unique_clicks": current,
-                "paid_before": paid,
-                "hold_days": hold_days,
-            },
-        )
-        written = len(rows)
+        for link, now_count, before in moved:
+            outcome = compute_clicks(
+                found.terms,
+                state,
+                now_count - before,
+                program.currency,
+                partner.parent_id is not None,
+            )
+            state = outcome.new_state
+            rows = write_entries(
+                session,
+                outcome,
+                partner_id=partner.id,
+                parent_id=partner.parent_id,
+                program_id=program.id,
+                currency=program.currency,
+                conversion_id=None,
+                refund_id=None,
+                available_at=end + timedelta(days=hold_days),
+                agreement_id=found.agreement.id,
+                agreement_version=found.version.version,
+                month=month,
+                event="click",
+                context={
+                    "day": day.isoformat(),
+                    "time_zone": program.time_zone,
+                    "link_id": str(link),
+                    "unique_clicks": now_count,
+                    "paid_before": before,
+                    "hold_days": hold_days,
+                },
+            )
+            written += len(rows)
+        await save_month(session, partner.id, program.id, month, "click", state)
     # Clicks no rule pays (no agreement, no click rule, a partner not active) are settled
     # too: they do not wait to be paid by terms that come later.
-    await session.execute(
-        update(ClickBountyDay)
-        .where(ClickBountyDay.link_id == due.link_id, ClickBountyDay.day == due.day)
-        .values(unique_clicks=current, updated_at=func.now())
-    )
+    for link, now_count, _ in moved:
+        await session.execute(
+            update(ClickBountyDay)
+            .where(ClickBountyDay.link_id == link, ClickBountyDay.day == day)
+            .values(unique_clicks=now_count, updated_at=func.now())
+        )
     return written
 
 
@@ -219,7 +251,18 @@ async def run_click_bounties(sessionmaker: async_sessionmaker[AsyncSession], now
         work = [(program, await _due(session, program, now)) for program in programs]
     written = 0
     for program, dues in work:
+        # One transaction per partner and day: its links share the month's cap and tiers.
+        groups: dict[tuple[uuid.UUID, date], list[uuid.UUID]] = {}
         for due in dues:
-            async with sessionmaker() as session, session.begin():
-                written += await _pay_day(session, program, due)
+            groups.setdefault((due.partner_id, due.day), []).append(due.link_id)
+        for (partner_id, day), links in sorted(groups.items()):
+            for batch in _batches(links):
+                async with sessionmaker() as session, session.begin():
+                    written += await _pay_day(session, program, partner_id, day, batch)
     return written
+
+
+def _batches(links: list[uuid.UUID], size: int = 500) -> list[list[uuid.UUID]]:
+    # Bounded transactions for partners with very many links.
+    ordered = sorted(links)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]

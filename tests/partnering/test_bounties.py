@@ -79,7 +79,7 @@ async def bounties(app: Any, partner: dict) -> list[tuple[str, Decimal, int]]:
                     CommissionEntry.partner_id == uuid.UUID(partner["id"]),
                     CommissionEntry.kind == "click_bounty",
                 )
-                .order_by(CommissionEntry.id)
+                .order_by(CommissionEntry.created_at, CommissionEntry.id)
             )
         ).all()
     return [
@@ -145,6 +145,20 @@ async def test_the_monthly_cap_applies_and_a_new_month_starts_over(client, admin
     ]
     # The capped day is settled, not retried on every run.
     assert await run_click_bounties(app.state.sessionmaker, z("2026-12-02T01:00:00")) == 0
+
+
+async def test_a_partners_links_share_the_months_cap(client, admin, app):
+    program, partner, link = await world(client, admin, app, CAPPED, "UTC")
+    other = await create_link(client, admin, program, partner)
+    first, second = sorted([link, other], key=lambda x: uuid.UUID(x["id"]))
+    await put_rollup(app, first, "2026-11-05T10:00:00", 4)  # 0.08
+    await put_rollup(app, second, "2026-11-05T11:00:00", 4)  # 0.08, room 0.02
+    assert await run_click_bounties(app.state.sessionmaker, z("2026-11-06T00:00:00")) == 2
+    # Whichever link's entry took the room, the day pays the cap and no more.
+    assert sorted(await bounties(app, partner)) == [
+        ("2026-11-05", Decimal("0.02"), 4),
+        ("2026-11-05", Decimal("0.08"), 4),
+    ]
 
 
 async def test_real_clicks_a_bot_and_a_repeated_visitor(client, admin, app):
