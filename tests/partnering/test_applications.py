@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ from tests.conftest import Started, serving, settings_for_tests
 from tests.conversions.factories import TEN_PERCENT
 from tests.factories import create_program, unique
 from tests.helpers import assert_problem, error_fields
+from tests.partnering.factories import member
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +144,6 @@ async def test_reject_keeps_the_reason(client, admin, app):
 
 
 async def test_only_admins_list_and_decide(client, admin, app):
-    from tests.partnering.factories import member
-
     _, _, partner_key = await member(client, admin, app)
     assert_problem(await client.get("/v1/applications", headers=partner_key), 403)
     assert_problem(
@@ -152,3 +152,11 @@ async def test_only_admins_list_and_decide(client, admin, app):
         ),
         403,
     )
+
+
+async def test_two_applications_of_one_email_at_once_make_one(client, admin):
+    program = await create_program(client, admin)
+    body = form()
+    url = f"/v1/programs/{program['id']}/applications"
+    answers = await asyncio.gather(*(client.post(url, json=body) for _ in range(4)))
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409]

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import make_key
 from tests.conversions.factories import add_promo, sale
-from tests.factories import create_program
+from tests.factories import create_partner, create_program
 from tests.helpers import assert_problem, error_fields
 from tests.links.factories import create_link
 from tests.partnering.factories import member
@@ -211,6 +211,13 @@ async def test_targets_are_validated_and_one_per_period(client, admin, tokyo):
         headers=admin,
     )
     assert "start" in error_fields(r)
+    stranger = await create_partner(client, admin)
+    r = await client.post(
+        "/v1/kpi-targets",
+        json={**dec, "partner_id": stranger["id"], "targets": {"sales": 1}},
+        headers=admin,
+    )
+    assert "partner_id" in error_fields(r)
     # PATCH replaces the values.
     r = await client.patch(
         f"/v1/kpi-targets/{tokyo['target']['id']}",

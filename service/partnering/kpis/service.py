@@ -28,6 +28,7 @@ from service.kit.money import (
 from service.kit.pagination import PageParams
 from service.kit.time import utc_now
 from service.models import KpiTarget, Program
+from service.partnering import membership
 from service.partnering.kpis import repository, rules
 from service.partnering.kpis.repository import Actuals
 from service.partnering.kpis.schemas import (
@@ -104,8 +105,8 @@ async def create_target(
     program = await programs.get(session, by, body.program_id)
     if program is None:
         raise field_error("program_id", "no such program")
-    if body.partner_id is not None and await partners.get(session, by, body.partner_id) is None:
-        raise field_error("partner_id", "no such partner")
+    if body.partner_id is not None:
+        await membership.partner_in_program(session, body.partner_id, program, field="partner_id")
     problem = rules.period_problem(body.period, body.start)
     if problem:
         raise field_error("start", problem)
