@@ -3,9 +3,12 @@ link and program-time-zone day, from the hourly rollups, after the day has ended
 
 Any number of processes may run the job at once. A partner's links are paid for a day in
 one transaction (up to 500 links each) under the row locks of their `click_bounty_days`
-rows, which record how many unique clicks are paid: a second run pays only what the rollups gained since (late clicks,
-as a correcting entry), and a day is never paid twice. Each run looks a week back for late
-clicks, and further back when it has not run for longer, so no ended day is skipped.
+rows, which record how many unique clicks are paid: a second run pays only what the
+rollups gained since (late clicks, as a correcting entry), and a day is never paid twice.
+Each run looks a week back for late clicks, and further back when it has not run for
+longer, so no ended day is skipped. The terms in force at the end of the day pay for it;
+clicks no rule pays (no agreement, no click rule, a partner not active when the job runs)
+are settled without an entry.
 
 The rollup keeps a visitor's first sight per link and UTC day, so in a program whose time
 zone is not UTC a visitor seen on both UTC days a local day spans counts twice; an hour
