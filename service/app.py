@@ -16,7 +16,7 @@ from service import migrate
 from service.agreements.api import router as agreements_router
 from service.auth.api import router as api_keys_router
 from service.auth.keys import SESSION_CACHE, KeyCache
-from service.auth.limits import AuthFailureLimiter
+from service.auth.limits import AddressLimiter, AuthFailureLimiter
 from service.config import Settings, get_settings
 from service.conversions.api import router as conversions_router
 from service.db import create_engine, create_sessionmaker, resolve_database_url
@@ -35,6 +35,13 @@ from service.kit.text import storable_input
 from service.ledger.api import router as commissions_router
 from service.links.api import promo_codes_router
 from service.links.api import router as links_router
+from service.partnering.adjustments.api import router as adjustments_router
+from service.partnering.applications.api import public_router as applications_public_router
+from service.partnering.applications.api import router as applications_router
+from service.partnering.deals.api import router as deals_router
+from service.partnering.disputes.api import router as disputes_router
+from service.partnering.kpis.api import report_router as kpi_report_router
+from service.partnering.kpis.api import router as kpi_targets_router
 from service.partners.api import router as partners_router
 from service.payouts.api import router as payouts_router
 from service.portal import PAGES, STATIC_DIR
@@ -63,6 +70,13 @@ ROUTERS = [
     integrations_router,
     portal_links_router,
     events_router,
+    applications_public_router,
+    applications_router,
+    deals_router,
+    disputes_router,
+    adjustments_router,
+    kpi_targets_router,
+    kpi_report_router,
 ]
 
 
@@ -127,6 +141,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.settings = settings
     app.state.key_cache = KeyCache()
     app.state.auth_failures = AuthFailureLimiter(settings.auth_failure_limit)
+    app.state.application_limiter = AddressLimiter(settings.application_limit, "applications")
     # The same rule as the redirect's (kit/clientip.py): the header counts only via trusted proxies.
     app.state.client_address = ClientAddress(settings.trusted_proxies)
     install_error_handlers(app)

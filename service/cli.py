@@ -213,6 +213,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bounties(args: argparse.Namespace) -> int:
+    from service.db import create_engine, create_sessionmaker
+    from service.kit.time import utc_now
+    from service.partnering.bounties import run_click_bounties
+
+    url, embedded = _database_url()
+
+    async def run() -> int:
+        engine = create_engine(url, get_settings())
+        try:
+            return await run_click_bounties(create_sessionmaker(engine), utc_now())
+        finally:
+            await engine.dispose()
+
+    try:
+        written = asyncio.run(run())
+    finally:
+        _stop(embedded)
+    print(f"click bounties: {written} ledger entries written")
+    return 0
+
+
 def cmd_click_loader(args: argparse.Namespace) -> int:
     settings = get_settings()
     if not settings.click_log:
@@ -326,6 +348,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "worker", help="run the background jobs (event deliveries) without serving HTTP"
     ).set_defaults(fn=cmd_worker)
+    sub.add_parser(
+        "bounties", help="pay the click bounties of ended days (safe to run anywhere, any time)"
+    ).set_defaults(fn=cmd_bounties)
     sub.add_parser(
         "click-loader", help="load clicks from the NATS click stream into PostgreSQL"
     ).set_defaults(fn=cmd_click_loader)

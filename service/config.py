@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     # Lifts the rule that webhook and postback targets be public addresses (development).
     webhook_allow_private: bool = False
+    # Applications to join a program (a public form) allowed per client address.
+    application_limit: str = "10/hour"
     log_level: str = "info"
     access_log: bool = False
 
@@ -131,7 +133,7 @@ class Settings(BaseSettings):
         retry_delays(value)
         return value
 
-    @field_validator("auth_failure_limit")
+    @field_validator("auth_failure_limit", "application_limit")
     @classmethod
     def _parse_limit(cls, value: str) -> str:
         parse_limit(value)  # ValueError for anything but "N/second|minute|hour|day"

@@ -28,3 +28,20 @@ class AuthFailureLimiter:
             return None
         reset_at, _ = self._limiter.get_window_stats(self._item, "auth", address)
         return max(1.0, math.ceil(reset_at - time.time()))
+
+
+class AddressLimiter:
+    """Requests per client address in a moving window (`limits`), for endpoints that take no
+    key (applications). Per process, as AuthFailureLimiter is."""
+
+    def __init__(self, limit: str, namespace: str) -> None:
+        self._item = parse(limit)
+        self._namespace = namespace
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def hit(self, address: str) -> float | None:
+        """Count one request; None while under the limit, else the seconds to wait."""
+        if self._limiter.hit(self._item, self._namespace, address):
+            return None
+        reset_at, _ = self._limiter.get_window_stats(self._item, self._namespace, address)
+        return max(1.0, math.ceil(reset_at - time.time()))

@@ -283,6 +283,27 @@ def compute_click(terms: Terms, state: MonthState, currency: str, has_parent: bo
     )
 
 
+def compute_clicks(
+    terms: Terms, state: MonthState, clicks: int, currency: str, has_parent: bool
+) -> Outcome:
+    """The bounty for a day's billable clicks at once (fewer, negative, for a correction),
+    given the month state of the click rule. Monthly tiers and caps apply as for one click."""
+    rule = terms.rule_for("click")
+    if rule is None:
+        return _nothing(state, "no rule for event", event="click")
+    moved = replace(state, count=state.count + clicks)
+    return _settle(
+        terms,
+        rule,
+        state,
+        moved,
+        currency,
+        has_parent,
+        positive_kind=EntryKind.click_bounty,
+        explain={"event": "click", "operation": "clicks", "clicks": clicks},
+    )
+
+
 def compute_refund(
     terms: Terms, refund: RefundInput, state: MonthState, currency: str, has_parent: bool
 ) -> Outcome:

@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.kit.ids import new_id
 from service.links.promo_codes import check_promo_code, consume_promo_code
 from service.models import Click, Customer, Link, Partner, PartnerStatus, Program
+from service.partnering.deals import repository as deals
+from service.partnering.deals.domains import email_domain
 from service.tracking.clickid import ClickId, ClickIdInvalid, ClickIdSigner
 
-Method = Literal["promo_code", "click", "customer"]
-METHODS: tuple[Method, ...] = ("promo_code", "click", "customer")
+Method = Literal["promo_code", "click", "customer", "deal"]
+METHODS: tuple[Method, ...] = ("promo_code", "click", "customer", "deal")
 # A backend's clock may run ahead of ours by this much before "in the future" is refused.
 FUTURE_SLACK = timedelta(minutes=5)
 
@@ -177,6 +179,24 @@ async def _by_customer(session: AsyncSession, customer: Customer | None) -> Cand
     return Candidate(partner_id=customer.partner_id, detail={"customer_id": customer.external_id})
 
 
+async def _by_deal(
+    session: AsyncSession, program: Program, customer_email: str | None, at: datetime
+) -> Candidate:
+    if not customer_email:
+        return Candidate(reason="no customer email sent")
+    domain = email_domain(customer_email)
+    if domain is None:
+        return Candidate(reason="customer email names no company domain")
+    deal = await deals.approved_for(session, program.id, domain, at)
+    if deal is None:
+        return Candidate(reason="no approved deal holds the customer's domain")
+    partner = await session.get(Partner, deal.partner_id)
+    unavailable = _partner_unavailable(partner)
+    if unavailable:
+        return Candidate(reason=unavailable)
+    return Candidate(partner_id=deal.partner_id, detail={"deal_id": str(deal.id)})
+
+
 @dataclass(frozen=True)
 class Attributed:
     """The decision, the verified click (whoever won), and the promo code used up, if it won."""
@@ -195,6 +215,7 @@ async def attribute(
     click_token: str | None,
     customer: Customer | None,
     at: datetime,
+    customer_email: str | None = None,
 ) -> Attributed:
     """Try every method, choose in the program's order, and use up the winning promo code."""
     order = [m for m in program.attribution_order if m in METHODS]
@@ -202,6 +223,9 @@ async def attribute(
     found["promo_code"], promo_id = await _by_promo(session, program, promo_code, at)
     found["click"], click = await _by_click(session, signer, program, click_token, at)
     found["customer"] = await _by_customer(session, customer)
+    if "deal" in order:
+        # Only programs that list the method pay for its query.
+        found["deal"] = await _by_deal(session, program, customer_email, at)
     decision = choose(order, found)  # type: ignore[arg-type]
     used = None
     if decision.method == "promo_code" and promo_id is not None:

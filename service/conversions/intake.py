@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,7 +30,7 @@ from service.kit.ids import new_id
 from service.kit.money import MoneyError, is_currency, parse_amount, round_money, to_minor
 from service.kit.time import utc_now
 from service.ledger import service as ledger
-from service.models import Conversion, ConversionStatus, Partner, Program
+from service.models import Conversion, ConversionStatus, Customer, Partner, Program
 from service.tracking.clickid import ClickId, ClickIdSigner
 
 
@@ -226,6 +227,7 @@ async def record_conversion(
         click_token=body.click_id,
         customer=customer,
         at=parsed.occurred_at,
+        customer_email=body.customer_email,
     )
     decision, click = found.decision, found.click
     conversion.promo_code_id = found.promo_code_id
@@ -249,14 +251,9 @@ async def record_conversion(
         if decision.method == "customer" and customer is not None:
             recurring_since = customer.first_attributed_at
         if customer is not None:
-            # A rejected sale binds no customer to the partner for later ones.
-            if customer.partner_id is None and verdict != ConversionStatus.rejected:
-                customer.partner_id = partner.id
-            # The recurring window counts from the first attributed sale: a lead earns
-            # by its own rule and starts nothing.
-            if body.type == "sale" and customer.first_attributed_at is None:
-                customer.first_conversion_id = conversion.id
-                customer.first_attributed_at = parsed.occurred_at
+            bind_customer(
+                customer, partner.id, conversion, rejected=verdict == ConversionStatus.rejected
+            )
         if hits:
             conversion.fraud = [h.as_json() for h in hits]
             conversion.review_reason = fraud.review_reason(hits)
@@ -290,6 +287,20 @@ async def record_conversion(
     )
     await announce.conversion_recorded(session, conversion)
     return conversion, True
+
+
+def bind_customer(
+    customer: Customer, partner_id: uuid.UUID, conversion: Conversion, *, rejected: bool
+) -> None:
+    """Bind the customer to the partner of its first attributed conversion."""
+    # A rejected sale binds no customer to the partner for later ones.
+    if customer.partner_id is None and not rejected:
+        customer.partner_id = partner_id
+    # The recurring window counts from the first attributed sale: a lead earns
+    # by its own rule and starts nothing.
+    if conversion.type == "sale" and customer.first_attributed_at is None:
+        customer.first_conversion_id = conversion.id
+        customer.first_attributed_at = conversion.occurred_at
 
 
 async def _fraud_hits(

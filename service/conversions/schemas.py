@@ -72,7 +72,9 @@ class Reason(BaseModel):
 
 class Attribution(BaseModel):
     partner_id: uuid.UUID | None
-    method: Literal["promo_code", "click", "customer"] | None
+    method: Literal["promo_code", "click", "customer", "deal", "dispute"] | None = Field(
+        description="dispute: credited by hand when the partner's dispute of a missing sale was accepted"
+    )
     reasons: list[Reason]
     detail: dict[str, str] | None = None
 

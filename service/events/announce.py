@@ -171,3 +171,42 @@ async def partner(session: AsyncSession, row: Partner, type_: str) -> None:
         return to_out(row).model_dump(mode="json")
 
     await outbox.emit(session, type_, program_id=None, partner_id=row.id, build=build)
+
+
+async def deal(session: AsyncSession, row: Any, type_: str) -> None:
+    """deal.created, .approved or .rejected, `row` being a Deal."""
+
+    async def build() -> dict[str, Any]:
+        from service.partnering.deals.service import to_out
+
+        return to_out(row).model_dump(mode="json")
+
+    await outbox.emit(
+        session, type_, program_id=row.program_id, partner_id=row.partner_id, build=build
+    )
+
+
+async def dispute(session: AsyncSession, row: Any, type_: str) -> None:
+    """dispute.created or .resolved, `row` being a Dispute."""
+
+    async def build() -> dict[str, Any]:
+        from service.partnering.disputes.service import to_out
+
+        return to_out(row).model_dump(mode="json")
+
+    await outbox.emit(
+        session, type_, program_id=row.program_id, partner_id=row.partner_id, build=build
+    )
+
+
+async def application(session: AsyncSession, row: Any) -> None:
+    """application.created, `row` being an Application (no partner yet)."""
+
+    async def build() -> dict[str, Any]:
+        from service.partnering.applications.service import to_out
+
+        return to_out(row).model_dump(mode="json")
+
+    await outbox.emit(
+        session, "application.created", program_id=row.program_id, partner_id=None, build=build
+    )

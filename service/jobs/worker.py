@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import Settings
 from service.events import delivery
 from service.jobs.deliveries import deliver_due
+from service.kit.time import utc_now
+from service.partnering.bounties import run_click_bounties
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,16 @@ class Job:
     full_batch: Callable[[Runtime], int] = lambda rt: rt.settings.worker_batch
 
 
+async def pay_click_bounties(rt: Runtime) -> int:
+    """The click bounties of every ended day not paid yet (each day claimed under its lock)."""
+    return await run_click_bounties(rt.sessionmaker, utc_now())
+
+
 JOBS: list[Job] = [
     Job("event_deliveries", None, deliver_due),
+    # Days end once a day; every five minutes pays a day soon after it ends, and late clicks.
+    # One run pays everything due, so a large count is no reason to run again at once.
+    Job("click_bounties", 300, pay_click_bounties, full_batch=lambda rt: 2**62),
 ]
 
 

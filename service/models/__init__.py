@@ -38,6 +38,18 @@ from service.models.integrations import (
 )
 from service.models.ledger import CommissionEntry, EntryKind, MonthTotal
 from service.models.links import Link, LinkStatus, PromoCode, PromoCodeStatus
+from service.models.partnering import (
+    Application,
+    ApplicationStatus,
+    ClickBountyDay,
+    Deal,
+    DealStatus,
+    Dispute,
+    DisputeKind,
+    DisputeStatus,
+    KpiPeriod,
+    KpiTarget,
+)
 from service.models.partners import Partner, PartnerStatus
 from service.models.payouts import Payout, PayoutRun, PayoutStatus
 from service.models.portal import PortalLink, PortalSession
@@ -47,10 +59,13 @@ __all__ = [
     "Agreement",
     "AgreementVersion",
     "ApiKey",
+    "Application",
+    "ApplicationStatus",
     "AttributionMethod",
     "AuditEvent",
     "Base",
     "Click",
+    "ClickBountyDay",
     "ClickRollupHourly",
     "ClickRollupSub1Hourly",
     "ClickVisitorDaily",
@@ -59,7 +74,12 @@ __all__ = [
     "ConversionStatus",
     "ConversionType",
     "Customer",
+    "Deal",
+    "DealStatus",
     "DeliveryStatus",
+    "Dispute",
+    "DisputeKind",
+    "DisputeStatus",
     "EntryKind",
     "Event",
     "EventDelivery",
@@ -71,6 +91,8 @@ __all__ = [
     "Integration",
     "IntegrationDelivery",
     "IntegrationStatus",
+    "KpiPeriod",
+    "KpiTarget",
     "Link",
     "LinkStatus",
     "MonthTotal",

@@ -43,6 +43,9 @@ class AttributionMethod(StrEnum):
     promo_code = "promo_code"
     click = "click"
     customer = "customer"
+    deal = "deal"
+    # Given by hand when a partner's dispute of a missing sale is accepted.
+    dispute = "dispute"
 
 
 class Customer(IdMixin, TimestampMixin, Base):

@@ -17,6 +17,7 @@ class Program(IdMixin, TimestampMixin, Base):
         CheckConstraint("hold_days >= 0", name="hold_days_non_negative"),
         CheckConstraint("min_payout_minor >= 0", name="min_payout_non_negative"),
         CheckConstraint("attribution_window_days > 0", name="window_positive"),
+        CheckConstraint("deal_days > 0", name="deal_days_positive"),
     )
 
     name: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -31,6 +32,10 @@ class Program(IdMixin, TimestampMixin, Base):
         ARRAY(Text), nullable=False, default=lambda: list(DEFAULT_ATTRIBUTION_ORDER)
     )
     hold_days: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
+    # How long an approved deal registration holds its customer for the partner.
+    deal_days: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=90, server_default=text("90")
+    )
     min_payout_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     # The fraud rules the program named, as validated (service.fraud.schemas); the rules
     # it did not name take their defaults when a conversion is recorded.

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.fraud.schemas import MAX_RULES, FraudRule, check_unique
 
-Method = Literal["promo_code", "click", "customer"]
+Method = Literal["promo_code", "click", "customer", "deal"]
 
 
 RULES_DESCRIPTION = (
@@ -16,6 +16,9 @@ RULES_DESCRIPTION = (
     "keeps its default. The list replaces the program's: it applies to conversions recorded "
     "from then on, never to earlier ones"
 )
+
+
+DEAL_DAYS = "days an approved deal registration holds its customer for the partner"
 
 
 def _default_order() -> list[Method]:
@@ -36,9 +39,10 @@ class ProgramCreate(BaseModel):
     click_param: str = Field(default="aff_click_id", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     attribution_window_days: int = Field(default=30, ge=1, le=3650)
     attribution_order: list[Method] = Field(
-        default_factory=_default_order, min_length=1, max_length=3
+        default_factory=_default_order, min_length=1, max_length=4
     )
     hold_days: int = Field(default=30, ge=0, le=3650)
+    deal_days: int = Field(default=90, ge=1, le=3650, description=DEAL_DAYS)
     min_payout: str = Field(default="0", description="decimal string in the program currency")
     fraud_rules: list[FraudRule] = Field(
         default_factory=list, max_length=MAX_RULES, description=RULES_DESCRIPTION
@@ -57,8 +61,9 @@ class ProgramUpdate(BaseModel):
     fallback_url: str | None = None
     click_param: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     attribution_window_days: int | None = Field(default=None, ge=1, le=3650)
-    attribution_order: list[Method] | None = Field(default=None, min_length=1, max_length=3)
+    attribution_order: list[Method] | None = Field(default=None, min_length=1, max_length=4)
     hold_days: int | None = Field(default=None, ge=0, le=3650)
+    deal_days: int | None = Field(default=None, ge=1, le=3650, description=DEAL_DAYS)
     min_payout: str | None = None
     fraud_rules: list[FraudRule] | None = Field(
         default=None, max_length=MAX_RULES, description=RULES_DESCRIPTION
@@ -79,6 +84,7 @@ class ProgramOut(BaseModel):
     attribution_window_days: int
     attribution_order: list[str]
     hold_days: int
+    deal_days: int
     min_payout: str
     fraud_rules: list[FraudRule] = Field(
         description="every rule's setting in force: those named, and the defaults of the rest"

@@ -45,6 +45,7 @@ def to_out(program: Program) -> ProgramOut:
         attribution_window_days=program.attribution_window_days,
         attribution_order=list(program.attribution_order),
         hold_days=program.hold_days,
+        deal_days=program.deal_days,
         min_payout=format_minor(program.min_payout_minor, program.currency),
         fraud_rules=rules_in_force(program.fraud_rules).as_list(),
         created_at=program.created_at,
@@ -131,6 +132,7 @@ async def create_program(session: AsyncSession, body: ProgramCreate, by: Princip
         attribution_window_days=body.attribution_window_days,
         attribution_order=list(body.attribution_order),
         hold_days=body.hold_days,
+        deal_days=body.deal_days,
         min_payout_minor=to_minor(parse_amount(body.min_payout, currency), currency),
         fraud_rules=[r.model_dump(mode="json") for r in body.fraud_rules],
     )
@@ -165,6 +167,7 @@ async def update_program(
         "attribution_window_days",
         "attribution_order",
         "hold_days",
+        "deal_days",
         "min_payout",
         "fraud_rules",
     ):

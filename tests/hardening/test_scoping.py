@@ -361,6 +361,9 @@ async def test_walk_every_get_a_bound_partner_can_reach(app, client, world, boun
         "integration_id": [str(uuid.uuid4())],
         "endpoint_id": [str(uuid.uuid4())],
         "postback_id": [str(uuid.uuid4())],
+        "application_id": [str(uuid.uuid4())],
+        "deal_id": [str(uuid.uuid4())],
+        "dispute_id": [str(uuid.uuid4())],
     }
     filters: list[dict[str, str]] = [
         {},

@@ -1,0 +1,47 @@
+"""Every query of applications. Only admins read them: their keys reach every program."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.auth.keys import Principal
+from service.auth.scope import in_programs, is_partner
+from service.kit.pagination import PageParams, page_of, paginate_query
+from service.models import Application
+
+
+def readable(principal: Principal) -> Select[Application]:
+    """The applications a key may read: none for partners, its programs' for the others."""
+    stmt = select(Application).where(in_programs(principal, Application.program_id))
+    if is_partner(principal):
+        return stmt.where(Application.partner_id == principal.partner_id)
+    return stmt
+
+
+async def get(
+    session: AsyncSession, principal: Principal, application_id: uuid.UUID, *, lock: bool = False
+) -> Application | None:
+    """A readable application by id (locked when asked), or None."""
+    stmt = readable(principal).where(Application.id == application_id)
+    return await session.scalar(stmt.with_for_update() if lock else stmt)
+
+
+async def page(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    status: str | None,
+    program_id: uuid.UUID | None,
+) -> tuple[list[Application], str | None]:
+    """A page of the readable applications, optionally of one status and program."""
+    stmt = readable(principal)
+    if status is not None:
+        stmt = stmt.where(Application.status == status)
+    if program_id is not None:
+        stmt = stmt.where(Application.program_id == program_id)
+    rows = list((await session.scalars(paginate_query(stmt, Application.id, params))).all())
+    return page_of(rows, params)

@@ -1,0 +1,1 @@
+"""Deal registration: a partner claims a prospective customer against channel conflict."""

@@ -1,0 +1,1 @@
+"""Disputes: a partner claims a missing or declined sale; an admin resolves it."""

@@ -1,0 +1,59 @@
+"""Every query of disputes, starting from what a key may read."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.auth.keys import Principal
+from service.auth.scope import in_programs, of_partner
+from service.kit.pagination import PageParams, page_of, paginate_query
+from service.models import Conversion, Dispute
+
+
+def readable(principal: Principal) -> Select[Dispute]:
+    """The disputes a key may read: a partner its own; admins every one."""
+    return select(Dispute).where(
+        in_programs(principal, Dispute.program_id), of_partner(principal, Dispute.partner_id)
+    )
+
+
+async def get(
+    session: AsyncSession, principal: Principal, dispute_id: uuid.UUID, *, lock: bool = False
+) -> Dispute | None:
+    """A readable dispute by id (locked when asked), or None."""
+    stmt = readable(principal).where(Dispute.id == dispute_id)
+    return await session.scalar(stmt.with_for_update() if lock else stmt)
+
+
+async def page(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    status: str | None,
+    program_id: uuid.UUID | None,
+) -> tuple[list[Dispute], str | None]:
+    """A page of the readable disputes, optionally of one status and program."""
+    stmt = readable(principal)
+    if status is not None:
+        stmt = stmt.where(Dispute.status == status)
+    if program_id is not None:
+        stmt = stmt.where(Dispute.program_id == program_id)
+    rows = list((await session.scalars(paginate_query(stmt, Dispute.id, params))).all())
+    return page_of(rows, params)
+
+
+async def conversion_of_order(
+    session: AsyncSession, program_id: uuid.UUID, order_id: str
+) -> Conversion | None:
+    """The stored conversion of an order, the sale before a lead, its row locked."""
+    return await session.scalar(
+        select(Conversion)
+        .where(Conversion.program_id == program_id, Conversion.order_id == order_id)
+        .order_by(Conversion.type.desc())
+        .limit(1)
+        .with_for_update()
+    )
