@@ -29,7 +29,7 @@ from service.models.integrations import (
 from service.models.ledger import CommissionEntry, EntryKind, MonthTotal
 from service.models.links import Link, LinkStatus, PromoCode, PromoCodeStatus
 from service.models.partners import Partner, PartnerStatus
-from service.models.payouts import Payout, PayoutRun, PayoutStatus
+from service.models.payouts import Payout, PayoutEntry, PayoutRun, PayoutStatus
 from service.models.programs import Program
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "Partner",
     "PartnerStatus",
     "Payout",
+    "PayoutEntry",
     "PayoutRun",
     "PayoutStatus",
     "Program",

@@ -54,3 +54,22 @@ class Payout(IdMixin, TimestampMixin, Base):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PayoutEntry(Base):
+    """An entry locked into a payout: written once by a run, deleted when released.
+
+    The lock lives here rather than in a column of commission_entries: locking a year of
+    entries then inserts narrow rows into two indexes instead of writing a new version
+    of every wide entry row into each of the ledger's indexes. An entry with no row
+    here is unpaid; the primary key keeps an entry in one payout at most.
+    """
+
+    __tablename__ = "payout_entries"
+
+    entry_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("commission_entries.id"), primary_key=True
+    )
+    payout_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("payouts.id"), nullable=False, index=True
+    )
