@@ -63,13 +63,15 @@ class PayoutEntry(Base):
     entries then inserts narrow rows into two indexes instead of writing a new version
     of every wide entry row into each of the ledger's indexes. An entry with no row
     here is unpaid; the primary key keeps an entry in one payout at most.
+
+    entry_id has no foreign key: its check would row-lock (and so write) every entry
+    locked. Links are only written from a join over existing entries, which are never
+    deleted; reconciliation shows an entry whose link points nowhere as unbalanced.
     """
 
     __tablename__ = "payout_entries"
 
-    entry_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("commission_entries.id"), primary_key=True
-    )
+    entry_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     payout_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("payouts.id"), nullable=False, index=True
     )
