@@ -12,6 +12,9 @@ commission_entries is append-only; an entry with no payout_entries row is unpaid
 entry_id has no foreign key: its check would take a row lock on every entry locked,
 which writes to each entry's heap tuple, the cost this table is here to avoid. Links are
 only written from a join over existing entries, and entries are never deleted.
+
+ix_conversions_in_review: runs and previews hold the entries of conversions under review;
+the few such ids come from this partial index instead of a scan of every conversion.
 """
 
 from collections.abc import Sequence
@@ -49,10 +52,19 @@ def upgrade() -> None:
         op.f("fk_commission_entries_payout_id_payouts"), "commission_entries", type_="foreignkey"
     )
     op.drop_column("commission_entries", "payout_id")
+    # Runs and previews hold the entries of conversions under review: the few such ids.
+    op.create_index(
+        "ix_conversions_in_review",
+        "conversions",
+        ["id"],
+        unique=False,
+        postgresql_where="status = 'review'",
+    )
 
 
 def downgrade() -> None:
     op.execute("SET LOCAL lock_timeout = '5s'")
+    op.drop_index("ix_conversions_in_review", table_name="conversions")
     op.add_column("commission_entries", sa.Column("payout_id", sa.UUID(), nullable=True))
     op.execute(
         "UPDATE commission_entries e SET payout_id = l.payout_id"
