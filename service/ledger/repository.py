@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
@@ -96,6 +96,8 @@ async def page(
     if kind is not None:
         stmt = stmt.where(CommissionEntry.kind == kind)
     if unpaid:
-        stmt = stmt.where(~exists().where(PayoutEntry.entry_id == CommissionEntry.id))
+        # Its own FROM even when the payout_id filter already joined payout_entries.
+        linked = select(PayoutEntry.entry_id).where(PayoutEntry.entry_id == CommissionEntry.id)
+        stmt = stmt.where(~linked.correlate_except(PayoutEntry).exists())
     rows = list((await session.scalars(paginate_query(stmt, CommissionEntry.id, params))).all())
     return page_of(rows, params)

@@ -111,7 +111,8 @@ def readable_runs(principal: Principal) -> Select[PayoutRun]:
 
 def _unpaid(entry_id: Any) -> ColumnElement[bool]:
     """The entry is locked into no payout (an anti-join on payout_entries)."""
-    return ~exists().where(_links.c.entry_id == entry_id)
+    linked = select(_links.c.entry_id).where(_links.c.entry_id == entry_id)
+    return ~linked.correlate_except(_links).exists()
 
 
 def _not_in_review(entry_conversion_id: Any) -> ColumnElement[bool]:

@@ -56,3 +56,17 @@ async def test_a_run_links_entries_without_rewriting_them(client, admin, finance
     unpaid = await entries(client, finance, partner_id=p["id"], unpaid="true")
     assert {e["id"] for e in unpaid} == {str(i) for i in ids}
     assert {e["payout_id"] for e in unpaid} == {None}
+
+
+async def test_unpaid_and_payout_filters_combine(client, admin, finance, app):
+    prog, (p,) = await setup(client, admin, min_payout="0.00")
+    await add_entry(app, p["id"], prog["id"], 1500)
+    r = await client.post(
+        "/v1/payout-runs",
+        json={"as_of": rfc3339(ago(seconds=1)), "program_id": prog["id"]},
+        headers={**finance, "Idempotency-Key": secrets.token_hex(8)},
+    )
+    (payout,) = r.json()["payouts"]
+    # An entry in this payout is not unpaid: the two filters together match nothing.
+    assert await entries(client, finance, payout_id=payout["id"], unpaid="true") == []
+    assert len(await entries(client, finance, payout_id=payout["id"], unpaid="false")) == 1
