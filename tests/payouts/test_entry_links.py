@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 
 from sqlalchemy import text
 
 from service.kit.time import rfc3339
+from service.models import PayoutEntry
 from tests.payouts.factories import add_entry, ago, setup
 
 
@@ -70,3 +72,21 @@ async def test_unpaid_and_payout_filters_combine(client, admin, finance, app):
     # An entry in this payout is not unpaid: the two filters together match nothing.
     assert await entries(client, finance, payout_id=payout["id"], unpaid="true") == []
     assert len(await entries(client, finance, payout_id=payout["id"], unpaid="false")) == 1
+
+
+async def test_a_link_to_no_payout_unbalances_the_reconciliation(client, admin, finance, app):
+    prog, (p,) = await setup(client, admin, min_payout="0.00")
+    entry = await add_entry(app, p["id"], prog["id"], 1500)
+    r = await client.get("/v1/ledger/reconciliation", headers=finance)
+    assert r.json()["balanced"]
+    # payout_entries has no foreign keys: a link pointing nowhere must still show.
+    async with app.state.sessionmaker() as session:
+        session.add(PayoutEntry(entry_id=entry.id, payout_id=uuid.uuid4()))
+        await session.commit()
+    body = (await client.get("/v1/ledger/reconciliation", headers=finance)).json()
+    assert not body["balanced"]
+    (item,) = [i for i in body["items"] if i["partner_id"] == p["id"]]
+    assert (item["entries_total"], item["unpaid"], item["balanced"]) == ("15.00", "0.00", False)
+    async with app.state.sessionmaker() as session:
+        await session.delete(await session.get(PayoutEntry, entry.id))
+        await session.commit()
