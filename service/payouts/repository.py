@@ -156,14 +156,7 @@ async def unpaid_slices(
         stmt = stmt.where(e.program_id == program_id)
     # Ten thousand partners' groups fit in memory; the default 4MB would sort on disk.
     await _set_local(session, "work_mem", "64MB")
-    broad = not is_partner(principal)
-    if broad:
-        # Over every partner, the anti-join on payout_entries wants one hash; before the
-        # first run the planner, seeing an empty table, would rescan it once per entry.
-        await _set_local(session, "enable_nestloop", "off")
-    rows = list(await session.execute(stmt))
-    if broad:
-        await _set_local(session, "enable_nestloop", "on")
+    rows = await session.execute(stmt)
     return [ProgramSlice(*row) for row in rows]
 
 

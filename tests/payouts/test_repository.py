@@ -41,7 +41,6 @@ async def test_planner_settings_last_only_as_long_as_they_should(client, admin, 
         before = await session.scalar(text("SHOW work_mem"))
         await repo.unpaid_slices(session, FINANCE, ago(seconds=0), program_id)
         assert await session.scalar(text("SHOW work_mem")) == "64MB"
-        assert await session.scalar(text("SHOW enable_nestloop")) == "on"
         await session.commit()
         assert await session.scalar(text("SHOW work_mem")) == before
         await session.commit()
