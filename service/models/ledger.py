@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    event,
     func,
     select,
 )
@@ -81,6 +82,12 @@ class CommissionEntry(IdMixin, Base):
             .correlate_except(PayoutEntry)
             .scalar_subquery()
         )
+
+
+@event.listens_for(CommissionEntry.payout_id, "set")
+def _payout_id_is_read_only(target: CommissionEntry, value: Any, old: Any, initiator: Any) -> None:
+    # Assigning it would store nothing: lock and release through payout_entries instead.
+    raise AttributeError("CommissionEntry.payout_id is read only; write payout_entries")
 
 
 class MonthTotal(Base):

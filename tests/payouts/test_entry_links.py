@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from service.kit.time import rfc3339
-from service.models import PayoutEntry
+from service.models import CommissionEntry, PayoutEntry
 from tests.payouts.factories import add_entry, ago, setup
 
 
@@ -90,3 +91,9 @@ async def test_a_link_to_no_payout_unbalances_the_reconciliation(client, admin, 
     async with app.state.sessionmaker() as session:
         await session.delete(await session.get(PayoutEntry, entry.id))
         await session.commit()
+
+
+def test_an_entry_payout_id_cannot_be_assigned():
+    entry = CommissionEntry()
+    with pytest.raises(AttributeError, match="read only"):
+        entry.payout_id = uuid.uuid4()
