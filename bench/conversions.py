@@ -1,31 +1,53 @@
-"""Conversions per second through the real HTTP API, with attribution and commission.
-
-One server worker on an embedded PostgreSQL (or DATABASE_URL); a bounded async load
-from this process on 127.0.0.1, spread over many partners' clicks, then all on one
-partner (whose sales serialise on their month's lock, by design). Prints throughput
-and p50/p99 of each.
+"""Conversions per second: the service through its API against the floor, in one run.
 
     python bench/conversions.py [--seconds 15] [--concurrency 32] [--partners 50]
+
+- floor: the statements one conversion needs, as the service issues them (read the
+  program, insert the conversion, read link and partner, read the click's fraud facts,
+  read the agreement, lock and update the month's totals, update the conversion, insert
+  the partner's and the parent's entries, read them back, insert the audit row), in one
+  transaction each, through bare asyncpg: concurrency 32 over one pool of 10.
+- service: one `python -m service serve` worker (uvicorn) on 127.0.0.1, loaded by wrk
+  with a Lua script that makes a unique order id per request and picks one of the
+  seeded partners' click ids; wrk costs little CPU, unlike a Python client in this process.
+
+Both run on the same database, seeded through the API (a program, `--partners` partners
+under one parent, an agreement with tiers and a parent override each, a link and 40
+clicks each). Afterwards the bench checks that every 201 stored its conversion with
+entries. Uses an embedded PostgreSQL, or a fresh database on the server named by
+DATABASE_URL (dropped afterwards). Prints both rates, p50/p99 and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
+import re
+import secrets
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
-from datetime import UTC, datetime
-from decimal import Decimal
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _harness import Server, percentile
 
-GOAL = 1500.0
+from service.db import EmbeddedPostgres
+
+GOAL_RATIO = 0.5
+POOL = 10
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 TERMS = {
     "rules": [
@@ -40,9 +62,13 @@ TERMS = {
 }
 
 
+def plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 async def seed(
     base: str, admin: dict[str, str], partners: int, clicks_each: int
-) -> tuple[str, list[list[str]], dict[str, str]]:
+) -> tuple[str, list[list[str]], str]:
     """A program, `partners` partners under one parent, each with an agreement, a link and clicks."""
     async with httpx.AsyncClient(base_url=base, headers=admin, timeout=30) as c:
         program = (
@@ -97,93 +123,351 @@ async def seed(
             return tokens
 
         per_partner = await asyncio.gather(*(one_partner(i) for i in range(partners)))
-        return program["id"], list(per_partner), {"Authorization": f"Bearer {merchant}"}
+        return program["id"], list(per_partner), merchant
 
 
-async def load(
-    base: str,
-    program_id: str,
-    tokens: list[str],
-    merchant: dict[str, str],
-    seconds: float,
-    concurrency: int,
-) -> tuple[list[float], int, int, Decimal]:
-    run_id = random.getrandbits(48)
+# --- the floor: the service's statements through bare asyncpg ---------------------------
+
+SQL_PROGRAM = "SELECT * FROM programs WHERE id = $1"
+SQL_INSERT = (
+    "INSERT INTO conversions (program_id, type, order_id, status, currency, program_currency,"
+    " refunded_minor, occurred_at, items, metadata, attribution, counted, fraud, request_hash, id)"
+    " VALUES ($1, 'sale', $2, 'accepted', 'USD', 'USD', 0, $3, '[]', '{}', '{}', false, '[]', $4,"
+    " $5) ON CONFLICT (program_id, type, order_id) DO NOTHING RETURNING *"
+)
+SQL_LINK = (
+    "SELECT l.*, p.name, p.email, p.status, p.parent_id, p.payout_method, p.payout_details,"
+    " p.metadata FROM links l JOIN partners p ON p.id = l.partner_id WHERE l.id = $1"
+)
+SQL_PARTNER = "SELECT * FROM partners WHERE id = $1"
+SQL_FACTS = (
+    "SELECT click.referer, click.paid_markers, click.partner_id IS NOT NULL,"
+    " (SELECT count(*) FROM clicks c1 WHERE c1.visitor_hash = click.visitor_hash"
+    " AND c1.partner_id = click.partner_id AND c1.clicked_at >= $1 AND c1.clicked_at < $2)"
+    " FROM (SELECT 1 AS one) AS one LEFT JOIN (SELECT referer, paid_markers, visitor_hash,"
+    " partner_id FROM clicks WHERE id = $3 AND clicked_at = $4) AS click ON true"
+)
+SQL_AGREEMENT = (
+    "SELECT a.*, v.agreement_id, v.version, v.effective_from, v.terms, v.created_at, v.id"
+    " FROM agreements a JOIN agreement_versions v ON v.agreement_id = a.id"
+    " WHERE a.partner_id = $1 AND a.program_id = $2"
+)
+SQL_LOCK_MONTH = (
+    "INSERT INTO month_totals (partner_id, program_id, month, event, state)"
+    " VALUES ($1, $2, $3, 'sale', '{}') ON CONFLICT (partner_id, program_id, month, event)"
+    " DO UPDATE SET state = month_totals.state RETURNING state"
+)
+SQL_UPDATE_MONTH = (
+    "UPDATE month_totals SET state = $1, updated_at = now() WHERE partner_id = $2"
+    " AND program_id = $3 AND month = $4 AND event = 'sale'"
+)
+SQL_UPDATE_CONVERSION = (
+    "UPDATE conversions SET amount_minor = $1, program_amount_minor = $1, click_token = $2,"
+    " click_id = $3, link_id = $4, partner_id = $5, attribution_method = 'click',"
+    " attribution = $6, agreement_id = $7, agreement_version = 1, counted = true,"
+    " hold_days = 30, commission_explain = $8, updated_at = now() WHERE id = $9"
+    " RETURNING updated_at"
+)
+SQL_ENTRIES = (
+    "INSERT INTO commission_entries (partner_id, program_id, conversion_id, kind, amount_minor,"
+    " currency, available_at, agreement_id, agreement_version, period_month, rule_event, explain,"
+    " id) VALUES ($1, $2, $3, 'commission', $4, 'USD', $5, $6, 1, $7, 'sale', $8, $9),"
+    " ($10, $2, $3, 'override', $11, 'USD', $5, $6, 1, $7, 'sale', $12, $13)"
+    " RETURNING created_at, id"
+)
+SQL_READ_BACK = "SELECT * FROM commission_entries WHERE conversion_id = $1 ORDER BY id"
+SQL_AUDIT = (
+    "INSERT INTO audit_events (actor_key_id, actor_role, action, object_type, object_id, data, id)"
+    " VALUES (NULL, 'merchant', 'conversion.recorded', 'conversion', $1, $2, $3)"
+    " RETURNING created_at"
+)
+FLOOR_STATEMENTS = 12
+
+
+async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> tuple[int, list]:
+    """Conversions per second of the bare statements; returns (count, latencies)."""
+    from service.kit.ids import new_id
+
+    conn = await asyncpg.connect(plain(url))
+    try:
+        clicks = await conn.fetch(
+            "SELECT c.id, c.clicked_at, c.link_id, c.partner_id, c.click_token, a.id AS agreement,"
+            " p.parent_id FROM clicks c JOIN agreements a ON a.partner_id = c.partner_id"
+            " JOIN partners p ON p.id = c.partner_id WHERE c.program_id = $1",
+            uuid.UUID(program_id),
+        )
+    finally:
+        await conn.close()
+    program = uuid.UUID(program_id)
+    month = datetime.now(UTC).date().replace(day=1)
+    explain = json.dumps(
+        {
+            "event": "sale",
+            "operation": "conversion",
+            "amount": "100.00",
+            "split": "amount",
+            "tiered_base": "100.00",
+            "category_parts": [],
+            "rule": TERMS["rules"][0],
+            "month_before": {"revenue": "1000.00", "count": 10, "commission": "100.00"},
+            "month_after": {"revenue": "1100.00", "count": 11, "commission": "110.00"},
+            "rounding": "half_up",
+            "hold_days": 30,
+        }
+    )
+    pool = await asyncpg.create_pool(plain(url), min_size=POOL, max_size=POOL)
     latencies: list[float] = []
-    errors = 0
-    revenue = Decimal(0)
-    counter = 0
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    run = secrets.token_hex(4)
 
-    async with httpx.AsyncClient(base_url=base, headers=merchant, timeout=30, limits=limits) as c:
+    async def one(rng: random.Random, n: int) -> None:
+        c = rng.choice(clicks)
+        now = datetime.now(UTC)
+        amount = rng.randint(500, 50_000)
+        async with pool.acquire() as db, db.transaction():
+            await db.fetchrow(SQL_PROGRAM, program)
+            conv = new_id()
+            await db.fetchrow(SQL_INSERT, program, f"floor-{run}-{n}", now, os.urandom(32), conv)
+            await db.fetchrow(SQL_LINK, c["link_id"])
+            await db.fetchrow(SQL_PARTNER, c["partner_id"])
+            hour = c["clicked_at"]
+            await db.fetchrow(SQL_FACTS, hour - timedelta(hours=1), hour, c["id"], hour)
+            await db.fetch(SQL_AGREEMENT, c["partner_id"], program)
+            await db.fetchrow(SQL_LOCK_MONTH, c["partner_id"], program, month)
+            await db.execute(SQL_UPDATE_MONTH, explain, c["partner_id"], program, month)
+            attribution = json.dumps({"partner_id": str(c["partner_id"]), "method": "click"})
+            await db.fetchrow(
+                SQL_UPDATE_CONVERSION,
+                amount,
+                c["click_token"],
+                c["id"],
+                c["link_id"],
+                c["partner_id"],
+                attribution,
+                c["agreement"],
+                explain,
+                conv,
+            )
+            await db.fetch(
+                SQL_ENTRIES,
+                c["partner_id"],
+                program,
+                conv,
+                amount // 10,
+                now + timedelta(days=30),
+                c["agreement"],
+                month,
+                explain,
+                new_id(),
+                c["parent_id"],
+                amount // 20,
+                explain,
+                new_id(),
+            )
+            await db.fetch(SQL_READ_BACK, conv)
+            await db.fetchrow(SQL_AUDIT, conv, '{"status": "accepted"}', new_id())
 
-        async def worker(w: int) -> None:
-            nonlocal errors, revenue, counter
-            rng = random.Random(w)
-            while time.perf_counter() < stop_at:
-                counter += 1
-                amount = Decimal(rng.randint(500, 50_000)) / 100
-                body = {
-                    "program_id": program_id,
-                    "type": "sale",
-                    "order_id": f"bench-{run_id}-{w}-{counter}",
-                    "amount": f"{amount:.2f}",
-                    "click_id": rng.choice(rng.choice(tokens)),
-                    "occurred_at": datetime.now(UTC).isoformat(),
-                }
-                t0 = time.perf_counter()
-                r = await c.post("/v1/conversions", json=body)
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 201 or not r.json()["commissions"]:
-                    errors += 1
-                    if errors <= 3:
-                        print(f"error {r.status_code}: {r.text[:300]}", file=sys.stderr)
-                else:
-                    revenue += amount
+    counter = 0
 
+    async def worker(w: int) -> None:
+        nonlocal counter
+        rng = random.Random(w)
+        while time.perf_counter() < stop_at:
+            counter += 1
+            t0 = time.perf_counter()
+            await one(rng, counter)
+            latencies.append(time.perf_counter() - t0)
+
+    try:
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return latencies, counter, errors, revenue
+    finally:
+        await pool.close()
+    return len(latencies), latencies
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--partners", type=int, default=50)
-    parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
+# --- the service: wrk with a Lua script ---------------------------------------------------
 
-    server = Server(database_url=args.database_url)
+LUA = """
+local tokens = {%(tokens)s}
+local program = "%(program)s"
+local auth = "Bearer %(key)s"
+local run = "%(run)s"
+counter = 0
+errors = 0
+local threads = {}
+local id = 0
+
+function setup(thread)
+  id = id + 1
+  thread:set("tid", id)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  math.randomseed(tid * 7919)
+end
+
+function request()
+  counter = counter + 1
+  local cents = math.random(500, 50000)
+  local body = string.format(
+    '{"program_id":"%%s","type":"sale","order_id":"wrk-%%s-%%d-%%d",' ..
+    '"amount":"%%d.%%02d","click_id":"%%s"}',
+    program, run, tid, counter, math.floor(cents / 100), cents %% 100, tokens[math.random(#tokens)])
+  return wrk.format("POST", "/v1/conversions",
+    {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
+end
+
+function response(status, headers, body)
+  if status ~= 201 then errors = errors + 1 end
+end
+
+function done(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do bad = bad + t:get("errors") end
+  io.write(string.format("RESULT %%d %%d %%.3f %%.3f %%d\\n", summary.requests, bad,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.duration))
+end
+"""
+
+
+def service_load(
+    base: str, key: str, program_id: str, tokens: list[str], seconds: float, concurrency: int
+) -> tuple[str, dict[str, float]]:
+    run = secrets.token_hex(4)
+    script = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / "conversions.lua"
+    quoted = ",".join(f'"{t}"' for t in tokens)
+    script.write_text(LUA % {"tokens": quoted, "program": program_id, "key": key, "run": run})
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{concurrency}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    shutil.rmtree(script.parent, ignore_errors=True)
+    match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)", out)
+    if match is None:
+        raise SystemExit(f"wrk printed no result:\n{out}")
+    requests, errors, p50, p99, micros = match.groups()
+    return run, {
+        "requests": int(requests),
+        "errors": int(errors),
+        "p50": float(p50),
+        "p99": float(p99),
+        "seconds": int(micros) / 1e6,
+    }
+
+
+async def stored(url: str, prefix: str) -> tuple[int, int]:
+    """Conversions with this order id prefix, and how many of them have no entry."""
+    conn = await asyncpg.connect(plain(url))
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS"
+            " (SELECT FROM commission_entries e WHERE e.conversion_id = c.id))"
+            " FROM conversions c WHERE c.order_id LIKE $1",
+            prefix + "%",
+        )
+        return int(row[0]), int(row[1])
+    finally:
+        await conn.close()
+
+
+async def bench(url: str, seconds: float, concurrency: int, partners: int) -> bool:
+    server = Server(database_url=url)
     try:
         admin_key = server.admin_key()
         base = server.start()
         admin = {"Authorization": f"Bearer {admin_key}"}
-        program_id, tokens, merchant = await seed(base, admin, args.partners, 40)
-        await load(base, program_id, tokens, merchant, 2.0, args.concurrency)  # warm-up
-        rate = 0.0
-        for label, pool in (
-            (f"{args.partners} partners", tokens),
-            ("1 partner (every sale waits on one partner-month lock)", tokens[:1]),
-        ):
-            t0 = time.perf_counter()
-            latencies, _sent, errors, _ = await load(
-                base, program_id, pool, merchant, args.seconds, args.concurrency
-            )
-            elapsed = time.perf_counter() - t0
-            latencies.sort()
-            done = len(latencies)
-            print(
-                f"conversions, {label}: {done} in {elapsed:.1f} s = {done / elapsed:.0f}/s "
-                f"(1 worker, concurrency {args.concurrency}); p50 "
-                f"{percentile(latencies, 0.5) * 1000:.1f} ms, p99 "
-                f"{percentile(latencies, 0.99) * 1000:.1f} ms; errors {errors}"
-            )
-            rate = rate or done / elapsed
-        print(f"goal >= {GOAL:.0f}/s (spread over partners): {'met' if rate >= GOAL else 'missed'}")
+        program_id, tokens, merchant = await seed(base, admin, partners, 40)
+        flat = [t for per in tokens for t in per]
+        # Warm-up of both, so that neither pays for cold caches in its timed round.
+        service_load(base, merchant, program_id, flat, 2, concurrency)
+        await floor(url, program_id, 2.0, concurrency)
+
+        t0 = time.perf_counter()
+        done, latencies = await floor(url, program_id, seconds, concurrency)
+        elapsed = time.perf_counter() - t0
+        latencies.sort()
+        floor_rate = done / elapsed
+        print(
+            f"floor (bare asyncpg, {FLOOR_STATEMENTS} statements + BEGIN/COMMIT, pool {POOL},"
+            f" concurrency {concurrency}): {done} in {elapsed:.1f} s = {floor_rate:.0f}/s;"
+            f" p50 {percentile(latencies, 0.5) * 1000:.1f} ms,"
+            f" p99 {percentile(latencies, 0.99) * 1000:.1f} ms"
+        )
+
+        run, r = service_load(base, merchant, program_id, flat, seconds, concurrency)
+        rate = r["requests"] / r["seconds"]
+        count, without = await stored(url, f"wrk-{run}-")
+        print(
+            f"service (1 uvicorn worker, wrk -t2 -c{concurrency}, {partners} partners):"
+            f" {r['requests']} in {r['seconds']:.1f} s = {rate:.0f}/s; p50 {r['p50']:.1f} ms,"
+            f" p99 {r['p99']:.1f} ms; non-201 {r['errors']}; stored {count} (in flight at the end"
+            " included),"
+            f" without entries {without}"
+        )
+        ratio = rate / floor_rate
+        # wrk counts answered requests; the ones in flight when it stopped are stored too.
+        ok = r["errors"] == 0 and without == 0 and r["requests"] <= count <= r["requests"] + 64
+        print(
+            f"ratio service/floor: {ratio:.2f} (goal >= {GOAL_RATIO}:"
+            f" {'met' if ratio >= GOAL_RATIO else 'missed'}); every 201 stored with entries:"
+            f" {'yes' if ok else 'NO'}"
+        )
+        return ok
     finally:
         server.stop()
 
 
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--partners", type=int, default=50)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed (apt-get install wrk)")
+
+    tmp = embedded = None
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        server_url = plain(given)
+    else:
+        tmp = tempfile.mkdtemp(prefix="bench-conversions-")
+        embedded = EmbeddedPostgres(Path(tmp))
+        server_url = plain(embedded.start())
+    name = f"affiliate_bench_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    try:
+        ok = asyncio.run(bench(url, args.seconds, args.concurrency, args.partners))
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if embedded is not None:
+            embedded.stop()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    raise SystemExit(main())

@@ -129,6 +129,7 @@ async def seed(url: str, n_entries: int, n_partners: int, now: datetime, *, back
         history: dict[tuple[uuid.UUID, str], list] = {}
         conversions: list[tuple] = []
         entries: list[tuple] = []
+        links: list[tuple[uuid.UUID, uuid.UUID]] = []
         for i, partner in enumerate(partners):
             program = programs[i % PROGRAMS]
             currency = "EUR" if i % PROGRAMS == 0 else "USD"
@@ -176,9 +177,12 @@ async def seed(url: str, n_entries: int, n_partners: int, now: datetime, *, back
                     slot[1] += amount
                     slot[2] += 1
                     slot[3], slot[4] = min(slot[3], available), max(slot[4], available)
+                entry_id = new_id()
+                if payout_id is not None:
+                    links.append((entry_id, payout_id))
                 entries.append(
                     (
-                        new_id(),
+                        entry_id,
                         partner,
                         program,
                         conv,
@@ -188,7 +192,6 @@ async def seed(url: str, n_entries: int, n_partners: int, now: datetime, *, back
                         available,
                         available.date().replace(day=1),
                         "{}",
-                        payout_id,
                     )
                 )
         if history:
@@ -247,14 +250,18 @@ async def seed(url: str, n_entries: int, n_partners: int, now: datetime, *, back
             "commission_entries",
             columns=[
                 "id", "partner_id", "program_id", "conversion_id", "kind", "amount_minor",
-                "currency", "available_at", "period_month", "explain", "payout_id",
+                "currency", "available_at", "period_month", "explain",
             ],
             records=entries,
+        )
+        await conn.copy_records_to_table(
+            "payout_entries", columns=["entry_id", "payout_id"], records=links
         )
         # fmt: on
         # What autovacuum would do after a bulk load; the planner needs the statistics.
         await conn.execute(
-            "VACUUM ANALYZE programs, partners, conversions, commission_entries, payouts"
+            "VACUUM ANALYZE programs, partners, conversions, commission_entries, payouts,"
+            " payout_entries"
         )
     finally:
         await conn.close()
@@ -325,7 +332,7 @@ async def count_locked(url: str, run_id: str) -> int:
     try:
         return int(
             await conn.fetchval(
-                "SELECT count(*) FROM commission_entries e JOIN payouts p ON p.id = e.payout_id"
+                "SELECT count(*) FROM payout_entries l JOIN payouts p ON p.id = l.payout_id"
                 " WHERE p.run_id = $1",
                 uuid.UUID(run_id),
             )
@@ -337,7 +344,10 @@ async def count_locked(url: str, run_id: str) -> int:
 async def count_unpaid(url: str) -> int:
     conn = await asyncpg.connect(plain(url))
     try:
-        sql = "SELECT count(*) FROM commission_entries WHERE payout_id IS NULL"
+        sql = (
+            "SELECT count(*) FROM commission_entries e"
+            " WHERE NOT EXISTS (SELECT FROM payout_entries l WHERE l.entry_id = e.id)"
+        )
         return int(await conn.fetchval(sql))
     finally:
         await conn.close()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import typing
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, literal, select, true
+from sqlalchemy import Select, Table, bindparam, func, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
@@ -38,6 +39,66 @@ def _host(referer: str | None) -> str | None:
         return None
 
 
+_clicks = typing.cast(Table, Click.__table__)
+_conversions = typing.cast(Table, Conversion.__table__)
+
+
+def _param(name: str, col: Any) -> Any:
+    return bindparam(name, type_=col.type)
+
+
+@functools.cache
+def _facts_statement(click: bool, flood: bool, velocity: bool) -> Select[Any]:
+    """The one statement for this combination of facts, built once, with bound parameters.
+
+    Built per conversion, the ORM's aliasing and column adaptation cost more CPU than
+    PostgreSQL spends answering it.
+    """
+    c = _clicks.c
+    columns: list[Any] = []
+    base: Any = select(literal(1).label("one")).subquery("one")
+    if click:
+        # By primary key: clicked_at also prunes the partitions to the click's month.
+        found = (
+            select(c.referer, c.paid_markers, c.visitor_hash, c.partner_id)
+            .where(
+                c.id == _param("click_id", c.id), c.clicked_at == _param("clicked_at", c.clicked_at)
+            )
+            .subquery("click")
+        )
+        base = base.outerjoin(found, true())
+        # In async click mode a very fresh click may not be written yet: its facts are unknown.
+        columns += [found.c.referer, found.c.paid_markers, found.c.partner_id.is_not(None)]
+        if flood:
+            # Visitor hashes are keyed per UTC day: a click in the first hour of a day
+            # sees only that day's earlier clicks of the visitor.
+            earlier = _clicks.alias("earlier")
+            columns.append(
+                select(func.count())
+                .where(
+                    earlier.c.visitor_hash == found.c.visitor_hash,
+                    earlier.c.partner_id == found.c.partner_id,
+                    earlier.c.clicked_at >= _param("flood_from", c.clicked_at),
+                    earlier.c.clicked_at < _param("clicked_at", c.clicked_at),
+                )
+                .scalar_subquery()
+            )
+    if velocity:
+        v = _conversions.c
+        columns.append(
+            select(func.count())
+            .where(
+                v.partner_id == _param("partner_id", v.partner_id),
+                v.program_id == _param("program_id", v.program_id),
+                v.occurred_at >= _param("velocity_from", v.occurred_at),
+                v.occurred_at < _param("occurred_at", v.occurred_at),
+                v.id != _param("conversion_id", v.id),
+            )
+            .scalar_subquery()
+        )
+    return select(*columns).select_from(base)
+
+
 async def stored_facts(
     session: AsyncSession,
     needs: frozenset[str],
@@ -52,59 +113,37 @@ async def stored_facts(
     """The click's markers, referrer and visitor's recent clicks, and the partner's
     conversions in the past hour, as far as `needs` asks; no statement when it asks nothing."""
     wants_click = "click" in needs and click_id is not None and clicked_at is not None
-    if not wants_click and "velocity" not in needs:
+    flood = wants_click and "flood" in needs
+    velocity = "velocity" in needs
+    if not wants_click and not velocity:
         return Stored()
-    columns: list[Any] = []
-    base: Any = select(literal(1).label("one")).subquery("one")
+    params: dict[str, Any] = {}
     if wants_click:
         assert clicked_at is not None
-        # By primary key: clicked_at also prunes the partitions to the click's month.
-        click = (
-            select(Click.referer, Click.paid_markers, Click.visitor_hash, Click.partner_id)
-            .where(Click.id == click_id, Click.clicked_at == clicked_at)
-            .subquery("click")
+        params.update(click_id=click_id, clicked_at=clicked_at)
+        if flood:
+            params["flood_from"] = clicked_at - HOUR
+    if velocity:
+        params.update(
+            partner_id=partner_id,
+            program_id=program_id,
+            velocity_from=occurred_at - HOUR,
+            occurred_at=occurred_at,
+            conversion_id=conversion_id,
         )
-        base = base.outerjoin(click, true())
-        # In async click mode a very fresh click may not be written yet: its facts are unknown.
-        columns += [click.c.referer, click.c.paid_markers, click.c.partner_id.is_not(None)]
-        if "flood" in needs:
-            # Visitor hashes are keyed per UTC day: a click in the first hour of a day
-            # sees only that day's earlier clicks of the visitor.
-            earlier = aliased(Click)
-            columns.append(
-                select(func.count())
-                .where(
-                    earlier.visitor_hash == click.c.visitor_hash,
-                    earlier.partner_id == click.c.partner_id,
-                    earlier.clicked_at >= clicked_at - HOUR,
-                    earlier.clicked_at < clicked_at,
-                )
-                .scalar_subquery()
-            )
-    if "velocity" in needs:
-        columns.append(
-            select(func.count())
-            .where(
-                Conversion.partner_id == partner_id,
-                Conversion.program_id == program_id,
-                Conversion.occurred_at >= occurred_at - HOUR,
-                Conversion.occurred_at < occurred_at,
-                Conversion.id != conversion_id,
-            )
-            .scalar_subquery()
-        )
+    stmt = _facts_statement(wants_click, flood, velocity)
     with session.no_autoflush:
-        row = list((await session.execute(select(*columns).select_from(base))).one())
+        row = list((await session.execute(stmt, params)).one())
     out: dict[str, Any] = {}
     if wants_click:
         referer, markers, found = row[:3]
         del row[:3]
-        flood = row.pop(0) if "flood" in needs else None
+        visitors = row.pop(0) if flood else None
         if found:
             out["referrer_host"] = _host(referer)
             out["paid_markers"] = frozenset(markers or ())
-            out["visitor_clicks_before"] = None if flood is None else int(flood)
-    if "velocity" in needs:
+            out["visitor_clicks_before"] = None if visitors is None else int(visitors)
+    if velocity:
         out["partner_conversions_before"] = int(row.pop(0))
     return Stored(**out)
 

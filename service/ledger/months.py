@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +36,38 @@ def state_from_json(data: dict[str, Any]) -> MonthState:
     )
 
 
+_month_totals = typing.cast(Table, MonthTotal.__table__)
+_KEY = ("partner_id", "program_id", "month", "event")
+
+
+def _key_params() -> list[Any]:
+    return [_month_totals.c[k] == bindparam(f"k_{k}", type_=_month_totals.c[k].type) for k in _KEY]
+
+
+def _key(partner_id: uuid.UUID, program_id: uuid.UUID, month: date, event: str) -> dict[str, Any]:
+    return {
+        "k_partner_id": partner_id,
+        "k_program_id": program_id,
+        "k_month": month,
+        "k_event": event,
+    }
+
+
+# Built once: as Core statements on the table, so that neither the ORM's DML paths nor
+# the statement's construction run per conversion.
+_LOCK = (
+    insert(_month_totals)
+    .values({**{k: bindparam(f"k_{k}", type_=_month_totals.c[k].type) for k in _KEY}, "state": {}})
+    .on_conflict_do_update(index_elements=list(_KEY), set_={"state": _month_totals.c.state})
+    .returning(_month_totals.c.state)
+)
+_SAVE = (
+    update(_month_totals)
+    .where(*_key_params())
+    .values(state=bindparam("new_state", type_=_month_totals.c.state.type), updated_at=func.now())
+)
+
+
 async def lock_month(
     session: AsyncSession,
     partner_id: uuid.UUID,
@@ -48,15 +81,8 @@ async def lock_month(
     so that two of them cannot both take the same tier or cap room.
     """
     # An upsert that touches the row takes its lock and returns it in one round trip.
-    stmt = insert(MonthTotal).values(
-        partner_id=partner_id, program_id=program_id, month=month, event=event, state={}
-    )
-    data = await session.scalar(
-        stmt.on_conflict_do_update(
-            index_elements=["partner_id", "program_id", "month", "event"],
-            set_={"state": MonthTotal.state},
-        ).returning(MonthTotal.state)
-    )
+    key = _key(partner_id, program_id, month, event)
+    data = (await session.execute(_LOCK, key)).scalar_one()
     return state_from_json(data or {})
 
 
@@ -69,13 +95,5 @@ async def save_month(
     state: MonthState,
 ) -> None:
     """Store the month's new state (its row is already locked by lock_month)."""
-    await session.execute(
-        update(MonthTotal)
-        .where(
-            MonthTotal.partner_id == partner_id,
-            MonthTotal.program_id == program_id,
-            MonthTotal.month == month,
-            MonthTotal.event == event,
-        )
-        .values(state=state_to_json(state), updated_at=func.now())
-    )
+    key = _key(partner_id, program_id, month, event)
+    await session.execute(_SAVE, {**key, "new_state": state_to_json(state)})

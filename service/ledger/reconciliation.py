@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import NotFound
 from service.kit.money import format_minor
-from service.models import CommissionEntry, Payout, PayoutRun, PayoutStatus, Program
+from service.models import CommissionEntry, Payout, PayoutEntry, PayoutRun, PayoutStatus, Program
 from service.payouts.schemas import PayoutStatusName
 
 
@@ -71,15 +71,16 @@ async def balance_rows(
     identity checks the ledger against the payouts rather than against itself.
     A payout may span programs, so for one program they come from its entries.
     """
-    e, p = CommissionEntry, Payout
+    e, p, pe = CommissionEntry, Payout, PayoutEntry
     if program_id is None:
         entries = (
             select(
                 e.partner_id,
                 e.currency,
                 cast(func.sum(e.amount_minor), BigInteger).label("total"),
-                _sum(e.amount_minor, e.payout_id.is_(None)).label("unpaid"),
+                _sum(e.amount_minor, pe.entry_id.is_(None)).label("unpaid"),
             )
+            .outerjoin(pe, pe.entry_id == e.id)
             .group_by(e.partner_id, e.currency)
             .cte("e")
         )
@@ -123,9 +124,10 @@ async def balance_rows(
                 cast(func.sum(e.amount_minor), BigInteger),
                 _sum(e.amount_minor, p.status == PayoutStatus.paid),
                 _sum(e.amount_minor, p.status == PayoutStatus.open),
-                _sum(e.amount_minor, e.payout_id.is_(None)),
+                _sum(e.amount_minor, pe.entry_id.is_(None)),
             )
-            .outerjoin(p, p.id == e.payout_id)
+            .outerjoin(pe, pe.entry_id == e.id)
+            .outerjoin(p, p.id == pe.payout_id)
             .where(e.program_id == program_id)
             .group_by(e.partner_id, e.currency)
             .order_by(e.partner_id, e.currency)
@@ -136,15 +138,15 @@ async def balance_rows(
 
 async def payout_mismatches(session: AsyncSession, program_id: uuid.UUID | None) -> list[Any]:
     """Payouts whose amount or count differs from their entries; failed ones still holding any."""
-    e, p = CommissionEntry, Payout
+    e, p, pe = CommissionEntry, Payout, PayoutEntry
     locked = (
         select(
-            e.payout_id,
+            pe.payout_id,
             cast(func.sum(e.amount_minor), BigInteger).label("total"),
             func.count().label("n"),
         )
-        .where(e.payout_id.is_not(None))
-        .group_by(e.payout_id)
+        .join(e, e.id == pe.entry_id)
+        .group_by(pe.payout_id)
         .subquery("s")
     )
     total = func.coalesce(locked.c.total, 0)
@@ -165,7 +167,9 @@ async def payout_mismatches(session: AsyncSession, program_id: uuid.UUID | None)
         .order_by(p.id)
     )
     if program_id is not None:
-        of_program = select(e.payout_id).where(e.program_id == program_id, e.payout_id.is_not(None))
+        of_program = (
+            select(pe.payout_id).join(e, e.id == pe.entry_id).where(e.program_id == program_id)
+        )
         stmt = stmt.where(or_(p.id.in_(of_program), PayoutRun.program_id == program_id))
     return list(await session.execute(stmt))
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
 from service.kit.pagination import PageParams, page_of, paginate_query
-from service.models import CommissionEntry
+from service.models import CommissionEntry, PayoutEntry
 
 
 def readable(principal: Principal) -> Select[CommissionEntry]:
@@ -40,14 +40,21 @@ async def by_conversion(
     return out
 
 
+def _in_payout(stmt: Select[CommissionEntry], payout_id: uuid.UUID) -> Select[CommissionEntry]:
+    """Only the entries locked into this payout."""
+    return stmt.join(PayoutEntry, PayoutEntry.entry_id == CommissionEntry.id).where(
+        PayoutEntry.payout_id == payout_id
+    )
+
+
 async def of_payout(
     session: AsyncSession, principal: Principal, payout_id: uuid.UUID
 ) -> list[CommissionEntry]:
     """The readable entries locked into a payout, by availability."""
     rows = await session.scalars(
-        readable(principal)
-        .where(CommissionEntry.payout_id == payout_id)
-        .order_by(CommissionEntry.available_at, CommissionEntry.id)
+        _in_payout(readable(principal), payout_id).order_by(
+            CommissionEntry.available_at, CommissionEntry.id
+        )
     )
     return list(rows.all())
 
@@ -85,10 +92,12 @@ async def page(
     if conversion_id is not None:
         stmt = stmt.where(CommissionEntry.conversion_id == conversion_id)
     if payout_id is not None:
-        stmt = stmt.where(CommissionEntry.payout_id == payout_id)
+        stmt = _in_payout(stmt, payout_id)
     if kind is not None:
         stmt = stmt.where(CommissionEntry.kind == kind)
     if unpaid:
-        stmt = stmt.where(CommissionEntry.payout_id.is_(None))
+        # Its own FROM even when the payout_id filter already joined payout_entries.
+        linked = select(PayoutEntry.entry_id).where(PayoutEntry.entry_id == CommissionEntry.id)
+        stmt = stmt.where(~linked.correlate_except(PayoutEntry).exists())
     rows = list((await session.scalars(paginate_query(stmt, CommissionEntry.id, params))).all())
     return page_of(rows, params)

@@ -51,7 +51,7 @@ from service.models.partnering import (
     KpiTarget,
 )
 from service.models.partners import Partner, PartnerStatus
-from service.models.payouts import Payout, PayoutRun, PayoutStatus
+from service.models.payouts import Payout, PayoutEntry, PayoutRun, PayoutStatus
 from service.models.portal import PortalLink, PortalSession
 from service.models.programs import Program
 
@@ -99,6 +99,7 @@ __all__ = [
     "Partner",
     "PartnerStatus",
     "Payout",
+    "PayoutEntry",
     "PayoutRun",
     "PayoutStatus",
     "PortalLink",

@@ -78,6 +78,9 @@ class Conversion(IdMixin, TimestampMixin, Base):
         Index("ix_conversions_partner_occurred", "partner_id", "occurred_at"),
         # Lists page in creation order; ids from before UUIDv7 are random (kit/pagination).
         Index("ix_conversions_created_id", "created_at", "id"),
+        # Payout runs and previews hold the entries of conversions under review: the few
+        # such ids, read from this index instead of a scan of every conversion.
+        Index("ix_conversions_in_review", "id", postgresql_where="status = 'review'"),
     )
 
     program_id: Mapped[uuid.UUID] = mapped_column(

@@ -5,11 +5,23 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, func
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, declared_attr, mapped_column
 
 from service.models.base import Base, IdMixin, enum_check
+from service.models.payouts import PayoutEntry
 
 
 class EntryKind(StrEnum):
@@ -21,19 +33,12 @@ class EntryKind(StrEnum):
 
 
 class CommissionEntry(IdMixin, Base):
-    """Append-only ledger line. Only payout_id ever changes after insert."""
+    """Append-only ledger line, never updated; its payout is its row in payout_entries."""
 
     __tablename__ = "commission_entries"
     __table_args__ = (
         enum_check("kind", EntryKind),
         Index("ix_commission_entries_partner_currency", "partner_id", "currency"),
-        Index(
-            "ix_commission_entries_unpaid",
-            "program_id",
-            "partner_id",
-            "available_at",
-            postgresql_where="payout_id IS NULL",
-        ),
     )
 
     partner_id: Mapped[uuid.UUID] = mapped_column(
@@ -52,9 +57,6 @@ class CommissionEntry(IdMixin, Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    payout_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("payouts.id"), nullable=True, index=True
-    )
     agreement_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("agreements.id"), nullable=True, index=True
     )
@@ -66,6 +68,26 @@ class CommissionEntry(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+    @declared_attr
+    def payout_id(cls) -> Mapped[uuid.UUID | None]:
+        """The payout the entry is locked into, read from payout_entries (read only).
+
+        Fine for loading entries; set-based queries join payout_entries themselves,
+        since a filter on this subquery runs it once per row.
+        """
+        return column_property(
+            select(PayoutEntry.payout_id)
+            .where(PayoutEntry.entry_id == cls.id)
+            .correlate_except(PayoutEntry)
+            .scalar_subquery()
+        )
+
+
+@event.listens_for(CommissionEntry.payout_id, "set")
+def _payout_id_is_read_only(target: CommissionEntry, value: Any, old: Any, initiator: Any) -> None:
+    # Assigning it would store nothing: lock and release through payout_entries instead.
+    raise AttributeError("CommissionEntry.payout_id is read only; write payout_entries")
 
 
 class MonthTotal(Base):

@@ -54,3 +54,24 @@ class Payout(IdMixin, TimestampMixin, Base):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PayoutEntry(Base):
+    """An entry locked into a payout: written once by a run, deleted when released.
+
+    The lock lives here rather than in a column of commission_entries: locking a year of
+    entries then inserts narrow rows into two indexes instead of writing a new version
+    of every wide entry row into each of the ledger's indexes. An entry with no row
+    here is unpaid; the primary key keeps an entry in one payout at most.
+
+    No foreign keys: their checks run per row, and locking a year of entries spent more
+    time in them than in the inserts (the one on entry_id also row-locks, so writes, every
+    entry). Links are only written by a run, from existing entries into the payouts it has
+    just inserted; entries are never deleted and a payout only after its links. The
+    reconciliation shows a link to no payout as an unbalanced partner.
+    """
+
+    __tablename__ = "payout_entries"
+
+    entry_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    payout_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)

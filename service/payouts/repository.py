@@ -42,6 +42,7 @@ from service.models import (
     ConversionStatus,
     Partner,
     Payout,
+    PayoutEntry,
     PayoutRun,
     PayoutStatus,
     Program,
@@ -58,6 +59,7 @@ _UUIDS = ARRAY(UUID(as_uuid=True))
 # add RETURNING to synchronise objects no caller holds.
 _entries = typing.cast(Table, CommissionEntry.__table__)
 _payouts = typing.cast(Table, Payout.__table__)
+_links = typing.cast(Table, PayoutEntry.__table__)
 
 
 def _one_of(col: Any, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
@@ -86,7 +88,11 @@ def readable(principal: Principal) -> Select[Payout]:
     stmt = select(Payout).where(of_partner(principal, Payout.partner_id))
     if bound_programs(principal) is None:
         return stmt
-    entries = select(CommissionEntry.id).where(CommissionEntry.payout_id == Payout.id)
+    entries = (
+        select(CommissionEntry.id)
+        .join(PayoutEntry, PayoutEntry.entry_id == CommissionEntry.id)
+        .where(PayoutEntry.payout_id == Payout.id)
+    )
     mine = in_programs(principal, CommissionEntry.program_id)
     run_mine = select(PayoutRun.id).where(
         PayoutRun.id == Payout.run_id, in_programs(principal, PayoutRun.program_id)
@@ -101,6 +107,12 @@ def readable_runs(principal: Principal) -> Select[PayoutRun]:
     if is_partner(principal):
         return select(PayoutRun).where(false())
     return select(PayoutRun).where(in_programs(principal, PayoutRun.program_id))
+
+
+def _unpaid(entry_id: Any) -> ColumnElement[bool]:
+    """The entry is locked into no payout (an anti-join on payout_entries)."""
+    linked = select(_links.c.entry_id).where(_links.c.entry_id == entry_id)
+    return ~linked.correlate_except(_links).exists()
 
 
 def _not_in_review(entry_conversion_id: Any) -> ColumnElement[bool]:
@@ -137,7 +149,7 @@ async def unpaid_slices(
             Conversion,
             and_(Conversion.id == e.conversion_id, Conversion.status == ConversionStatus.review),
         )
-        .where(e.payout_id.is_(None))
+        .where(_unpaid(e.id))
         .group_by(e.partner_id, e.currency, e.program_id)
     )
     if program_id is not None:
@@ -308,9 +320,11 @@ async def lock_entries(
 ) -> dict[uuid.UUID, int]:
     """Lock the payable entries into their payouts and total each payout from what was locked.
 
-    `payout_id IS NULL` is re-checked on every row the UPDATE touches (read
-    committed re-evaluates it after waiting), so no entry is locked twice.
-    Returns the amount locked per payout; payouts that locked nothing are absent.
+    One INSERT of (entry_id, payout_id) rows; the entries themselves are not written.
+    Runs over overlapping scopes are serialised (lock_scope), so each sees the locks
+    of those before it; the primary key of payout_entries refuses an entry locked
+    twice all the same. Returns the amount locked per payout; payouts that locked
+    nothing are absent.
     """
     if not targets:
         return {}
@@ -319,28 +333,36 @@ async def lock_entries(
     payable = [
         e.partner_id == m.c.partner_id,
         e.currency == m.c.currency,
-        e.payout_id.is_(None),
+        _unpaid(e.id),
         e.available_at <= as_of,
         _not_in_review(e.conversion_id),
     ]
     if program_id is not None:
         payable.append(e.program_id == program_id)
-    locked = (
-        update(_entries)
-        .values(payout_id=m.c.payout_id)
+    chosen = (
+        select(
+            e.id.label("entry_id"),
+            m.c.payout_id,
+            e.amount_minor,
+            e.available_at,
+        )
         .where(*payable)
-        .returning(e.payout_id, e.amount_minor, e.available_at)
+        .cte("chosen")
+    )
+    locked = (
+        _links.insert()
+        .from_select(["entry_id", "payout_id"], select(chosen.c.entry_id, chosen.c.payout_id))
         .cte("locked")
     )
     totals = (
         select(
-            locked.c.payout_id,
-            cast(func.sum(locked.c.amount_minor), BigInteger).label("amount"),
+            chosen.c.payout_id,
+            cast(func.sum(chosen.c.amount_minor), BigInteger).label("amount"),
             func.count().label("n"),
-            func.min(locked.c.available_at).label("first_at"),
-            func.max(locked.c.available_at).label("last_at"),
+            func.min(chosen.c.available_at).label("first_at"),
+            func.max(chosen.c.available_at).label("last_at"),
         )
-        .group_by(locked.c.payout_id)
+        .group_by(chosen.c.payout_id)
         .cte("totals")
     )
     stmt = (
@@ -358,7 +380,7 @@ async def lock_entries(
     # history by index, once per partner; one hash join over the unpaid entries is
     # what thousands of partners need.
     await _set_local(session, "enable_nestloop", "off")
-    rows = await session.execute(stmt)
+    rows = await session.execute(stmt.add_cte(locked))
     result = {r[0]: r[1] for r in rows}
     await _set_local(session, "enable_nestloop", "on")
     return result
@@ -368,9 +390,7 @@ async def release_entries(session: AsyncSession, payout_ids: Sequence[uuid.UUID]
     """Give the entries of these payouts back to the unpaid balance."""
     if not payout_ids:
         return 0
-    result = await session.execute(
-        update(_entries).values(payout_id=None).where(_one_of(_entries.c.payout_id, payout_ids))
-    )
+    result = await session.execute(delete(_links).where(_one_of(_links.c.payout_id, payout_ids)))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -454,7 +474,8 @@ async def paid_sums(
     stmt = (
         commissions.readable(principal)
         .with_only_columns(e.partner_id, e.currency, _sum(e.amount_minor))
-        .join(Payout, and_(Payout.id == e.payout_id, Payout.status == PayoutStatus.paid))
+        .join(PayoutEntry, PayoutEntry.entry_id == e.id)
+        .join(Payout, and_(Payout.id == PayoutEntry.payout_id, Payout.status == PayoutStatus.paid))
         .group_by(e.partner_id, e.currency)
     )
     if program_id is not None:

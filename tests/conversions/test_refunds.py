@@ -1,9 +1,9 @@
 import asyncio
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, insert, literal, select
 
-from service.models import CommissionEntry, Payout, PayoutRun
+from service.models import CommissionEntry, Payout, PayoutEntry, PayoutRun
 from tests.conversions.factories import add_link, click_id, sale, setup
 from tests.factories import unique
 from tests.helpers import assert_problem, error_fields
@@ -102,9 +102,12 @@ async def test_refund_after_payout_leaves_a_negative_balance(client, app, admin)
         session.add(payout)
         await session.flush()
         await session.execute(
-            update(CommissionEntry)
-            .where(CommissionEntry.partner_id == partner["id"])
-            .values(payout_id=payout.id)
+            insert(PayoutEntry).from_select(
+                ["entry_id", "payout_id"],
+                select(CommissionEntry.id, literal(payout.id)).where(
+                    CommissionEntry.partner_id == partner["id"]
+                ),
+            )
         )
         await session.commit()
     r = await client.post("/v1/refunds", json=refund(program, conv, "200.00"), headers=admin)
@@ -112,7 +115,8 @@ async def test_refund_after_payout_leaves_a_negative_balance(client, app, admin)
     async with app.state.sessionmaker() as session:
         unpaid = await session.scalar(
             select(func.sum(CommissionEntry.amount_minor)).where(
-                CommissionEntry.partner_id == partner["id"], CommissionEntry.payout_id.is_(None)
+                CommissionEntry.partner_id == partner["id"],
+                ~exists().where(PayoutEntry.entry_id == CommissionEntry.id),
             )
         )
     assert unpaid == -2000
