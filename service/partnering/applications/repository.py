@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, is_partner
-from service.kit.pagination import PageParams, page_of, paginate_query
+from service.kit.pagination import PageParams
 from service.models import Application
+from service.partnering import listing
 
 
 def readable(principal: Principal) -> Select[Application]:
@@ -38,10 +39,6 @@ async def page(
     program_id: uuid.UUID | None,
 ) -> tuple[list[Application], str | None]:
     """A page of the readable applications, optionally of one status and program."""
-    stmt = readable(principal)
-    if status is not None:
-        stmt = stmt.where(Application.status == status)
-    if program_id is not None:
-        stmt = stmt.where(Application.program_id == program_id)
-    rows = list((await session.scalars(paginate_query(stmt, Application.id, params))).all())
-    return page_of(rows, params)
+    return await listing.page(
+        session, readable(principal), Application, params, status=status, program_id=program_id
+    )

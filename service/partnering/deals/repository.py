@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
-from service.kit.pagination import PageParams, page_of, paginate_query
+from service.kit.pagination import PageParams
 from service.models import Deal, DealStatus
+from service.partnering import listing
 
 
 def readable(principal: Principal) -> Select[Deal]:
@@ -38,13 +39,9 @@ async def page(
     program_id: uuid.UUID | None,
 ) -> tuple[list[Deal], str | None]:
     """A page of the readable deals, optionally of one status and program."""
-    stmt = readable(principal)
-    if status is not None:
-        stmt = stmt.where(Deal.status == status)
-    if program_id is not None:
-        stmt = stmt.where(Deal.program_id == program_id)
-    rows = list((await session.scalars(paginate_query(stmt, Deal.id, params))).all())
-    return page_of(rows, params)
+    return await listing.page(
+        session, readable(principal), Deal, params, status=status, program_id=program_id
+    )
 
 
 async def lock_domains(session: AsyncSession, program_id: uuid.UUID, domains: list[str]) -> None:

@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
-from service.kit.pagination import PageParams, page_of, paginate_query
+from service.kit.pagination import PageParams
 from service.models import Conversion, Dispute
+from service.partnering import listing
 
 
 def readable(principal: Principal) -> Select[Dispute]:
@@ -37,13 +38,9 @@ async def page(
     program_id: uuid.UUID | None,
 ) -> tuple[list[Dispute], str | None]:
     """A page of the readable disputes, optionally of one status and program."""
-    stmt = readable(principal)
-    if status is not None:
-        stmt = stmt.where(Dispute.status == status)
-    if program_id is not None:
-        stmt = stmt.where(Dispute.program_id == program_id)
-    rows = list((await session.scalars(paginate_query(stmt, Dispute.id, params))).all())
-    return page_of(rows, params)
+    return await listing.page(
+        session, readable(principal), Dispute, params, status=status, program_id=program_id
+    )
 
 
 async def conversion_of_order(
