@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +19,13 @@ from service.events.schemas import (
     PostbackUpdate,
     SecretRotated,
 )
-from service.events.service import check_target, new_sealed_secret, rotate, set_status
+from service.events.service import (
+    apply_update,
+    check_target,
+    new_sealed_secret,
+    refuse_nulls,
+    rotate,
+)
 from service.kit.ids import new_id
 from service.kit.pagination import PageParams
 from service.kit.time import utc_now
@@ -137,21 +142,12 @@ async def update(
     settings: Settings,
 ) -> Postback:
     """Change the template, events or status of a postback."""
-    for name in ("url_template", "events", "status"):
-        if name in body.model_fields_set and getattr(body, name) is None:
-            raise field_error(name, "must not be null")
+    refuse_nulls(body, ("url_template", "events", "status"))
     if body.url_template is not None:
         await check_template(body.url_template, settings)
     await outbox.subscribers_changed(session)
     row = await get(session, partner_id, postback_id, by, lock=True)
-    changes: dict[str, Any] = {}
-    for name in ("url_template", "events"):
-        if name in body.model_fields_set and getattr(row, name) != getattr(body, name):
-            changes[name] = {"from": getattr(row, name), "to": getattr(body, name)}
-            setattr(row, name, getattr(body, name))
-    if body.status is not None and body.status != row.status:
-        changes["status"] = {"from": row.status, "to": body.status}
-        set_status(row, body.status)
+    changes = apply_update(row, body, ("url_template", "events"))
     await session.flush()
     await session.refresh(row)
     if changes:

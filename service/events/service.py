@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
@@ -102,6 +103,29 @@ def set_status(row: WebhookEndpoint | Postback, status: str) -> None:
         row.disabled_reason = "disabled by hand"
 
 
+def refuse_nulls(body: BaseModel, names: tuple[str, ...]) -> None:
+    """A PATCH may leave a field out, never set one of these to null."""
+    for name in names:
+        if name in body.model_fields_set and getattr(body, name) is None:
+            raise field_error(name, "must not be null")
+
+
+def apply_update(
+    row: WebhookEndpoint | Postback, body: BaseModel, names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Set what a PATCH names (and its status) on a target; the changes, for the audit."""
+    changes: dict[str, Any] = {}
+    for name in names:
+        if name in body.model_fields_set and getattr(row, name) != getattr(body, name):
+            changes[name] = {"from": getattr(row, name), "to": getattr(body, name)}
+            setattr(row, name, getattr(body, name))
+    status = getattr(body, "status", None)
+    if status is not None and status != row.status:
+        changes["status"] = {"from": row.status, "to": status}
+        set_status(row, status)
+    return changes
+
+
 async def create_endpoint(
     session: AsyncSession, body: EndpointCreate, by: Principal, settings: Settings
 ) -> EndpointCreated:
@@ -156,21 +180,12 @@ async def update_endpoint(
     settings: Settings,
 ) -> WebhookEndpoint:
     """Change the url, events, status or description of an endpoint."""
-    for name in ("url", "events", "status"):
-        if name in body.model_fields_set and getattr(body, name) is None:
-            raise field_error(name, "must not be null")
+    refuse_nulls(body, ("url", "events", "status"))
     if body.url is not None:
         await check_target(body.url, "url", settings)
     await outbox.subscribers_changed(session)
     row = await get_endpoint(session, endpoint_id, by, lock=True)
-    changes: dict[str, Any] = {}
-    for name in ("url", "events", "description"):
-        if name in body.model_fields_set and getattr(row, name) != getattr(body, name):
-            changes[name] = {"from": getattr(row, name), "to": getattr(body, name)}
-            setattr(row, name, getattr(body, name))
-    if body.status is not None and body.status != row.status:
-        changes["status"] = {"from": row.status, "to": body.status}
-        set_status(row, body.status)
+    changes = apply_update(row, body, ("url", "events", "description"))
     await session.flush()
     await session.refresh(row)
     if changes:

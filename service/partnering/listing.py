@@ -1,5 +1,5 @@
-"""The one listing of the program's requests (applications, deals, disputes): a readable
-statement narrowed by status and program, a page at a time."""
+"""How the program's requests (applications, deals, disputes) are read: one by id, or a page
+of a readable statement narrowed by status and program."""
 
 from __future__ import annotations
 
@@ -31,3 +31,11 @@ async def page(
         stmt = stmt.where(model.program_id == program_id)
     rows = list((await session.scalars(paginate_query(stmt, model.id, params))).all())
     return page_of(rows, params)
+
+
+async def one(
+    session: AsyncSession, readable: Select[Any], model: Any, row_id: uuid.UUID, *, lock: bool
+) -> Any:
+    """The readable row of this id (its row locked when asked), or None."""
+    stmt = readable.where(model.id == row_id)
+    return await session.scalar(stmt.with_for_update() if lock else stmt)

@@ -13,7 +13,7 @@ from service.errors import NotFound
 from service.kit.money import format_minor
 from service.kit.time import utc_now
 from service.partners import repository as partners
-from service.payouts import repository as repo
+from service.payouts import totals
 from service.payouts.preview import compute_balances
 from service.programs import repository as programs
 
@@ -50,7 +50,7 @@ async def balances(
         for b in await compute_balances(session, by, now, program_id)
         if partner_id is None or b.partner_id == partner_id
     }
-    paid = await repo.paid_sums(session, by, program_id, partner_id)
+    paid = await totals.paid_sums(session, by, program_id, partner_id)
     items = []
     for pid, cur in sorted(set(unpaid) | set(paid), key=lambda k: (str(k[0]), k[1])):
         b = unpaid.get((pid, cur))

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.kit import csvout
 from service.kit.money import format_minor
 from service.models import PayoutRun
-from service.payouts import repository as repo
+from service.payouts import totals
 from service.payouts.schemas import PayoutOut, Preview, Report
 
 PREVIEW_COLUMNS = (
@@ -94,7 +94,7 @@ def preview_csv(p: Preview) -> Iterator[str]:
 
 async def run_csv(session: AsyncSession, run: PayoutRun) -> Iterator[str]:
     """A run's export: one row per payout, with what is needed to make the transfer."""
-    rows = await repo.run_payouts(session, run.id)
+    rows = await totals.run_payouts(session, run.id)
     return csvout.lines(
         RUN_COLUMNS,
         (

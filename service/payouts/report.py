@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import ValidationFailed
 from service.kit.money import format_minor
-from service.payouts import repository as repo
+from service.payouts import totals
 from service.payouts.runs import currency_totals
 from service.payouts.schemas import Report, ReportItem
 
@@ -17,7 +17,7 @@ async def build_report(session: AsyncSession, start: datetime, end: datetime) ->
     """What was paid with paid_at in [start, end), per partner and currency, for the books."""
     if end <= start:
         raise ValidationFailed([{"field": "to", "message": "must be later than from"}])
-    rows = await repo.paid_report(session, start, end)
+    rows = await totals.paid_report(session, start, end)
     items = [
         ReportItem(
             partner_id=r[0],

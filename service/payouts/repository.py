@@ -28,7 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, aggregate_order_by, distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
@@ -62,12 +62,12 @@ _payouts = typing.cast(Table, Payout.__table__)
 _links = typing.cast(Table, PayoutEntry.__table__)
 
 
-def _one_of(col: Any, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
+def one_of(col: Any, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
     """`col = ANY(array)`: one bound array, where IN would bind one parameter per id."""
     return col == any_(literal(list(ids), _UUIDS))  # type: ignore[no-any-return]
 
 
-def _sum(expr: Any, when: ColumnElement[bool] | None = None) -> ColumnElement[int]:
+def summed(expr: Any, when: ColumnElement[bool] | None = None) -> ColumnElement[int]:
     """sum(expr) as bigint, 0 over no rows; only rows where `when` holds, if given."""
     total = func.sum(expr) if when is None else func.sum(expr).filter(when)
     return cast(func.coalesce(total, 0), BigInteger)
@@ -140,10 +140,10 @@ async def unpaid_slices(
             e.partner_id,
             e.currency,
             e.program_id,
-            _sum(e.amount_minor, due),
+            summed(e.amount_minor, due),
             func.count().filter(due),
-            _sum(e.amount_minor, later),
-            _sum(e.amount_minor, held),
+            summed(e.amount_minor, later),
+            summed(e.amount_minor, held),
         )
         .outerjoin(
             Conversion,
@@ -166,7 +166,7 @@ async def program_minimums(
     """Currency and min_payout_minor of each program."""
     rows = await session.execute(
         select(Program.id, Program.currency, Program.min_payout_minor).where(
-            _one_of(Program.id, program_ids)
+            one_of(Program.id, program_ids)
         )
     )
     return {r[0]: (r[1], r[2]) for r in rows}
@@ -180,7 +180,7 @@ async def agreement_minimums(
     in_force = (
         select(a.partner_id, a.program_id, v.terms["min_payout"].astext.label("min_payout"))
         .join(v, v.agreement_id == a.id)
-        .where(_one_of(a.program_id, program_ids), v.effective_from <= as_of)
+        .where(one_of(a.program_id, program_ids), v.effective_from <= as_of)
         .ext(distinct_on(a.partner_id, a.program_id))
         .order_by(a.partner_id, a.program_id, v.effective_from.desc(), v.version.desc())
         .subquery("t")
@@ -202,7 +202,7 @@ async def partner_infos(
     """Name, email and payout method of each partner."""
     rows = await session.execute(
         select(Partner.id, Partner.name, Partner.email, Partner.payout_method).where(
-            _one_of(Partner.id, partner_ids)
+            one_of(Partner.id, partner_ids)
         )
     )
     return {r[0]: PartnerInfo(r[1], r[2], r[3]) for r in rows}
@@ -390,96 +390,11 @@ async def release_entries(session: AsyncSession, payout_ids: Sequence[uuid.UUID]
     """Give the entries of these payouts back to the unpaid balance."""
     if not payout_ids:
         return 0
-    result = await session.execute(delete(_links).where(_one_of(_links.c.payout_id, payout_ids)))
+    result = await session.execute(delete(_links).where(one_of(_links.c.payout_id, payout_ids)))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def delete_payouts(session: AsyncSession, payout_ids: Sequence[uuid.UUID]) -> None:
     """Drop payouts of a run in progress that ended up with nothing to pay."""
     if payout_ids:
-        await session.execute(delete(_payouts).where(_one_of(_payouts.c.id, payout_ids)))
-
-
-async def run_payouts(session: AsyncSession, run_id: uuid.UUID) -> list[Any]:
-    """The payouts of a run with their partner's name and email, in a stable order."""
-    p = Payout
-    rows = await session.execute(
-        select(
-            p.id,
-            p.partner_id,
-            Partner.name,
-            Partner.email,
-            p.currency,
-            p.amount_minor,
-            p.entry_count,
-            p.status,
-            p.period_start,
-            p.period_end,
-            p.payout_method,
-            p.payout_details,
-        )
-        .join(Partner, Partner.id == p.partner_id)
-        .where(p.run_id == run_id)
-        .order_by(Partner.name, p.partner_id, p.currency)
-    )
-    return list(rows)
-
-
-async def run_totals(
-    session: AsyncSession, run_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, dict[str, tuple[int, int]]]:
-    """Amount and count of payouts per run and currency."""
-    p = Payout
-    rows = await session.execute(
-        select(p.run_id, p.currency, cast(func.sum(p.amount_minor), BigInteger), func.count())
-        .where(_one_of(p.run_id, run_ids))
-        .group_by(p.run_id, p.currency)
-        .order_by(p.run_id, p.currency)
-    )
-    out: dict[uuid.UUID, dict[str, tuple[int, int]]] = {}
-    for run_id, currency, amount, count in rows:
-        out.setdefault(run_id, {})[currency] = (amount, count)
-    return out
-
-
-async def paid_report(session: AsyncSession, start: datetime, end: datetime) -> list[Any]:
-    """Paid payouts with paid_at in [start, end), per partner and currency."""
-    p = Payout
-    rows = await session.execute(
-        select(
-            p.partner_id,
-            Partner.name,
-            Partner.email,
-            p.currency,
-            cast(func.sum(p.amount_minor), BigInteger),
-            func.count(),
-            func.array_agg(aggregate_order_by(p.reference, p.paid_at, p.id)),
-        )
-        .join(Partner, Partner.id == p.partner_id)
-        .where(p.status == PayoutStatus.paid, p.paid_at >= start, p.paid_at < end)
-        .group_by(p.partner_id, Partner.name, Partner.email, p.currency)
-        .order_by(Partner.name, p.partner_id, p.currency)
-    )
-    return list(rows)
-
-
-async def paid_sums(
-    session: AsyncSession,
-    principal: Principal,
-    program_id: uuid.UUID | None,
-    partner_id: uuid.UUID | None,
-) -> dict[tuple[uuid.UUID, str], int]:
-    """Readable entries locked into paid payouts, summed per partner and currency."""
-    e = CommissionEntry
-    stmt = (
-        commissions.readable(principal)
-        .with_only_columns(e.partner_id, e.currency, _sum(e.amount_minor))
-        .join(PayoutEntry, PayoutEntry.entry_id == e.id)
-        .join(Payout, and_(Payout.id == PayoutEntry.payout_id, Payout.status == PayoutStatus.paid))
-        .group_by(e.partner_id, e.currency)
-    )
-    if program_id is not None:
-        stmt = stmt.where(e.program_id == program_id)
-    if partner_id is not None:
-        stmt = stmt.where(e.partner_id == partner_id)
-    return {(r[0], r[1]): int(r[2]) for r in await session.execute(stmt)}
+        await session.execute(delete(_payouts).where(one_of(_payouts.c.id, payout_ids)))

@@ -18,6 +18,7 @@ from service.kit.pagination import PageParams, page_of, paginate_query
 from service.kit.time import rfc3339, utc_now
 from service.models import PayoutRun
 from service.payouts import repository as repo
+from service.payouts import totals
 from service.payouts.preview import compute_balances, ensure_program
 from service.payouts.rules import CLOCK_SKEW, is_eligible
 from service.payouts.schemas import AmountCount, RunCreate, RunOut, RunPayout, RunSummary
@@ -150,7 +151,7 @@ def currency_totals(pairs: Iterable[tuple[str, int, int]]) -> dict[str, AmountCo
 
 async def run_out(session: AsyncSession, run: PayoutRun) -> RunOut:
     """The API shape of a run with its payouts."""
-    rows = await repo.run_payouts(session, run.id)
+    rows = await totals.run_payouts(session, run.id)
     payouts = [
         RunPayout(
             id=r.id,
@@ -185,7 +186,7 @@ async def list_runs(
         stmt = stmt.where(PayoutRun.program_id == program_id)
     rows = list((await session.scalars(paginate_query(stmt, PayoutRun.id, params))).all())
     rows, cursor = page_of(rows, params)
-    totals = await repo.run_totals(session, [r.id for r in rows])
+    by_run = await totals.run_totals(session, [r.id for r in rows])
     items = [
         RunSummary(
             id=r.id,
@@ -193,7 +194,7 @@ async def list_runs(
             program_id=r.program_id,
             idempotency_key=r.idempotency_key,
             created_at=r.created_at,
-            totals=currency_totals((c, a, n) for c, (a, n) in totals.get(r.id, {}).items()),
+            totals=currency_totals((c, a, n) for c, (a, n) in by_run.get(r.id, {}).items()),
         )
         for r in rows
     ]

@@ -26,8 +26,10 @@ async def get(
     session: AsyncSession, principal: Principal, application_id: uuid.UUID, *, lock: bool = False
 ) -> Application | None:
     """A readable application by id (locked when asked), or None."""
-    stmt = readable(principal).where(Application.id == application_id)
-    return await session.scalar(stmt.with_for_update() if lock else stmt)
+    row: Application | None = await listing.one(
+        session, readable(principal), Application, application_id, lock=lock
+    )
+    return row
 
 
 async def page(

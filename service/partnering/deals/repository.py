@@ -26,8 +26,8 @@ async def get(
     session: AsyncSession, principal: Principal, deal_id: uuid.UUID, *, lock: bool = False
 ) -> Deal | None:
     """A readable deal by id (its row locked when asked), or None."""
-    stmt = readable(principal).where(Deal.id == deal_id)
-    return await session.scalar(stmt.with_for_update() if lock else stmt)
+    row: Deal | None = await listing.one(session, readable(principal), Deal, deal_id, lock=lock)
+    return row
 
 
 async def page(

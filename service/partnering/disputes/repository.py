@@ -25,8 +25,10 @@ async def get(
     session: AsyncSession, principal: Principal, dispute_id: uuid.UUID, *, lock: bool = False
 ) -> Dispute | None:
     """A readable dispute by id (locked when asked), or None."""
-    stmt = readable(principal).where(Dispute.id == dispute_id)
-    return await session.scalar(stmt.with_for_update() if lock else stmt)
+    row: Dispute | None = await listing.one(
+        session, readable(principal), Dispute, dispute_id, lock=lock
+    )
+    return row
 
 
 async def page(
