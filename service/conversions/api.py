@@ -109,10 +109,14 @@ def conversion_out(
 async def create(
     body: ConversionCreate, auth: Merchant, session: Session, request: Request, response: Response
 ) -> ConversionOut:
-    row, created = await intake.record_conversion(session, body, auth, context(request))
-    if not created:
+    recorded = await intake.record_conversion(session, body, auth, context(request))
+    if not recorded.created:
         response.status_code = 200
-    return (await conversions_out(session, auth, [row]))[0]
+    if recorded.entries is None:
+        return (await conversions_out(session, auth, [recorded.conversion]))[0]
+    # The entries just written, every one in the key's program (a merchant or admin key
+    # reads all of a program's entries): the ledger need not be read back.
+    return conversion_out(recorded.conversion, recorded.entries, auth)
 
 
 @router.get("/v1/conversions", responses=ERRORS)

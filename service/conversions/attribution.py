@@ -72,6 +72,18 @@ def choose(order: Sequence[Method], found: Mapping[Method, Candidate]) -> Decisi
 # --- what each method finds ---------------------------------------------------
 
 
+# The partners each method loaded, by id: held here so that the winner's row is at hand
+# afterwards (the session's identity map keeps objects only while someone refers to them).
+Seen = dict[uuid.UUID, Partner]
+
+
+async def _partner(session: AsyncSession, partner_id: uuid.UUID, seen: Seen) -> Partner | None:
+    partner = seen.get(partner_id) or await session.get(Partner, partner_id)
+    if partner is not None:
+        seen[partner_id] = partner
+    return partner
+
+
 def _partner_unavailable(partner: Partner | None) -> str | None:
     if partner is None:
         return "partner no longer exists"
@@ -81,14 +93,14 @@ def _partner_unavailable(partner: Partner | None) -> str | None:
 
 
 async def _by_promo(
-    session: AsyncSession, program: Program, code: str | None, at: datetime
+    session: AsyncSession, program: Program, code: str | None, at: datetime, seen: Seen
 ) -> tuple[Candidate, uuid.UUID | None]:
     if not code:
         return Candidate(reason="no promo code sent"), None
     row, reason = await check_promo_code(session, program.id, code, at)
     if row is None:
         return Candidate(reason=reason or "promo code unknown"), None
-    partner = await session.get(Partner, row.partner_id)
+    partner = await _partner(session, row.partner_id, seen)
     unavailable = _partner_unavailable(partner)
     if unavailable:
         return Candidate(reason=unavailable), None
@@ -101,6 +113,7 @@ async def _by_click(
     program: Program,
     token: str | None,
     at: datetime,
+    seen: Seen,
 ) -> tuple[Candidate, ClickId | None]:
     if not token:
         return Candidate(reason="no click id sent"), None
@@ -122,6 +135,7 @@ async def _by_click(
     if found is None or found[0].program_id != program.id:
         return Candidate(reason="click id belongs to another program"), click
     link, partner = found
+    seen[partner.id] = partner
     bot = click.bot
     if bot is None:
         # An id signed before ids carried the bot bit: the click row knows.
@@ -167,12 +181,12 @@ async def customer_of(
     )
 
 
-async def _by_customer(session: AsyncSession, customer: Customer | None) -> Candidate:
+async def _by_customer(session: AsyncSession, customer: Customer | None, seen: Seen) -> Candidate:
     if customer is None:
         return Candidate(reason="no customer id sent")
     if customer.partner_id is None:
         return Candidate(reason="customer has no earlier attributed conversion")
-    partner = await session.get(Partner, customer.partner_id)
+    partner = await _partner(session, customer.partner_id, seen)
     unavailable = _partner_unavailable(partner)
     if unavailable:
         return Candidate(reason=unavailable)
@@ -180,7 +194,7 @@ async def _by_customer(session: AsyncSession, customer: Customer | None) -> Cand
 
 
 async def _by_deal(
-    session: AsyncSession, program: Program, customer_email: str | None, at: datetime
+    session: AsyncSession, program: Program, customer_email: str | None, at: datetime, seen: Seen
 ) -> Candidate:
     if not customer_email:
         return Candidate(reason="no customer email sent")
@@ -190,7 +204,7 @@ async def _by_deal(
     deal = await deals.approved_for(session, program.id, domain, at)
     if deal is None:
         return Candidate(reason="no approved deal holds the customer's domain")
-    partner = await session.get(Partner, deal.partner_id)
+    partner = await _partner(session, deal.partner_id, seen)
     unavailable = _partner_unavailable(partner)
     if unavailable:
         return Candidate(reason=unavailable)
@@ -199,9 +213,11 @@ async def _by_deal(
 
 @dataclass(frozen=True)
 class Attributed:
-    """The decision, the verified click (whoever won), and the promo code used up, if it won."""
+    """The decision and its partner's row, the verified click (whoever won), and the promo
+    code used up, if it won."""
 
     decision: Decision
+    partner: Partner | None
     click: ClickId | None
     promo_code_id: uuid.UUID | None
 
@@ -220,12 +236,13 @@ async def attribute(
     """Try every method, choose in the program's order, and use up the winning promo code."""
     order = [m for m in program.attribution_order if m in METHODS]
     found: dict[Method, Candidate] = {}
-    found["promo_code"], promo_id = await _by_promo(session, program, promo_code, at)
-    found["click"], click = await _by_click(session, signer, program, click_token, at)
-    found["customer"] = await _by_customer(session, customer)
+    seen: Seen = {}
+    found["promo_code"], promo_id = await _by_promo(session, program, promo_code, at, seen)
+    found["click"], click = await _by_click(session, signer, program, click_token, at, seen)
+    found["customer"] = await _by_customer(session, customer, seen)
     if "deal" in order:
         # Only programs that list the method pay for its query.
-        found["deal"] = await _by_deal(session, program, customer_email, at)
+        found["deal"] = await _by_deal(session, program, customer_email, at, seen)
     decision = choose(order, found)  # type: ignore[arg-type]
     used = None
     if decision.method == "promo_code" and promo_id is not None:
@@ -234,4 +251,7 @@ async def attribute(
         else:
             found["promo_code"] = Candidate(reason="promo code used up")
             decision = choose(order, found)  # type: ignore[arg-type]
-    return Attributed(decision, click, used)
+    partner = None
+    if decision.partner_id is not None:
+        partner = await _partner(session, decision.partner_id, seen)
+    return Attributed(decision, partner, click, used)

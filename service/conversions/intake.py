@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import typing
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, bindparam, inspect, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service import audit
 from service.auth.keys import Principal
@@ -30,8 +34,19 @@ from service.kit.ids import new_id
 from service.kit.money import MoneyError, is_currency, parse_amount, round_money, to_minor
 from service.kit.time import utc_now
 from service.ledger import service as ledger
-from service.models import Conversion, ConversionStatus, Customer, Partner, Program
+from service.links.promo_codes import give_back_promo_use
+from service.models import CommissionEntry, Conversion, ConversionStatus, Customer, Partner, Program
 from service.tracking.clickid import ClickId, ClickIdSigner
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A conversion as recorded: new or replayed, and, when new and not rejected, the ledger
+    entries it wrote (None: read them from the ledger)."""
+
+    conversion: Conversion
+    created: bool
+    entries: list[CommissionEntry] | None
 
 
 @dataclass(frozen=True)
@@ -158,65 +173,46 @@ async def _parse(session: AsyncSession, body: ConversionCreate, program: Program
 
 async def record_conversion(
     session: AsyncSession, body: ConversionCreate, by: Principal, ctx: Context
-) -> tuple[Conversion, bool]:
-    """Store a conversion once per (program, type, order_id); True when it is new."""
+) -> Recorded:
+    """Store a conversion once per (program, type, order_id), with what it earns."""
     program = await session.get(Program, body.program_id)
     if program is None or not by.sees_program(program.id):
         raise field_error("program_id", "no such program")
     parsed = await _parse(session, body, program)
     digest = _conversion_hash(body, parsed)
-    conversion = await session.scalar(
-        insert(Conversion)
-        .values(
-            id=new_id(),
-            program_id=program.id,
-            type=body.type,
-            order_id=body.order_id,
-            status=ConversionStatus.accepted,
-            currency=parsed.currency,
-            program_currency=program.currency,
-            occurred_at=parsed.occurred_at,
-            request_hash=digest,
-            items=[],
-            metadata={},
-            attribution={},
-            refunded_minor=0,
-        )
-        .on_conflict_do_nothing(index_elements=["program_id", "type", "order_id"])
-        .returning(Conversion)
+    # The whole row is decided first and inserted once at the end: the insert is also the
+    # claim on the order id, and a replay finds it taken. Until then nothing is written
+    # that a replay must not leave behind (the customer's row, an empty month row and the
+    # month's lock are harmless; a promo code's use is given back).
+    draft = Conversion(
+        id=new_id(),
+        program_id=program.id,
+        type=body.type,
+        order_id=body.order_id,
+        status=ConversionStatus.accepted,
+        amount_minor=None if parsed.amount is None else to_minor(parsed.amount, parsed.currency),
+        currency=parsed.currency,
+        program_amount_minor=(
+            None
+            if parsed.program_amount is None
+            else to_minor(parsed.program_amount, program.currency)
+        ),
+        program_currency=program.currency,
+        fx_rate=parsed.fx_rate,
+        refunded_minor=0,
+        occurred_at=parsed.occurred_at,
+        click_token=body.click_id,
+        promo_code=body.promo_code,
+        customer_external_id=body.customer_id,
+        customer_email_hash=(
+            keyed_hash(ctx.email_key, body.customer_email) if body.customer_email else None
+        ),
+        items=[it.model_dump(mode="json") for it in body.items],
+        metadata_=body.metadata,
+        counted=False,
+        fraud=[],
+        request_hash=digest,
     )
-    if conversion is None:
-        existing = await session.scalar(
-            select(Conversion).where(
-                Conversion.program_id == program.id,
-                Conversion.type == body.type,
-                Conversion.order_id == body.order_id,
-            )
-        )
-        assert existing is not None
-        if not same_request(existing.request_hash, digest, body):
-            raise Conflict(
-                f"order {body.order_id!r} was already recorded with other content",
-                errors=[{"field": "order_id", "message": "already recorded with other content"}],
-                extra={"conversion_id": str(existing.id)},
-            )
-        return existing, False
-
-    conversion.amount_minor = (
-        None if parsed.amount is None else to_minor(parsed.amount, parsed.currency)
-    )
-    conversion.program_amount_minor = (
-        None if parsed.program_amount is None else to_minor(parsed.program_amount, program.currency)
-    )
-    conversion.fx_rate = parsed.fx_rate
-    conversion.click_token = body.click_id
-    conversion.promo_code = body.promo_code
-    conversion.customer_external_id = body.customer_id
-    conversion.customer_email_hash = (
-        keyed_hash(ctx.email_key, body.customer_email) if body.customer_email else None
-    )
-    conversion.items = [it.model_dump(mode="json") for it in body.items]
-    conversion.metadata_ = body.metadata
 
     customer = await attr.customer_of(session, program, body.customer_id)
     found = await attr.attribute(
@@ -229,36 +225,61 @@ async def record_conversion(
         at=parsed.occurred_at,
         customer_email=body.customer_email,
     )
-    decision, click = found.decision, found.click
-    conversion.promo_code_id = found.promo_code_id
+    decision, click, partner = found.decision, found.click, found.partner
+    draft.promo_code_id = found.promo_code_id
     if click is not None:
-        conversion.click_id = click.click_uuid
+        draft.click_id = click.click_uuid
         if decision.method == "click":
-            conversion.link_id = click.link_id
-    conversion.attribution = decision.as_json()
+            draft.link_id = click.link_id
+    draft.attribution = decision.as_json()
     if customer is not None:
-        conversion.customer_id = customer.id
+        draft.customer_id = customer.id
 
-    if decision.partner_id is not None:
-        partner = await session.get(Partner, decision.partner_id)
-        assert partner is not None
-        conversion.partner_id = partner.id
-        conversion.attribution_method = decision.method
+    verdict = None
+    earning = None
+    if partner is not None:
+        draft.partner_id = partner.id
+        draft.attribution_method = decision.method
         by_click = click if decision.method == "click" else None
-        hits = await _fraud_hits(session, program, conversion, partner, by_click, body)
+        hits = await _fraud_hits(session, program, draft, partner, by_click, body)
         verdict = fraud.status_for(hits)
+        if hits:
+            draft.fraud = [h.as_json() for h in hits]
+            draft.review_reason = fraud.review_reason(hits)
+        if verdict is not None:
+            draft.status = verdict
         recurring_since = None
         if decision.method == "customer" and customer is not None:
             recurring_since = customer.first_attributed_at
+        earning = await ledger.plan_earning(session, draft, program, partner, recurring_since)
+
+    values = _values(draft)
+    inserted = (await session.execute(_INSERT, values)).first()
+    if inserted is None:
+        if found.promo_code_id is not None:
+            await give_back_promo_use(session, found.promo_code_id)
+        return Recorded(await _replayed(session, program, body, digest), False, None)
+
+    # The row as written, and the draft is it: taken into the session as loaded, without
+    # reading back what was just sent.
+    conversion = draft
+    make_transient_to_detached(conversion)
+    for key, column in _CONVERSION_COLUMNS:
+        set_committed_value(conversion, key, values[column.name])
+    set_committed_value(conversion, "created_at", inserted.created_at)
+    set_committed_value(conversion, "updated_at", inserted.updated_at)
+    session.add(conversion)
+
+    entries: list[CommissionEntry] | None = []
+    if partner is not None:
         if customer is not None:
             bind_customer(
                 customer, partner.id, conversion, rejected=verdict == ConversionStatus.rejected
             )
-        if hits:
-            conversion.fraud = [h.as_json() for h in hits]
-            conversion.review_reason = fraud.review_reason(hits)
-        await ledger.earn(session, conversion, program, partner, recurring_since)
+        if earning is not None:
+            entries = await ledger.write_earning(session, earning, conversion.id)
         if verdict == ConversionStatus.rejected:
+            entries = None
             # Stored with its entries and their reversals, so it is seen to earn nothing.
             await ledger.reverse(
                 session,
@@ -270,9 +291,6 @@ async def record_conversion(
                 full=True,
                 reason=f"rejected by fraud rules: {conversion.review_reason}",
             )
-        if verdict is not None:
-            conversion.status = verdict
-    await session.flush()
     audit.record(
         session,
         by,
@@ -286,7 +304,56 @@ async def record_conversion(
         },
     )
     await announce.conversion_recorded(session, conversion)
-    return conversion, True
+    return Recorded(conversion, True, entries)
+
+
+# Built once: the insert of a new conversion, every column a parameter (a JSON column
+# given None stores SQL NULL, not a JSON null); the server sets the timestamps.
+_conversions = typing.cast(Table, Conversion.__table__)
+_CONVERSION_COLUMNS = tuple(
+    (attribute.key, attribute.columns[0])
+    for attribute in inspect(Conversion).column_attrs
+    if attribute.key not in ("created_at", "updated_at")
+)
+_INSERT = (
+    insert(_conversions)
+    .values(
+        {
+            column.name: bindparam(
+                column.name,
+                type_=JSONB(none_as_null=True) if isinstance(column.type, JSONB) else column.type,
+            )
+            for _, column in _CONVERSION_COLUMNS
+        }
+    )
+    .on_conflict_do_nothing(index_elements=["program_id", "type", "order_id"])
+    .returning(_conversions.c.created_at, _conversions.c.updated_at)
+)
+
+
+def _values(draft: Conversion) -> dict[str, Any]:
+    return {column.name: getattr(draft, key) for key, column in _CONVERSION_COLUMNS}
+
+
+async def _replayed(
+    session: AsyncSession, program: Program, body: ConversionCreate, digest: bytes
+) -> Conversion:
+    """The stored conversion of this order, when this request is its replay; 409 otherwise."""
+    existing = await session.scalar(
+        select(Conversion).where(
+            Conversion.program_id == program.id,
+            Conversion.type == body.type,
+            Conversion.order_id == body.order_id,
+        )
+    )
+    assert existing is not None
+    if not same_request(existing.request_hash, digest, body):
+        raise Conflict(
+            f"order {body.order_id!r} was already recorded with other content",
+            errors=[{"field": "order_id", "message": "already recorded with other content"}],
+            extra={"conversion_id": str(existing.id)},
+        )
+    return existing
 
 
 def bind_customer(

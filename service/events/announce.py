@@ -106,7 +106,7 @@ async def refund(session: AsyncSession, row: Refund, of: Conversion) -> None:
 
 
 async def entries(session: AsyncSession, rows: Sequence[CommissionEntry]) -> None:
-    """commission.created for each new ledger entry (added to the session, maybe unflushed)."""
+    """commission.created for each new ledger entry, as write_entries returned it."""
     if not rows:
         return
     subs = await outbox.subscriptions(session)
@@ -114,13 +114,6 @@ async def entries(session: AsyncSession, rows: Sequence[CommissionEntry]) -> Non
         return
     from service.ledger.schemas import entry_out
 
-    await session.flush()
-    # Their ids and server-set created_at, in one query.
-    await session.execute(
-        select(CommissionEntry)
-        .where(CommissionEntry.id.in_([r.id for r in rows]))
-        .execution_options(populate_existing=True)
-    )
     for row in rows:
 
         async def build(row: CommissionEntry = row) -> dict[str, Any]:

@@ -146,9 +146,7 @@ async def _sale(
         return Outcome(DeliveryStatus.failed, _invalid(exc))
     try:
         async with session.begin_nested():
-            conversion, created = await record_conversion(
-                session, body, principal_of(integration), ctx
-            )
+            recorded = await record_conversion(session, body, principal_of(integration), ctx)
     except Conflict as exc:
         found = exc.extra.get("conversion_id")
         if found:
@@ -156,7 +154,9 @@ async def _sale(
         return Outcome(DeliveryStatus.failed, _problem(exc))
     except ProblemError as exc:
         return Outcome(DeliveryStatus.failed, _problem(exc))
-    return Outcome(DeliveryStatus.processed, None if created else "duplicate", conversion.id)
+    return Outcome(
+        DeliveryStatus.processed, None if recorded.created else "duplicate", recorded.conversion.id
+    )
 
 
 def _scaled_refund(total_minor: int, refunded: int, gross: int) -> int:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agreements.service import in_force, load_terms
 from service.commissions.engine import compute_conversion, compute_refund
 from service.commissions.state import ConversionInput, Outcome, RefundInput, stored_items
 from service.events import announce
+from service.kit.ids import new_id
 from service.kit.money import from_minor, to_minor
 from service.kit.time import month_start
 from service.ledger.months import lock_month, save_month
 from service.models import AgreementVersion, CommissionEntry, Conversion, Partner, Program
 
+# Built once: the entries of one outcome go in as one multi-row INSERT that returns what
+# the server set, so nothing is read back and no unit of work runs per entry.
+_entries = typing.cast(Table, CommissionEntry.__table__)
+_INSERT_ENTRIES = insert(_entries).returning(_entries.c.id, _entries.c.created_at)
 
-def write_entries(
+
+async def write_entries(
     session: AsyncSession,
     outcome: Outcome,
     *,
@@ -36,51 +44,99 @@ def write_entries(
     event: str,
     context: dict[str, Any],
 ) -> list[CommissionEntry]:
-    """Add one ledger row per drafted entry; the parent's go to the parent."""
+    """Insert one ledger row per drafted entry (the parent's go to the parent); the rows
+    as written, complete, outside the session (entries are never changed)."""
     rows = []
     for draft in outcome.entries:
         beneficiary = partner_id if draft.beneficiary == "partner" else parent_id
         if beneficiary is None:
             continue
-        row = CommissionEntry(
-            partner_id=beneficiary,
-            program_id=program_id,
-            conversion_id=conversion_id,
-            refund_id=refund_id,
-            kind=draft.kind,
-            amount_minor=to_minor(draft.amount, currency),
-            currency=currency,
-            available_at=available_at,
-            agreement_id=agreement_id,
-            agreement_version=agreement_version,
-            period_month=month,
-            rule_event=event,
-            explain={**draft.explain, **context, "beneficiary": draft.beneficiary},
+        rows.append(
+            CommissionEntry(
+                id=new_id(),
+                partner_id=beneficiary,
+                program_id=program_id,
+                conversion_id=conversion_id,
+                refund_id=refund_id,
+                kind=draft.kind,
+                amount_minor=to_minor(draft.amount, currency),
+                currency=currency,
+                available_at=available_at,
+                agreement_id=agreement_id,
+                agreement_version=agreement_version,
+                period_month=month,
+                rule_event=event,
+                explain={**draft.explain, **context, "beneficiary": draft.beneficiary},
+            )
         )
-        session.add(row)
-        rows.append(row)
+    if not rows:
+        return rows
+    if session.new:
+        # The refund (or anything else new) an entry refers to goes in first.
+        await session.flush(list(session.new))
+    written = await session.execute(
+        _INSERT_ENTRIES, [{c: getattr(row, c) for c in _ENTRY_COLUMNS} for row in rows]
+    )
+    created = {id_: at for id_, at in written}
+    for row in rows:
+        row.created_at = created[row.id]
     return rows
 
 
-async def earn(
+_ENTRY_COLUMNS = (
+    "id",
+    "partner_id",
+    "program_id",
+    "conversion_id",
+    "refund_id",
+    "kind",
+    "amount_minor",
+    "currency",
+    "available_at",
+    "agreement_id",
+    "agreement_version",
+    "period_month",
+    "rule_event",
+    "explain",
+)
+
+
+@dataclass(frozen=True)
+class Earning:
+    """What a new conversion earns, computed under its month's lock, not yet written."""
+
+    partner: Partner
+    program: Program
+    month: date
+    event: str
+    outcome: Outcome
+    available_at: datetime
+    agreement_id: uuid.UUID
+    agreement_version: int
+    hold_days: int
+
+
+async def plan_earning(
     session: AsyncSession,
     conversion: Conversion,
     program: Program,
     partner: Partner,
     recurring_since: datetime | None,
-) -> None:
-    """The entries of a new conversion under the agreement in force; what it counted."""
+) -> Earning | None:
+    """Compute what a new conversion earns under the agreement in force, its month locked
+    until the transaction ends, and note on the conversion what it counted; None when it
+    earns nothing (the note says why). Nothing is written until write_earning."""
     at = conversion.occurred_at
     found = await in_force(session, partner.id, program.id, at, program.currency)
     if found is None:
         conversion.commission_note = "no agreement in force at occurred_at"
-        return
+        return None
     conversion.agreement_id = found.agreement.id
     conversion.agreement_version = found.version.version
     event = conversion.type
     if found.terms.rule_for(event) is None:
         conversion.commission_note = f"the terms have no {event} rule"
-        return
+        return None
     month = month_start(at, program.time_zone)
     state = await lock_month(session, partner.id, program.id, month, event)
     amount_minor = conversion.program_amount_minor
@@ -97,28 +153,65 @@ async def earn(
         program.currency,
         has_parent=partner.parent_id is not None,
     )
-    await save_month(session, partner.id, program.id, month, event, outcome.new_state)
     hold_days = found.terms.hold_days if found.terms.hold_days is not None else program.hold_days
-    rows = write_entries(
+    conversion.counted = outcome.new_state != state
+    conversion.hold_days = hold_days
+    conversion.commission_explain = outcome.explain
+    return Earning(
+        partner=partner,
+        program=program,
+        month=month,
+        event=event,
+        outcome=outcome,
+        available_at=at + timedelta(days=hold_days),
+        agreement_id=found.agreement.id,
+        agreement_version=found.version.version,
+        hold_days=hold_days,
+    )
+
+
+async def write_earning(
+    session: AsyncSession, earning: Earning, conversion_id: uuid.UUID
+) -> list[CommissionEntry]:
+    """Save the month's new totals and write the entries of a planned earning (the
+    conversion's row must exist by now); the entries written."""
+    partner, program = earning.partner, earning.program
+    await save_month(
+        session, partner.id, program.id, earning.month, earning.event, earning.outcome.new_state
+    )
+    rows = await write_entries(
         session,
-        outcome,
+        earning.outcome,
         partner_id=partner.id,
         parent_id=partner.parent_id,
         program_id=program.id,
         currency=program.currency,
-        conversion_id=conversion.id,
+        conversion_id=conversion_id,
         refund_id=None,
-        available_at=at + timedelta(days=hold_days),
-        agreement_id=found.agreement.id,
-        agreement_version=found.version.version,
-        month=month,
-        event=event,
-        context={"hold_days": hold_days},
+        available_at=earning.available_at,
+        agreement_id=earning.agreement_id,
+        agreement_version=earning.agreement_version,
+        month=earning.month,
+        event=earning.event,
+        context={"hold_days": earning.hold_days},
     )
     await announce.entries(session, rows)
-    conversion.counted = outcome.new_state != state
-    conversion.hold_days = hold_days
-    conversion.commission_explain = outcome.explain
+    return rows
+
+
+async def earn(
+    session: AsyncSession,
+    conversion: Conversion,
+    program: Program,
+    partner: Partner,
+    recurring_since: datetime | None,
+) -> list[CommissionEntry]:
+    """Write the entries of a stored conversion under the agreement in force, note what it
+    counted; the entries written."""
+    earning = await plan_earning(session, conversion, program, partner, recurring_since)
+    if earning is None:
+        return []
+    return await write_earning(session, earning, conversion.id)
 
 
 async def reverse(
@@ -180,7 +273,7 @@ async def reverse(
     )
     # A terms' hold of 0 days is a hold of 0 days, not "use the program's".
     hold_days = conversion.hold_days if conversion.hold_days is not None else program.hold_days
-    rows = write_entries(
+    rows = await write_entries(
         session,
         outcome,
         partner_id=partner.id,

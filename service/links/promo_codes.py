@@ -279,6 +279,16 @@ async def consume_promo_code(session: AsyncSession, promo_code_id: uuid.UUID) ->
     return True
 
 
+async def give_back_promo_use(session: AsyncSession, promo_code_id: uuid.UUID) -> None:
+    """Undo consume_promo_code in this transaction (its conversion turned out a replay)."""
+    await session.execute(
+        update(PromoCode)
+        .where(PromoCode.id == promo_code_id)
+        .values(uses=PromoCode.uses - 1, updated_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def promo_code_for_external_id(
     session: AsyncSession, program_id: uuid.UUID, external_id: str
 ) -> str | None:

@@ -211,7 +211,7 @@ async def _pay_day(
                 partner.parent_id is not None,
             )
             state = outcome.new_state
-            rows = write_entries(
+            rows = await write_entries(
                 session,
                 outcome,
                 partner_id=partner.id,

@@ -332,3 +332,41 @@ async def test_partner_sees_only_own_conversions(client, app, admin):
     assert {c["partner_id"] for c in commissions} == {partner["id"]}
     filtered = await client.get("/v1/commissions", params={"partner_id": other["id"]}, headers=key)
     assert filtered.json()["items"] == []
+
+
+async def test_a_replay_uses_no_promo_code_and_moves_no_month(client, app, admin):
+    # The conversion's row is inserted last: a replay finds its order taken only after the
+    # promo code was counted and the month locked, and must leave both as they were.
+    from sqlalchemy import select
+
+    from service.models import MonthTotal, PromoCode
+
+    program, partner = await setup(client, admin)
+    code = await add_promo(app, program["id"], partner["id"], max_uses=2)
+    body = sale(program, promo_code=code, amount="40.00")
+    first = await client.post("/v1/conversions", json=body, headers=admin)
+    assert first.status_code == 201 and first.json()["attribution"]["method"] == "promo_code"
+
+    async def state():
+        async with app.state.sessionmaker() as session:
+            uses = await session.scalar(select(PromoCode.uses).where(PromoCode.code == code))
+            month = await session.scalar(
+                select(MonthTotal.state).where(MonthTotal.partner_id == partner["id"])
+            )
+        return uses, month
+
+    before = await state()
+    assert before[0] == 1
+    for _ in range(3):
+        again = await client.post("/v1/conversions", json=body, headers=admin)
+        assert again.status_code == 200 and again.json() == first.json()
+    assert await state() == before
+    other = await client.post(
+        "/v1/conversions", json=sale(program, promo_code=code, amount="40.00"), headers=admin
+    )
+    assert other.status_code == 201 and other.json()["attribution"]["method"] == "promo_code"
+    conflicting = await client.post(
+        "/v1/conversions", json={**body, "amount": "41.00"}, headers=admin
+    )
+    assert conflicting.status_code == 409
+    assert (await state())[0] == 2

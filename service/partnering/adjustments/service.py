@@ -61,7 +61,7 @@ async def create_adjustment(
         new_state=MonthState.empty(),
         explain=explain,
     )
-    (row,) = write_entries(
+    (row,) = await write_entries(
         session,
         outcome,
         partner_id=partner.id,
@@ -77,8 +77,6 @@ async def create_adjustment(
         event="adjust",
         context=explain,
     )
-    await session.flush()
-    await session.refresh(row)
     audit.record(
         session,
         by,
