@@ -31,7 +31,12 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class Server:
     """`python -m service serve` on 127.0.0.1 with its own data directory."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None, database_url: str | None = None):
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        workers: int = 1,
+    ):
         self.tmp = tempfile.mkdtemp(prefix="affiliate-bench-")
         self.env = {k: v for k, v in os.environ.items() if k != "TEST_DATABASE_URL"}
         self.env.pop("DATABASE_URL", None)
@@ -41,6 +46,7 @@ class Server:
         self.env["AFFILIATE_LOG_LEVEL"] = "warning"
         self.env.update(extra_env or {})
         self.port = free_port()
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
 
     def cli(self, *args: str) -> str:
@@ -60,7 +66,16 @@ class Server:
 
     def start(self) -> str:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,

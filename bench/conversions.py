@@ -1,13 +1,14 @@
 """Conversions per second: the service through its API against the floor, in one run.
 
-    python bench/conversions.py [--seconds 15] [--concurrency 32] [--partners 50]
+    python bench/conversions.py [--seconds 15] [--concurrency 32] [--partners 50] [--workers 1]
 
 - floor: the statements one conversion needs, as the service issues them (read the
-  program, insert the conversion, read link and partner, read the click's fraud facts,
-  read the agreement, lock and update the month's totals, update the conversion, insert
-  the partner's and the parent's entries, read them back, insert the audit row), in one
-  transaction each, through bare asyncpg: concurrency 32 over one pool of 10.
-- service: one `python -m service serve` worker (uvicorn) on 127.0.0.1, loaded by wrk
+  program, read link and partner, read the click's fraud facts, read the agreement, lock
+  the month's totals, insert the conversion, update the month's totals, insert the
+  partner's and the parent's entries, read the event subscriptions' version, insert the
+  audit row), in one transaction each, through bare asyncpg: concurrency 32 over one pool
+  of 10.
+- service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, loaded by wrk
   with a Lua script that makes a unique order id per request and picks one of the
   seeded partners' click ids; wrk costs little CPU, unlike a Python client in this process.
 
@@ -129,17 +130,10 @@ async def seed(
 # --- the floor: the service's statements through bare asyncpg ---------------------------
 
 SQL_PROGRAM = "SELECT * FROM programs WHERE id = $1"
-SQL_INSERT = (
-    "INSERT INTO conversions (program_id, type, order_id, status, currency, program_currency,"
-    " refunded_minor, occurred_at, items, metadata, attribution, counted, fraud, request_hash, id)"
-    " VALUES ($1, 'sale', $2, 'accepted', 'USD', 'USD', 0, $3, '[]', '{}', '{}', false, '[]', $4,"
-    " $5) ON CONFLICT (program_id, type, order_id) DO NOTHING RETURNING *"
-)
 SQL_LINK = (
     "SELECT l.*, p.name, p.email, p.status, p.parent_id, p.payout_method, p.payout_details,"
     " p.metadata FROM links l JOIN partners p ON p.id = l.partner_id WHERE l.id = $1"
 )
-SQL_PARTNER = "SELECT * FROM partners WHERE id = $1"
 SQL_FACTS = (
     "SELECT click.referer, click.paid_markers, click.partner_id IS NOT NULL,"
     " (SELECT count(*) FROM clicks c1 WHERE c1.visitor_hash = click.visitor_hash"
@@ -157,31 +151,33 @@ SQL_LOCK_MONTH = (
     " VALUES ($1, $2, $3, 'sale', '{}') ON CONFLICT (partner_id, program_id, month, event)"
     " DO UPDATE SET state = month_totals.state RETURNING state"
 )
+SQL_INSERT = (
+    "INSERT INTO conversions (id, program_id, type, order_id, status, amount_minor, currency,"
+    " program_amount_minor, program_currency, refunded_minor, occurred_at, click_token,"
+    " click_id, link_id, items, metadata, partner_id, attribution_method, attribution,"
+    " agreement_id, agreement_version, counted, hold_days, commission_explain, fraud,"
+    " request_hash) VALUES ($1, $2, 'sale', $3, 'accepted', $4, 'USD', $4, 'USD', 0, $5, $6,"
+    " $7, $8, '[]', '{}', $9, 'click', $10, $11, 1, true, 30, $12, '[]', $13)"
+    " ON CONFLICT (program_id, type, order_id) DO NOTHING RETURNING created_at, updated_at"
+)
 SQL_UPDATE_MONTH = (
     "UPDATE month_totals SET state = $1, updated_at = now() WHERE partner_id = $2"
     " AND program_id = $3 AND month = $4 AND event = 'sale'"
-)
-SQL_UPDATE_CONVERSION = (
-    "UPDATE conversions SET amount_minor = $1, program_amount_minor = $1, click_token = $2,"
-    " click_id = $3, link_id = $4, partner_id = $5, attribution_method = 'click',"
-    " attribution = $6, agreement_id = $7, agreement_version = 1, counted = true,"
-    " hold_days = 30, commission_explain = $8, updated_at = now() WHERE id = $9"
-    " RETURNING updated_at"
 )
 SQL_ENTRIES = (
     "INSERT INTO commission_entries (partner_id, program_id, conversion_id, kind, amount_minor,"
     " currency, available_at, agreement_id, agreement_version, period_month, rule_event, explain,"
     " id) VALUES ($1, $2, $3, 'commission', $4, 'USD', $5, $6, 1, $7, 'sale', $8, $9),"
     " ($10, $2, $3, 'override', $11, 'USD', $5, $6, 1, $7, 'sale', $12, $13)"
-    " RETURNING created_at, id"
+    " RETURNING id, created_at"
 )
-SQL_READ_BACK = "SELECT * FROM commission_entries WHERE conversion_id = $1 ORDER BY id"
+SQL_EVENTS_VERSION = "SELECT event_subscriptions_version()"
 SQL_AUDIT = (
     "INSERT INTO audit_events (actor_key_id, actor_role, action, object_type, object_id, data, id)"
     " VALUES (NULL, 'merchant', 'conversion.recorded', 'conversion', $1, $2, $3)"
     " RETURNING created_at"
 )
-FLOOR_STATEMENTS = 12
+FLOOR_STATEMENTS = 10
 
 
 async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> tuple[int, list]:
@@ -227,18 +223,19 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
         async with pool.acquire() as db, db.transaction():
             await db.fetchrow(SQL_PROGRAM, program)
             conv = new_id()
-            await db.fetchrow(SQL_INSERT, program, f"floor-{run}-{n}", now, os.urandom(32), conv)
             await db.fetchrow(SQL_LINK, c["link_id"])
-            await db.fetchrow(SQL_PARTNER, c["partner_id"])
             hour = c["clicked_at"]
             await db.fetchrow(SQL_FACTS, hour - timedelta(hours=1), hour, c["id"], hour)
             await db.fetch(SQL_AGREEMENT, c["partner_id"], program)
             await db.fetchrow(SQL_LOCK_MONTH, c["partner_id"], program, month)
-            await db.execute(SQL_UPDATE_MONTH, explain, c["partner_id"], program, month)
             attribution = json.dumps({"partner_id": str(c["partner_id"]), "method": "click"})
             await db.fetchrow(
-                SQL_UPDATE_CONVERSION,
+                SQL_INSERT,
+                conv,
+                program,
+                f"floor-{run}-{n}",
                 amount,
+                now,
                 c["click_token"],
                 c["id"],
                 c["link_id"],
@@ -246,8 +243,9 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
                 attribution,
                 c["agreement"],
                 explain,
-                conv,
+                os.urandom(32),
             )
+            await db.execute(SQL_UPDATE_MONTH, explain, c["partner_id"], program, month)
             await db.fetch(
                 SQL_ENTRIES,
                 c["partner_id"],
@@ -264,7 +262,7 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
                 explain,
                 new_id(),
             )
-            await db.fetch(SQL_READ_BACK, conv)
+            await db.fetchval(SQL_EVENTS_VERSION)
             await db.fetchrow(SQL_AUDIT, conv, '{"status": "accepted"}', new_id())
 
     counter = 0
@@ -383,8 +381,8 @@ async def stored(url: str, prefix: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def bench(url: str, seconds: float, concurrency: int, partners: int) -> bool:
-    server = Server(database_url=url)
+async def bench(url: str, seconds: float, concurrency: int, partners: int, workers: int) -> bool:
+    server = Server(database_url=url, workers=workers)
     try:
         admin_key = server.admin_key()
         base = server.start()
@@ -411,7 +409,8 @@ async def bench(url: str, seconds: float, concurrency: int, partners: int) -> bo
         rate = r["requests"] / r["seconds"]
         count, without = await stored(url, f"wrk-{run}-")
         print(
-            f"service (1 uvicorn worker, wrk -t2 -c{concurrency}, {partners} partners):"
+            f"service ({workers} uvicorn worker{'s' if workers > 1 else ''}, wrk -t2"
+            f" -c{concurrency}, {partners} partners):"
             f" {r['requests']} in {r['seconds']:.1f} s = {rate:.0f}/s; p50 {r['p50']:.1f} ms,"
             f" p99 {r['p99']:.1f} ms; non-201 {r['errors']}; stored {count} (in flight at the end"
             " included),"
@@ -435,6 +434,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--partners", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed (apt-get install wrk)")
@@ -459,7 +459,7 @@ def main() -> int:
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     try:
-        ok = asyncio.run(bench(url, args.seconds, args.concurrency, args.partners))
+        ok = asyncio.run(bench(url, args.seconds, args.concurrency, args.partners, args.workers))
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if embedded is not None:
