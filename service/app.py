@@ -47,6 +47,7 @@ from service.payouts.api import router as payouts_router
 from service.portal import PAGES, STATIC_DIR
 from service.portal.api import router as portal_links_router
 from service.programs.api import router as programs_router
+from service.programs.cache import SESSION_PROGRAMS, ProgramCache
 from service.redirect.asgi import RedirectApp
 from service.redirect.runtime import RedirectRuntime
 from service.reports.api import router as reports_router
@@ -98,12 +99,19 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         # ... and the subscriptions cache, which emitting transactions check (events/outbox.py).
         app.state.sessionmaker = create_sessionmaker(
             engine,
-            {SESSION_CACHE: app.state.key_cache, SESSION_SUBSCRIPTIONS: SubscriptionCache()},
+            {
+                SESSION_CACHE: app.state.key_cache,
+                SESSION_SUBSCRIPTIONS: SubscriptionCache(),
+                SESSION_PROGRAMS: app.state.program_cache,
+            },
         )
         app.state.secrets = await load_secrets(engine, settings)
         # The redirect (outer ASGI app) reads its cache, signer and click writer from here.
         app.state.redirect = await RedirectRuntime.start(
-            url, settings, app.state.secrets, also_notify=[app.state.key_cache]
+            url,
+            settings,
+            app.state.secrets,
+            also_notify=[app.state.key_cache, app.state.program_cache],
         )
         app.state.click_signer = app.state.redirect.signer
         key_upkeep = asyncio.create_task(app.state.secrets.visitor_keys.maintain())
@@ -140,6 +148,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.key_cache = KeyCache()
+    app.state.program_cache = ProgramCache()
     app.state.auth_failures = AuthFailureLimiter(settings.auth_failure_limit)
     app.state.application_limiter = AddressLimiter(settings.application_limit, "applications")
     # The same rule as the redirect's (kit/clientip.py): the header counts only via trusted proxies.

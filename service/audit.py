@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
+from service.kit.ids import new_id
 from service.kit.time import rfc3339
 from service.models import AuditEvent
 
@@ -75,6 +76,25 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def values(
+    principal: Principal | None,
+    action: str,
+    object_type: str,
+    object_id: uuid.UUID,
+    data: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An audit event's row: its data JSON, secrets fingerprinted (for an insert of its own)."""
+    return {
+        "id": new_id(),
+        "actor_key_id": principal.key_id if principal else None,
+        "actor_role": str(principal.role) if principal else None,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "data": json_safe(_clean(data or {})),
+    }
+
+
 def record(
     session: AsyncSession,
     principal: Principal | None,
@@ -84,13 +104,4 @@ def record(
     data: Mapping[str, Any] | None = None,
 ) -> None:
     """Add an audit event to the session's transaction; its data JSON, secrets fingerprinted."""
-    session.add(
-        AuditEvent(
-            actor_key_id=principal.key_id if principal else None,
-            actor_role=str(principal.role) if principal else None,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            data=json_safe(_clean(data or {})),
-        )
-    )
+    session.add(AuditEvent(**values(principal, action, object_type, object_id, data)))

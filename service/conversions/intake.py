@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, inspect, select
+from sqlalchemy import BindParameter, ColumnElement, Table, bindparam, inspect, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
@@ -35,7 +35,16 @@ from service.kit.money import MoneyError, is_currency, parse_amount, round_money
 from service.kit.time import utc_now
 from service.ledger import service as ledger
 from service.links.promo_codes import give_back_promo_use
-from service.models import CommissionEntry, Conversion, ConversionStatus, Customer, Partner, Program
+from service.models import (
+    AuditEvent,
+    CommissionEntry,
+    Conversion,
+    ConversionStatus,
+    Customer,
+    Partner,
+    Program,
+)
+from service.programs.cache import cached_program
 from service.tracking.clickid import ClickId, ClickIdSigner
 
 
@@ -175,7 +184,7 @@ async def record_conversion(
     session: AsyncSession, body: ConversionCreate, by: Principal, ctx: Context
 ) -> Recorded:
     """Store a conversion once per (program, type, order_id), with what it earns."""
-    program = await session.get(Program, body.program_id)
+    program = await cached_program(session, body.program_id)
     if program is None or not by.sees_program(program.id):
         raise field_error("program_id", "no such program")
     parsed = await _parse(session, body, program)
@@ -254,7 +263,20 @@ async def record_conversion(
         earning = await ledger.plan_earning(session, draft, program, partner, recurring_since)
 
     values = _values(draft)
-    inserted = (await session.execute(_INSERT, values)).first()
+    trail = audit.values(
+        by,
+        "conversion.recorded",
+        "conversion",
+        draft.id,
+        {
+            "status": draft.status,
+            "partner_id": str(draft.partner_id) if draft.partner_id else None,
+            "amount": None if parsed.amount is None else f"{parsed.amount:f}",
+        },
+    )
+    inserted = (
+        await session.execute(_INSERT, {**values, **{f"audit_{k}": v for k, v in trail.items()}})
+    ).first()
     if inserted is None:
         if found.promo_code_id is not None:
             await give_back_promo_use(session, found.promo_code_id)
@@ -291,44 +313,54 @@ async def record_conversion(
                 full=True,
                 reason=f"rejected by fraud rules: {conversion.review_reason}",
             )
-    audit.record(
-        session,
-        by,
-        "conversion.recorded",
-        "conversion",
-        conversion.id,
-        {
-            "status": conversion.status,
-            "partner_id": str(conversion.partner_id) if conversion.partner_id else None,
-            "amount": None if parsed.amount is None else f"{parsed.amount:f}",
-        },
-    )
     await announce.conversion_recorded(session, conversion)
     return Recorded(conversion, True, entries)
 
 
 # Built once: the insert of a new conversion, every column a parameter (a JSON column
-# given None stores SQL NULL, not a JSON null); the server sets the timestamps.
+# given None stores SQL NULL, not a JSON null; the server sets the timestamps), and its
+# audit event in the same statement, written only when the conversion was.
 _conversions = typing.cast(Table, Conversion.__table__)
+_audit_events = typing.cast(Table, AuditEvent.__table__)
 _CONVERSION_COLUMNS = tuple(
     (attribute.key, attribute.columns[0])
     for attribute in inspect(Conversion).column_attrs
     if attribute.key not in ("created_at", "updated_at")
 )
-_INSERT = (
+_AUDIT_COLUMNS = (
+    "id",
+    "actor_key_id",
+    "actor_role",
+    "action",
+    "object_type",
+    "object_id",
+    "data",
+)
+
+
+def _param(name: str, column: ColumnElement[Any]) -> BindParameter[Any]:
+    json = isinstance(column.type, JSONB)
+    return bindparam(name, type_=JSONB(none_as_null=True) if json else column.type)
+
+
+_inserted = (
     insert(_conversions)
-    .values(
-        {
-            column.name: bindparam(
-                column.name,
-                type_=JSONB(none_as_null=True) if isinstance(column.type, JSONB) else column.type,
-            )
-            for _, column in _CONVERSION_COLUMNS
-        }
-    )
+    .values({column.name: _param(column.name, column) for _, column in _CONVERSION_COLUMNS})
     .on_conflict_do_nothing(index_elements=["program_id", "type", "order_id"])
     .returning(_conversions.c.created_at, _conversions.c.updated_at)
+    .cte("inserted")
 )
+_audited = (
+    insert(_audit_events)
+    .from_select(
+        list(_AUDIT_COLUMNS),
+        select(*(_param(f"audit_{c}", _audit_events.c[c]) for c in _AUDIT_COLUMNS)).select_from(
+            _inserted
+        ),
+    )
+    .cte("audited")
+)
+_INSERT = select(_inserted.c.created_at, _inserted.c.updated_at).add_cte(_audited)
 
 
 def _values(draft: Conversion) -> dict[str, Any]:

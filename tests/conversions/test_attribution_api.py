@@ -337,9 +337,9 @@ async def test_partner_sees_only_own_conversions(client, app, admin):
 async def test_a_replay_uses_no_promo_code_and_moves_no_month(client, app, admin):
     # The conversion's row is inserted last: a replay finds its order taken only after the
     # promo code was counted and the month locked, and must leave both as they were.
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
-    from service.models import MonthTotal, PromoCode
+    from service.models import AuditEvent, MonthTotal, PromoCode
 
     program, partner = await setup(client, admin)
     code = await add_promo(app, program["id"], partner["id"], max_uses=2)
@@ -353,10 +353,13 @@ async def test_a_replay_uses_no_promo_code_and_moves_no_month(client, app, admin
             month = await session.scalar(
                 select(MonthTotal.state).where(MonthTotal.partner_id == partner["id"])
             )
-        return uses, month
+            trail = await session.scalar(
+                select(func.count()).where(AuditEvent.object_id == first.json()["id"])
+            )
+        return uses, month, trail
 
     before = await state()
-    assert before[0] == 1
+    assert before[0] == 1 and before[2] == 1
     for _ in range(3):
         again = await client.post("/v1/conversions", json=body, headers=admin)
         assert again.status_code == 200 and again.json() == first.json()
