@@ -4,8 +4,8 @@
 
 - floor: the statements one conversion needs, as the service issues them (read link and
   partner, read the click's fraud facts, read the agreement, lock the month's totals,
-  insert the conversion with its audit row, update the month's totals, insert the
-  partner's and the parent's entries, read the event subscriptions' version; the program
+  insert the conversion with its audit row and read the event subscriptions' version,
+  update the month's totals, insert the partner's and the parent's entries; the program
   comes from the service's cache), in one transaction each, through bare asyncpg:
   concurrency 32 over one pool of 10.
 - service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, loaded by wrk
@@ -160,7 +160,8 @@ SQL_INSERT = (
     " ON CONFLICT (program_id, type, order_id) DO NOTHING RETURNING created_at, updated_at),"
     " audited AS (INSERT INTO audit_events (id, actor_key_id, actor_role, action, object_type,"
     " object_id, data) SELECT $14, NULL, 'merchant', 'conversion.recorded', 'conversion', $1,"
-    " $15 FROM inserted) SELECT created_at, updated_at FROM inserted"
+    " $15 FROM inserted)"
+    " SELECT created_at, updated_at, event_subscriptions_version() FROM inserted"
 )
 SQL_UPDATE_MONTH = (
     "UPDATE month_totals SET state = $1, updated_at = now() WHERE partner_id = $2"
@@ -173,8 +174,7 @@ SQL_ENTRIES = (
     " ($10, $2, $3, 'override', $11, 'USD', $5, $6, 1, $7, 'sale', $12, $13)"
     " RETURNING id, created_at"
 )
-SQL_EVENTS_VERSION = "SELECT event_subscriptions_version()"
-FLOOR_STATEMENTS = 8
+FLOOR_STATEMENTS = 7
 
 
 async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> tuple[int, list]:
@@ -260,7 +260,6 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
                 explain,
                 new_id(),
             )
-            await db.fetchval(SQL_EVENTS_VERSION)
 
     counter = 0
 

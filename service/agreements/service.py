@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import bindparam, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
@@ -286,6 +286,17 @@ async def list_agreements(
     return await repository.page(session, by, params, partner_id=partner_id, program_id=program_id)
 
 
+# Built once: the statement runs for every conversion.
+_PAIR = (
+    select(Agreement, AgreementVersion)
+    .join(AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
+    .where(
+        Agreement.partner_id == bindparam("partner_id", type_=Agreement.partner_id.type),
+        Agreement.program_id == bindparam("program_id", type_=Agreement.program_id.type),
+    )
+)
+
+
 async def in_force(
     session: AsyncSession,
     partner_id: uuid.UUID,
@@ -296,11 +307,7 @@ async def in_force(
     """The agreement version governing a partner's conversion at `at`, or None."""
     # One round trip (this runs for every conversion): the pair's agreements with their
     # versions, of which version_in_force picks; a pair has few of either.
-    rows = await session.execute(
-        select(Agreement, AgreementVersion)
-        .join(AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
-        .where(Agreement.partner_id == partner_id, Agreement.program_id == program_id)
-    )
+    rows = await session.execute(_PAIR, {"partner_id": partner_id, "program_id": program_id})
     found = version_in_force([(a, v) for a, v in rows], at)
     if found is None:
         return None

@@ -25,7 +25,7 @@ from service.conversions import attribution as attr
 from service.conversions.fx import rate_on
 from service.conversions.schemas import ConversionCreate, RefundCreate
 from service.errors import Conflict, ValidationFailed, field_error
-from service.events import announce
+from service.events import announce, outbox
 from service.fraud import rules as fraud
 from service.fraud.repository import stored_facts
 from service.fraud.schemas import rules_in_force
@@ -291,6 +291,7 @@ async def record_conversion(
     set_committed_value(conversion, "created_at", inserted.created_at)
     set_committed_value(conversion, "updated_at", inserted.updated_at)
     session.add(conversion)
+    await outbox.hold(session, inserted.subscriptions)
 
     entries: list[CommissionEntry] | None = []
     if partner is not None:
@@ -360,7 +361,10 @@ _audited = (
     )
     .cte("audited")
 )
-_INSERT = select(_inserted.c.created_at, _inserted.c.updated_at).add_cte(_audited)
+# The event subscriptions' version comes along: the conversion's events need it next.
+_INSERT = select(
+    _inserted.c.created_at, _inserted.c.updated_at, outbox.VERSION.label("subscriptions")
+).add_cte(_audited)
 
 
 def _values(draft: Conversion) -> dict[str, Any]:

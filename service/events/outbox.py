@@ -6,7 +6,7 @@ back leaves no event and a change that commits always has its events.
 
 Which subscribers want what is cached per app. The first emit of a transaction reads the
 subscriptions' version under a shared advisory lock (event_subscriptions_version(), one
-round trip); a subscriber change takes that lock exclusively and changes the version. The
+round trip, or a column of a statement made anyway, see `hold`); a subscriber change takes that lock exclusively and changes the version. The
 cache is therefore exact for the whole transaction: no subscriber change can commit between
 that read and this transaction's commit, and a subscriber that existed at commit time is
 never missed. With no subscriber wanting an event, an emit costs no query of its own and
@@ -124,13 +124,28 @@ async def _load(session: AsyncSession, version: uuid.UUID) -> Subscriptions:
     return Subscriptions(version, tuple(subscribers))
 
 
+# The version, read under the shared lock; a statement the transaction makes anyway may
+# read it along (a column of its own) and pass it to `hold`, saving a round trip.
+VERSION = func.event_subscriptions_version()
+_VERSION = select(VERSION)
+
+
 async def subscriptions(session: AsyncSession) -> Subscriptions:
     """The subscriptions in force for this transaction (read once, then held)."""
     held: Subscriptions | None = session.info.get(_HELD)
     if held is not None:
         return held
-    version = await session.scalar(select(func.event_subscriptions_version()))
+    version = await session.scalar(_VERSION)
     assert version is not None
+    return await hold(session, version)
+
+
+async def hold(session: AsyncSession, version: uuid.UUID) -> Subscriptions:
+    """Hold, for the rest of the transaction, the subscriptions of a version that a statement
+    of this transaction read with VERSION (which took the shared lock until it ends)."""
+    held: Subscriptions | None = session.info.get(_HELD)
+    if held is not None:
+        return held
     cache: SubscriptionCache | None = session.info.get(SESSION_SUBSCRIPTIONS)
     current = cache.current if cache is not None else None
     if current is None or current.version != version:
