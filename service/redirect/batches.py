@@ -1,9 +1,10 @@
-"""One batch of clicks written to PostgreSQL: the clicks, their visitor-days and hourly
-rollups, in one transaction; a batch may be written again safely, the click id being the key.
-Both the click writer and the stream loaders write through `write_batch`."""
+"""One batch of clicks written to PostgreSQL: the clicks, their user agents, visitor-days
+and hourly rollups, in one transaction; a batch may be written again safely, the click id
+being the key. Both the click writer and the stream loaders write through `write_batch`."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -33,9 +34,14 @@ CLICK_COLUMNS = (
     "paid_markers",
 )
 # Positions in a click record (a tuple in CLICK_COLUMNS order).
-_AT, _LINK, _PARTNER, _PROGRAM, _VISITOR, _SUB1, _BOT = 1, 2, 3, 4, 7, 11, 16
+_AT, _LINK, _PARTNER, _PROGRAM, _VISITOR, _AGENT, _SUB1, _BOT = 1, 2, 3, 4, 7, 8, 11, 16
 
 ClickRecord = tuple[Any, ...]
+
+# What a click row stores: the record, with its user agent replaced by the id of its row in
+# user_agents. A record keeps the text (the click stream's messages carry it), so the
+# writer and the loaders store the same rows.
+STORED_COLUMNS = tuple("user_agent_id" if c == "user_agent" else c for c in CLICK_COLUMNS)
 
 # One statement for the rest of the batch: first sights of visitors go into the visitor-day
 # table, and those it did not know yet count as unique clicks in their hour's rollup row.
@@ -80,10 +86,48 @@ ON CONFLICT (link_id, hour, sub1) DO UPDATE SET
     bots = r.bots + excluded.bots
 """
 
+# New user agents, before the clicks that refer to them (sorted by id, so that two writers
+# inserting the same new ones wait for each other in one order and never deadlock).
+AGENTS_SQL = """
+INSERT INTO user_agents (id, user_agent)
+SELECT * FROM unnest($1::uuid[], $2::text[]) AS a(id, user_agent)
+ORDER BY a.id
+ON CONFLICT DO NOTHING
+"""
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR_US = 3_600_000_000
 _DAY_US = 24 * _HOUR_US
 _US = timedelta(microseconds=1)
+
+
+@lru_cache(maxsize=4096)
+def user_agent_id(user_agent: str) -> uuid.UUID:
+    """The key of a user agent's row in user_agents: the first 16 bytes of its SHA-256
+    (the migration that made the table computes the same in SQL)."""
+    return uuid.UUID(bytes=hashlib.sha256(user_agent.encode()).digest()[:16])
+
+
+class KnownAgents:
+    """Ids of the user agents this process has seen committed to its database, so that a
+    batch inserts only the ones it has not; bounded, forgotten all at once when full.
+
+    Rows of user_agents are never deleted, so an id once committed stays valid. One per
+    pool: a set shared by pools to different databases would skip inserts one of them lacks.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._ids: set[uuid.UUID] = set()
+        self._limit = limit
+
+    def __contains__(self, agent_id: uuid.UUID) -> bool:
+        return agent_id in self._ids
+
+    def add(self, ids: list[uuid.UUID]) -> None:
+        """Remember ids whose rows have committed."""
+        if len(self._ids) + len(ids) > self._limit:
+            self._ids.clear()
+        self._ids.update(ids)
 
 
 @lru_cache(maxsize=64)
@@ -106,17 +150,17 @@ def _day(at: datetime) -> datetime:
 # rows are new, so the rollups count only those.
 # Columns go in as arrays; paid_markers, itself an array per click, travels as one
 # comma-joined text (unnest would flatten an array of arrays) and is split back here.
-_COLUMNS_IN = ", ".join(f"c{i}" for i in range(len(CLICK_COLUMNS)))
+_COLUMNS_IN = ", ".join(f"c{i}" for i in range(len(STORED_COLUMNS)))
 _VALUES = ", ".join(
     f"string_to_array(c{i}, ',')" if name == "paid_markers" else f"c{i}"
-    for i, name in enumerate(CLICK_COLUMNS)
+    for i, name in enumerate(STORED_COLUMNS)
 )
-_MARKERS = CLICK_COLUMNS.index("paid_markers")
+_MARKERS = STORED_COLUMNS.index("paid_markers")
 INSERT_SQL = f"""
-INSERT INTO clicks ({", ".join(CLICK_COLUMNS)})
+INSERT INTO clicks ({", ".join(STORED_COLUMNS)})
 SELECT {_VALUES} FROM unnest(
     $1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[],
-    $7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[],
+    $7::bytea[], $8::bytea[], $9::uuid[], $10::text[], $11::text[],
     $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
     $17::boolean[], $18::boolean[], $19::text[]
 ) AS u({_COLUMNS_IN})
@@ -125,33 +169,55 @@ RETURNING id
 """
 
 
-def _arrays(records: list[ClickRecord]) -> list[list[Any]]:
-    columns = [list(column) for column in zip(*records, strict=True)]
+def _arrays(rows: list[ClickRecord]) -> list[list[Any]]:
+    columns = [list(column) for column in zip(*rows, strict=True)]
     columns[_MARKERS] = [",".join(m) if m else None for m in columns[_MARKERS]]
     return columns
 
 
 async def write_batch(
-    conn: asyncpg.Connection, records: list[ClickRecord], *, maybe_stored: bool = True
+    conn: asyncpg.Connection,
+    records: list[ClickRecord],
+    *,
+    maybe_stored: bool = True,
+    known_agents: KnownAgents | None = None,
 ) -> int:
-    """Store the clicks not stored yet, their visitor-days and hourly counts, in one
-    transaction; the number of clicks that were new.
+    """Store the clicks not stored yet, their user agents, visitor-days and hourly counts,
+    in one transaction; the number of clicks that were new.
 
     `maybe_stored=False` is for a batch no earlier try can have committed: it goes in by
     COPY, the cheapest way into PostgreSQL. Otherwise (a retry after a commit whose outcome
     was never seen, a redelivered stream message) the INSERT ... ON CONFLICT DO NOTHING
-    stores each click once and the rollups count only the new ones.
+    stores each click once and the rollups count only the new ones. `known_agents` spares
+    the insert of user agents already committed; it learns those of this batch.
     """
+    rows: list[ClickRecord] = []
+    agents: dict[uuid.UUID, str] = {}
+    for rec in records:
+        text = rec[_AGENT]
+        if text is None:
+            rows.append(rec)
+            continue
+        agent = user_agent_id(text)
+        if known_agents is None or agent not in known_agents:
+            agents[agent] = text
+        rows.append((*rec[:_AGENT], agent, *rec[_AGENT + 1 :]))
     async with conn.transaction():
+        if agents:
+            ids = sorted(agents)
+            await conn.execute(AGENTS_SQL, ids, [agents[i] for i in ids])
         if maybe_stored:
-            inserted = await conn.fetch(INSERT_SQL, *_arrays(records))
+            inserted = await conn.fetch(INSERT_SQL, *_arrays(rows))
             if len(inserted) != len(records):
                 new = {row[0] for row in inserted}
                 records = [rec for rec in records if rec[0] in new]
         else:
-            await conn.copy_records_to_table("clicks", records=records, columns=CLICK_COLUMNS)
+            await conn.copy_records_to_table("clicks", records=rows, columns=STORED_COLUMNS)
         if records:
             await _count(conn, records)
+    if known_agents is not None and agents:
+        # Only now: ids of a transaction that rolled back must be inserted again.
+        known_agents.add(list(agents))
     return len(records)
 
 
