@@ -43,8 +43,13 @@ ClickRecord = tuple[Any, ...]
 # writer and the loaders store the same rows.
 STORED_COLUMNS = tuple("user_agent_id" if c == "user_agent" else c for c in CLICK_COLUMNS)
 
-# One statement for the rest of the batch: first sights of visitors go into the visitor-day
-# table, and those it did not know yet count as unique clicks in their hour's rollup row.
+# One statement for the rollups of new clicks: first sights of visitors go into the
+# visitor-day table, those it did not know yet count as unique clicks in their hour's rollup
+# row, and the counts per sub1 go into theirs. '' stands for no sub1 (a key column); sub1 is at most 255 characters (see
+# redirect.location), well inside a btree key.
+# Lock order: PostgreSQL runs a data-modifying WITH that nothing reads (`by_sub1`) once the
+# main statement has finished, so sub1 rows are always taken after the hourly ones, each
+# table's rows in key order (ORDER BY): two writers never deadlock.
 ROLLUP_SQL = """
 WITH seen AS (
     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bytea[], $4::timestamptz[])
@@ -58,6 +63,17 @@ WITH seen AS (
     SELECT seen.link_id, seen.hour, count(*) AS n
     FROM first JOIN seen USING (link_id, day, visitor_hash)
     GROUP BY seen.link_id, seen.hour
+), by_sub1 AS (
+    INSERT INTO click_rollups_sub1_hourly AS r
+        (link_id, hour, sub1, partner_id, program_id, clicks, bots)
+    SELECT * FROM unnest(
+        $11::uuid[], $12::timestamptz[], $13::text[], $14::uuid[], $15::uuid[],
+        $16::bigint[], $17::bigint[]
+    ) AS c(link_id, hour, sub1, partner_id, program_id, clicks, bots)
+    ORDER BY c.link_id, c.hour, c.sub1
+    ON CONFLICT (link_id, hour, sub1) DO UPDATE SET
+        clicks = r.clicks + excluded.clicks,
+        bots = r.bots + excluded.bots
 )
 INSERT INTO click_rollups_hourly AS r
     (link_id, hour, partner_id, program_id, clicks, unique_clicks, bots)
@@ -69,20 +85,6 @@ ORDER BY c.link_id, c.hour
 ON CONFLICT (link_id, hour) DO UPDATE SET
     clicks = r.clicks + excluded.clicks,
     unique_clicks = r.unique_clicks + excluded.unique_clicks,
-    bots = r.bots + excluded.bots
-"""
-
-# Counts per (link, hour, sub1) for reports by sub1; '' stands for no sub1 (a key column).
-# sub1 is at most 255 characters (see redirect.location), well inside a btree key.
-SUB1_ROLLUP_SQL = """
-INSERT INTO click_rollups_sub1_hourly AS r
-    (link_id, hour, sub1, partner_id, program_id, clicks, bots)
-SELECT * FROM unnest(
-    $1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[], $5::uuid[], $6::bigint[], $7::bigint[]
-) AS c(link_id, hour, sub1, partner_id, program_id, clicks, bots)
-ORDER BY c.link_id, c.hour, c.sub1
-ON CONFLICT (link_id, hour, sub1) DO UPDATE SET
-    clicks = r.clicks + excluded.clicks,
     bots = r.bots + excluded.bots
 """
 
@@ -144,29 +146,73 @@ def _day(at: datetime) -> datetime:
     return _floor((at - _EPOCH) // _US // _DAY_US, _DAY_US)
 
 
-# The batch goes in as one INSERT over arrays (one round trip, no temporary table, so a
-# transaction pooler is fine). The click id is the key: a batch retried after a commit
-# whose outcome the client never saw inserts nothing twice, and RETURNING tells which
-# rows are new, so the rollups count only those.
-# Columns go in as arrays; paid_markers, itself an array per click, travels as one
+# Clicks go in as one INSERT over arrays (no temporary table, so a transaction pooler is
+# fine). Columns go in as arrays; paid_markers, itself an array per click, travels as one
 # comma-joined text (unnest would flatten an array of arrays) and is split back here.
-_COLUMNS_IN = ", ".join(f"c{i}" for i in range(len(STORED_COLUMNS)))
-_VALUES = ", ".join(
-    f"string_to_array(c{i}, ',')" if name == "paid_markers" else f"c{i}"
-    for i, name in enumerate(STORED_COLUMNS)
-)
+_TYPES = {
+    "id": "uuid",
+    "clicked_at": "timestamptz",
+    "link_id": "uuid",
+    "partner_id": "uuid",
+    "program_id": "uuid",
+    "ip_hash": "bytea",
+    "visitor_hash": "bytea",
+    "user_agent_id": "uuid",
+    "is_bot": "boolean",
+    "attributable": "boolean",
+}
 _MARKERS = STORED_COLUMNS.index("paid_markers")
+
+
+def _insert_clicks(first: int) -> str:
+    # The INSERT of a batch's clicks, its arrays from parameter $`first` on.
+    arrays = ", ".join(
+        f"${first + i}::{_TYPES.get(name, 'text')}[]" for i, name in enumerate(STORED_COLUMNS)
+    )
+    names = ", ".join(f"c{i}" for i in range(len(STORED_COLUMNS)))
+    values = ", ".join(
+        f"string_to_array(c{i}, ',')" if name == "paid_markers" else f"c{i}"
+        for i, name in enumerate(STORED_COLUMNS)
+    )
+    return (
+        f"INSERT INTO clicks ({', '.join(STORED_COLUMNS)})\n"
+        f"SELECT {values} FROM unnest({arrays}) AS u({names})"
+    )
+
+
+_ROLLUP_ARRAYS = 17
+
+# A batch that may be stored already: the click id is the key, so a batch retried after a
+# commit whose outcome the client never saw inserts nothing twice, and RETURNING tells
+# which rows are new, so that the rollups (another statement) count only those.
 INSERT_SQL = f"""
-INSERT INTO clicks ({", ".join(STORED_COLUMNS)})
-SELECT {_VALUES} FROM unnest(
-    $1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[],
-    $7::bytea[], $8::bytea[], $9::uuid[], $10::text[], $11::text[],
-    $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-    $17::boolean[], $18::boolean[], $19::text[]
-) AS u({_COLUMNS_IN})
+{_insert_clicks(1)}
 ON CONFLICT DO NOTHING
 RETURNING id
 """
+
+# A batch no earlier try can have committed (the click writer's first try): every click is
+# new, so the rollups are known before it goes in, and the whole batch is one statement:
+# BEGIN, it and COMMIT where BEGIN, COPY, two rollup statements and COMMIT took five round
+# trips and four statements, for batches of a few dozen clicks. A click already stored
+# fails the statement, as COPY did. New user agents and the clicks are WITH parts nothing
+# reads: they run after the rollups (see ROLLUP_SQL), in the same order in every writer.
+# The transaction is an explicit block, not the statement's own: COMMIT is sent only once
+# the statement has answered, so a process killed while its batch waits (on a lock, say)
+# leaves none of it committed, which is what the unconfirmed-clicks gauge promises.
+FIRST_TRY_SQL = ROLLUP_SQL.replace(
+    "WITH seen AS (",
+    f"""WITH agents AS (
+    INSERT INTO user_agents (id, user_agent)
+    SELECT * FROM unnest(${_ROLLUP_ARRAYS + 1}::uuid[], ${_ROLLUP_ARRAYS + 2}::text[])
+        AS a(id, user_agent)
+    ORDER BY a.id
+    ON CONFLICT DO NOTHING
+), stored AS (
+{_insert_clicks(_ROLLUP_ARRAYS + 3)}
+), seen AS (""",
+    1,
+)
 
 
 def _arrays(rows: list[ClickRecord]) -> list[list[Any]]:
@@ -185,11 +231,12 @@ async def write_batch(
     """Store the clicks not stored yet, their user agents, visitor-days and hourly counts,
     in one transaction; the number of clicks that were new.
 
-    `maybe_stored=False` is for a batch no earlier try can have committed: it goes in by
-    COPY, the cheapest way into PostgreSQL. Otherwise (a retry after a commit whose outcome
-    was never seen, a redelivered stream message) the INSERT ... ON CONFLICT DO NOTHING
-    stores each click once and the rollups count only the new ones. `known_agents` spares
-    the insert of user agents already committed; it learns those of this batch.
+    `maybe_stored=False` is for a batch no earlier try can have committed: it goes in as
+    one statement with its rollups, and a click in it already stored fails it. Otherwise (a
+    retry after a commit whose outcome was never seen, a redelivered stream message) the
+    INSERT ... ON CONFLICT DO NOTHING stores each click once and the rollups count only the
+    new ones. `known_agents` spares the insert of user agents already committed; it learns
+    those of this batch.
     """
     rows: list[ClickRecord] = []
     agents: dict[uuid.UUID, str] = {}
@@ -202,26 +249,31 @@ async def write_batch(
         if known_agents is None or agent not in known_agents:
             agents[agent] = text
         rows.append((*rec[:_AGENT], agent, *rec[_AGENT + 1 :]))
+    # Sorted: two writers inserting the same new ones wait for each other in one order.
+    agent_ids = sorted(agents)
+    agent_texts = [agents[i] for i in agent_ids]
     async with conn.transaction():
-        if agents:
-            ids = sorted(agents)
-            await conn.execute(AGENTS_SQL, ids, [agents[i] for i in ids])
-        if maybe_stored:
+        if not maybe_stored:
+            await conn.execute(
+                FIRST_TRY_SQL, *_rollups(records), agent_ids, agent_texts, *_arrays(rows)
+            )
+        else:
+            if agents:
+                await conn.execute(AGENTS_SQL, agent_ids, agent_texts)
             inserted = await conn.fetch(INSERT_SQL, *_arrays(rows))
             if len(inserted) != len(records):
                 new = {row[0] for row in inserted}
                 records = [rec for rec in records if rec[0] in new]
-        else:
-            await conn.copy_records_to_table("clicks", records=rows, columns=STORED_COLUMNS)
-        if records:
-            await _count(conn, records)
+            if records:
+                await conn.execute(ROLLUP_SQL, *_rollups(records))
     if known_agents is not None and agents:
         # Only now: ids of a transaction that rolled back must be inserted again.
-        known_agents.add(list(agents))
+        known_agents.add(agent_ids)
     return len(records)
 
 
-async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
+def _rollups(records: list[ClickRecord]) -> list[list[Any]]:
+    # The arrays of ROLLUP_SQL for these clicks, all new.
     # First sight of each (link, UTC day, visitor) in this batch; bots never count.
     first_seen: dict[tuple[uuid.UUID, datetime, bytes], datetime] = {}
     counts: dict[tuple[uuid.UUID, datetime], list[Any]] = {}
@@ -251,8 +303,7 @@ async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
     visitors = sorted(first_seen)
     slots = sorted(counts)
     sub_slots = sorted(by_sub1)
-    await conn.execute(
-        ROLLUP_SQL,
+    return [
         [k[0] for k in visitors],
         [k[1] for k in visitors],
         [k[2] for k in visitors],
@@ -263,10 +314,6 @@ async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
         [counts[s][1] for s in slots],
         [counts[s][2] for s in slots],
         [counts[s][3] for s in slots],
-    )
-    # Same lock order rule as above; this table's rows are always taken after those.
-    await conn.execute(
-        SUB1_ROLLUP_SQL,
         [k[0] for k in sub_slots],
         [k[1] for k in sub_slots],
         [k[2] for k in sub_slots],
@@ -274,4 +321,4 @@ async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
         [counts[k[:2]][1] for k in sub_slots],
         [by_sub1[k][0] for k in sub_slots],
         [by_sub1[k][1] for k in sub_slots],
-    )
+    ]
