@@ -1,4 +1,5 @@
-"""a click's user agent is stored once per distinct value; no index on clicks by link
+"""a click's user agent is stored once per distinct value; no index on clicks by link; no
+foreign key on click_visitors_daily
 
 Revision ID: 0801
 Revises: 0701
@@ -12,6 +13,12 @@ user_agents are never deleted: a click's key always finds its text.
 ix_clicks_link_id_clicked_at: no query reads clicks by link (reports and bounties read the
 hourly rollups; conversions read a click by its key, the click_flood rule by visitor), yet
 every click paid for an entry in it.
+
+fk_click_visitors_daily_link_id_links: each new visitor of the day inserts a row, so the
+check ran per click: a query of links and a KEY SHARE lock on the link's row, which the
+click writer's concurrent batches then shared through a multixact. The writer takes link ids
+from resolved links, links are never deleted, and the rollup rows written in the same
+transaction keep their foreign key to the link.
 
 The upgrade rewrites every click row once (the new column filled from the old one); the
 downgrade puts the text back from user_agents and the index back.
@@ -47,10 +54,20 @@ def upgrade() -> None:
     op.execute(f"UPDATE clicks SET user_agent_id = {_AGENT_ID} WHERE user_agent IS NOT NULL")
     op.drop_column("clicks", "user_agent")
     op.drop_index("ix_clicks_link_id_clicked_at", table_name="clicks")
+    op.drop_constraint(
+        "fk_click_visitors_daily_link_id_links", "click_visitors_daily", type_="foreignkey"
+    )
 
 
 def downgrade() -> None:
     op.execute("SET LOCAL lock_timeout = '5s'")
+    op.create_foreign_key(
+        "fk_click_visitors_daily_link_id_links",
+        "click_visitors_daily",
+        "links",
+        ["link_id"],
+        ["id"],
+    )
     op.add_column("clicks", sa.Column("user_agent", sa.Text(), nullable=True))
     op.execute(
         "UPDATE clicks c SET user_agent = a.user_agent FROM user_agents a"

@@ -98,8 +98,9 @@ class ClickVisitorDaily(Base):
 
     __tablename__ = "click_visitors_daily"
 
-    link_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("links.id"), primary_key=True
-    )
+    # No foreign key: a row per new visitor is a row per click at worst, and the check would
+    # query and lock the link's row for each. The writer takes link ids from resolved links,
+    # links are never deleted, and the same link's rollup rows keep their foreign key.
+    link_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     day: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     visitor_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)

@@ -1,5 +1,5 @@
 """Migration 0801: clicks' user agents move into user_agents, and back on downgrade; the
-index of clicks by link goes, and comes back."""
+index of clicks by link and the foreign key of visitor-days go, and come back."""
 
 import asyncio
 import uuid
@@ -21,6 +21,14 @@ async def _connect(url: str) -> asyncpg.Connection:
 async def _indexes(conn: asyncpg.Connection) -> set[str]:
     rows = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'clicks'")
     return {r[0] for r in rows}
+
+
+async def _visitor_day_fks(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'click_visitors_daily'::regclass"
+        " AND contype = 'f'"
+    )
+    return [r[0] for r in rows]
 
 
 async def test_user_agents_move_out_and_back(pg_server):
@@ -75,6 +83,7 @@ async def test_user_agents_move_out_and_back(pg_server):
             " AND indexdef LIKE '%link_id%'"
         )
         assert partition_indexes == []
+        assert await _visitor_day_fks(conn) == []
     finally:
         await conn.close()
 
@@ -85,5 +94,6 @@ async def test_user_agents_move_out_and_back(pg_server):
         assert {r[0]: r[1] for r in rows} == {cid: agent for cid, (_, agent) in seeded.items()}
         assert "ix_clicks_link_id_clicked_at" in await _indexes(conn)
         assert await conn.fetchval("SELECT to_regclass('user_agents')") is None
+        assert await _visitor_day_fks(conn) == ["fk_click_visitors_daily_link_id_links"]
     finally:
         await conn.close()
