@@ -7,8 +7,18 @@ Starts, in this one run: an embedded PostgreSQL (or uses BENCH_DATABASE_URL, in 
 database), a bare ASGI app and the real service (one uvicorn worker each, same flags),
 creates a real link, then loads each server in turn with the same client settings for
 several alternating rounds. Every request is a new visitor (X-Forwarded-For varies), so
-each click also writes a visitor-day row. Prints req/s, their ratio, p50/p99 and clicks
-committed in the database against 302s answered. A figure, not a test.
+each click also writes a visitor-day row. Prints req/s, their ratio, p50/p99, clicks
+committed in the database against 302s answered, and the database CPU per click. A figure,
+not a test.
+
+Database CPU per click: user + system CPU time (/proc/<pid>/stat) from just before a mode's
+first round to the end of its last one (for the NATS modes, until the loader has caught up),
+divided by the clicks committed meanwhile. Two figures: the backends connected to the bench
+database (the service's pools: click writer, link lookups, loader), and the whole server's
+process tree (postmaster, its live children, and the children that exited meanwhile), which
+also holds the WAL writer, checkpointer and autovacuum. With BENCH_DATABASE_URL the whole
+server is shared with whatever else runs on it; the backends figure is then the one to read.
+Only measured when the server runs on this machine (its processes are in /proc).
 
 Modes: `durable` and `async` are the PostgreSQL click writer's; `nats` and `nats-async`
 publish each click to NATS JetStream (AFFILIATE_CLICK_LOG) and the service's own loader
@@ -328,6 +338,114 @@ async def _count_clicks(url: str, code: str) -> int:
         await conn.close()
 
 
+# --- database CPU ---------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, or None once it has exited."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces: split after its last ")".
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _cpu_ticks(fields: list[str], *, children: bool = False) -> int:
+    # utime, stime, cutime, cstime are fields 14-17 of stat(5); here 11-14 (from "state").
+    used = int(fields[11]) + int(fields[12])
+    return used + int(fields[13]) + int(fields[14]) if children else used
+
+
+def _children(ppid: int) -> list[int]:
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None and int(fields[1]) == ppid:
+                out.append(int(entry.name))
+    return out
+
+
+async def _backends(url: str) -> tuple[int | None, list[int]]:
+    """The postmaster's pid (None when the server is not on this machine) and the pids of
+    the other backends connected to this database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        # Read while this connection's backend is alive: its parent is the postmaster.
+        fields = _proc_stat(int(await conn.fetchval("SELECT pg_backend_pid()")))
+    finally:
+        await conn.close()
+    postmaster = int(fields[1]) if fields is not None else None
+    return postmaster, [int(r["pid"]) for r in rows]
+
+
+class DatabaseCpu:
+    """CPU time used by the database between `start` and `stop` (see the module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def _server_ticks(self) -> int:
+        assert self._postmaster is not None
+        fields = _proc_stat(self._postmaster)
+        assert fields is not None, "the postmaster exited during the measurement"
+        # Children that exited (and were waited for) are in the postmaster's cutime/cstime.
+        total = _cpu_ticks(fields, children=True)
+        for pid in _children(self._postmaster):
+            child = _proc_stat(pid)
+            if child is not None:
+                total += _cpu_ticks(child, children=True)
+        return total
+
+    def start(self) -> None:
+        self._postmaster, pids = asyncio.run(_backends(self._url))
+        if self._postmaster is None:
+            return
+        self._backends = {pid: _cpu_ticks(f) for pid in pids if (f := _proc_stat(pid))}
+        self._server = self._server_ticks()
+
+    def stop(self) -> tuple[float, float] | None:
+        """Seconds of CPU: (backends of the bench database, whole server); None when the
+        server's processes are not visible from here."""
+        if self._postmaster is None:
+            return None
+        server = self._server_ticks() - self._server
+        backends = 0
+        for pid, before in self._backends.items():
+            fields = _proc_stat(pid)
+            # A backend gone meanwhile (its connection closed) is counted up to the start only.
+            if fields is not None:
+                backends += _cpu_ticks(fields) - before
+        _, pids = asyncio.run(_backends(self._url))
+        for pid in set(pids) - set(self._backends):
+            # Connected during the measurement: all its CPU is the measured work's.
+            if fields := _proc_stat(pid):
+                backends += _cpu_ticks(fields)
+        return backends / _TICK, server / _TICK
+
+
+def _fmt_cpu(mode: str, used: tuple[float, float] | None, clicks: int) -> str:
+    if used is None:
+        return f"[{mode}] database CPU per click: not measured (the server is not on this machine)"
+    if clicks <= 0:
+        return f"[{mode}] database CPU per click: no clicks committed"
+    backends, server = used
+    return (
+        f"[{mode}] database CPU per click: {server / clicks * 1e6:.0f} us whole server, "
+        f"{backends / clicks * 1e6:.0f} us in the service's backends "
+        f"({server:.2f} s and {backends:.2f} s over {clicks} clicks)"
+    )
+
+
 def _setup_link(port: int, key: str) -> tuple[str, str]:
     """A program, a partner and a link through the real API; the link code and a Location."""
     import httpx
@@ -536,6 +654,9 @@ def run(args: argparse.Namespace) -> int:
                 return load_python(port, path, args.concurrency, seconds)
 
             results: dict[str, list[dict[str, Any]]] = {"bare": [], "service": []}
+            cpu = DatabaseCpu(url)
+            clicks_before = asyncio.run(_count_clicks(url, code))
+            cpu.start()
             for rnd in range(args.rounds):
                 order = [("bare", bare_port), ("service", svc_port)]
                 if rnd % 2:
@@ -549,9 +670,17 @@ def run(args: argparse.Namespace) -> int:
                         answered += warm["answered_302"] + result["answered_302"]
                     results[name].append(result)
                     print(f"[{mode}] round {rnd + 1} {name:7s} {_fmt(result)}", flush=True)
-            committed_live = asyncio.run(_count_clicks(url, code))
             if mode in NATS_MODES:
+                committed_live = asyncio.run(_count_clicks(url, code))
                 _wait_loaded(url, code, answered, deadline)
+                cpu_used = cpu.stop()
+                cpu_clicks = asyncio.run(_count_clicks(url, code)) - clicks_before
+            else:
+                # Durable: every answered click is committed; wrk's unread in-flight ones
+                # are committed moments later, so the count comes after the CPU reading.
+                cpu_used = cpu.stop()
+                committed_live = asyncio.run(_count_clicks(url, code))
+                cpu_clicks = committed_live - clicks_before
             stop(svc)
             stop(bare)
             committed = asyncio.run(_count_clicks(url, code))
@@ -566,6 +695,7 @@ def run(args: argparse.Namespace) -> int:
                 f"(committed at end of load: {committed_live}; non-302 answers: {errors})",
                 flush=True,
             )
+            print(_fmt_cpu(mode, cpu_used, cpu_clicks), flush=True)
             if client == "wrk" and committed > answered:
                 print(
                     f"[{mode}] note: wrk drops up to {args.concurrency} in-flight responses per "

@@ -9,6 +9,7 @@ from service.models.clicks import (
     ClickRollupHourly,
     ClickRollupSub1Hourly,
     ClickVisitorDaily,
+    UserAgent,
 )
 from service.models.conversions import (
     AttributionMethod,
@@ -113,5 +114,6 @@ __all__ = [
     "Role",
     "ServiceSecret",
     "SubscriberStatus",
+    "UserAgent",
     "WebhookEndpoint",
 ]

@@ -15,7 +15,8 @@ class Click(Base):
 
     __tablename__ = "clicks"
     __table_args__ = (
-        Index("ix_clicks_link_id_clicked_at", "link_id", "clicked_at"),
+        # No index by link: reports read the rollups, conversions a click by its key. Each
+        # index here costs every click an entry.
         # The click_flood rule counts a visitor's clicks in the hour before a click.
         Index("ix_clicks_visitor_hash_clicked_at", "visitor_hash", "clicked_at"),
         {"postgresql_partition_by": "RANGE (clicked_at)"},
@@ -31,7 +32,9 @@ class Click(Base):
     click_token: Mapped[str] = mapped_column(Text, nullable=False)
     ip_hash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     visitor_hash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The user agent's row in user_agents (no foreign key, as above: the writer inserts it
+    # in the click's transaction, and such rows are never deleted).
+    user_agent_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), nullable=True)
     referer: Mapped[str | None] = mapped_column(Text, nullable=True)
     country: Mapped[str | None] = mapped_column(String(2), nullable=True)
     sub1: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -43,6 +46,16 @@ class Click(Base):
     attributable: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     # Which paid-ads click markers (service.fraud.markers) the click's query had; null: none.
     paid_markers: Mapped[list[str] | None] = mapped_column(ARRAY(Text), nullable=True)
+
+
+class UserAgent(Base):
+    """Each distinct user agent of a click, once; `id` is the first 16 bytes of its SHA-256
+    (redirect.batches.user_agent_id)."""
+
+    __tablename__ = "user_agents"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_agent: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class ClickRollupHourly(Base):
@@ -85,8 +98,9 @@ class ClickVisitorDaily(Base):
 
     __tablename__ = "click_visitors_daily"
 
-    link_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("links.id"), primary_key=True
-    )
+    # No foreign key: a row per new visitor is a row per click at worst, and the check would
+    # query and lock the link's row for each. The writer takes link ids from resolved links,
+    # links are never deleted, and the same link's rollup rows keep their foreign key.
+    link_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     day: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     visitor_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)

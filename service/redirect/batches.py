@@ -1,9 +1,10 @@
-"""One batch of clicks written to PostgreSQL: the clicks, their visitor-days and hourly
-rollups, in one transaction; a batch may be written again safely, the click id being the key.
-Both the click writer and the stream loaders write through `write_batch`."""
+"""One batch of clicks written to PostgreSQL: the clicks, their user agents, visitor-days
+and hourly rollups, in one transaction; a batch may be written again safely, the click id
+being the key. Both the click writer and the stream loaders write through `write_batch`."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -33,12 +34,22 @@ CLICK_COLUMNS = (
     "paid_markers",
 )
 # Positions in a click record (a tuple in CLICK_COLUMNS order).
-_AT, _LINK, _PARTNER, _PROGRAM, _VISITOR, _SUB1, _BOT = 1, 2, 3, 4, 7, 11, 16
+_AT, _LINK, _PARTNER, _PROGRAM, _VISITOR, _AGENT, _SUB1, _BOT = 1, 2, 3, 4, 7, 8, 11, 16
 
 ClickRecord = tuple[Any, ...]
 
-# One statement for the rest of the batch: first sights of visitors go into the visitor-day
-# table, and those it did not know yet count as unique clicks in their hour's rollup row.
+# What a click row stores: the record, with its user agent replaced by the id of its row in
+# user_agents. A record keeps the text (the click stream's messages carry it), so the
+# writer and the loaders store the same rows.
+STORED_COLUMNS = tuple("user_agent_id" if c == "user_agent" else c for c in CLICK_COLUMNS)
+
+# One statement for the rollups of new clicks: first sights of visitors go into the
+# visitor-day table, those it did not know yet count as unique clicks in their hour's rollup
+# row, and the counts per sub1 go into theirs. '' stands for no sub1 (a key column); sub1 is at most 255 characters (see
+# redirect.location), well inside a btree key.
+# Lock order: PostgreSQL runs a data-modifying WITH that nothing reads (`by_sub1`) once the
+# main statement has finished, so sub1 rows are always taken after the hourly ones, each
+# table's rows in key order (ORDER BY): two writers never deadlock.
 ROLLUP_SQL = """
 WITH seen AS (
     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bytea[], $4::timestamptz[])
@@ -52,6 +63,17 @@ WITH seen AS (
     SELECT seen.link_id, seen.hour, count(*) AS n
     FROM first JOIN seen USING (link_id, day, visitor_hash)
     GROUP BY seen.link_id, seen.hour
+), by_sub1 AS (
+    INSERT INTO click_rollups_sub1_hourly AS r
+        (link_id, hour, sub1, partner_id, program_id, clicks, bots)
+    SELECT * FROM unnest(
+        $11::uuid[], $12::timestamptz[], $13::text[], $14::uuid[], $15::uuid[],
+        $16::bigint[], $17::bigint[]
+    ) AS c(link_id, hour, sub1, partner_id, program_id, clicks, bots)
+    ORDER BY c.link_id, c.hour, c.sub1
+    ON CONFLICT (link_id, hour, sub1) DO UPDATE SET
+        clicks = r.clicks + excluded.clicks,
+        bots = r.bots + excluded.bots
 )
 INSERT INTO click_rollups_hourly AS r
     (link_id, hour, partner_id, program_id, clicks, unique_clicks, bots)
@@ -66,24 +88,48 @@ ON CONFLICT (link_id, hour) DO UPDATE SET
     bots = r.bots + excluded.bots
 """
 
-# Counts per (link, hour, sub1) for reports by sub1; '' stands for no sub1 (a key column).
-# sub1 is at most 255 characters (see redirect.location), well inside a btree key.
-SUB1_ROLLUP_SQL = """
-INSERT INTO click_rollups_sub1_hourly AS r
-    (link_id, hour, sub1, partner_id, program_id, clicks, bots)
-SELECT * FROM unnest(
-    $1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[], $5::uuid[], $6::bigint[], $7::bigint[]
-) AS c(link_id, hour, sub1, partner_id, program_id, clicks, bots)
-ORDER BY c.link_id, c.hour, c.sub1
-ON CONFLICT (link_id, hour, sub1) DO UPDATE SET
-    clicks = r.clicks + excluded.clicks,
-    bots = r.bots + excluded.bots
+# New user agents, before the clicks that refer to them (sorted by id, so that two writers
+# inserting the same new ones wait for each other in one order and never deadlock).
+AGENTS_SQL = """
+INSERT INTO user_agents (id, user_agent)
+SELECT * FROM unnest($1::uuid[], $2::text[]) AS a(id, user_agent)
+ORDER BY a.id
+ON CONFLICT DO NOTHING
 """
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR_US = 3_600_000_000
 _DAY_US = 24 * _HOUR_US
 _US = timedelta(microseconds=1)
+
+
+@lru_cache(maxsize=4096)
+def user_agent_id(user_agent: str) -> uuid.UUID:
+    """The key of a user agent's row in user_agents: the first 16 bytes of its SHA-256
+    (the migration that made the table computes the same in SQL)."""
+    return uuid.UUID(bytes=hashlib.sha256(user_agent.encode()).digest()[:16])
+
+
+class KnownAgents:
+    """Ids of the user agents this process has seen committed to its database, so that a
+    batch inserts only the ones it has not; bounded, forgotten all at once when full.
+
+    Rows of user_agents are never deleted, so an id once committed stays valid. One per
+    pool: a set shared by pools to different databases would skip inserts one of them lacks.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._ids: set[uuid.UUID] = set()
+        self._limit = limit
+
+    def __contains__(self, agent_id: uuid.UUID) -> bool:
+        return agent_id in self._ids
+
+    def add(self, ids: list[uuid.UUID]) -> None:
+        """Remember ids whose rows have committed."""
+        if len(self._ids) + len(ids) > self._limit:
+            self._ids.clear()
+        self._ids.update(ids)
 
 
 @lru_cache(maxsize=64)
@@ -100,62 +146,134 @@ def _day(at: datetime) -> datetime:
     return _floor((at - _EPOCH) // _US // _DAY_US, _DAY_US)
 
 
-# The batch goes in as one INSERT over arrays (one round trip, no temporary table, so a
-# transaction pooler is fine). The click id is the key: a batch retried after a commit
-# whose outcome the client never saw inserts nothing twice, and RETURNING tells which
-# rows are new, so the rollups count only those.
-# Columns go in as arrays; paid_markers, itself an array per click, travels as one
+# Clicks go in as one INSERT over arrays (no temporary table, so a transaction pooler is
+# fine). Columns go in as arrays; paid_markers, itself an array per click, travels as one
 # comma-joined text (unnest would flatten an array of arrays) and is split back here.
-_COLUMNS_IN = ", ".join(f"c{i}" for i in range(len(CLICK_COLUMNS)))
-_VALUES = ", ".join(
-    f"string_to_array(c{i}, ',')" if name == "paid_markers" else f"c{i}"
-    for i, name in enumerate(CLICK_COLUMNS)
-)
-_MARKERS = CLICK_COLUMNS.index("paid_markers")
+_TYPES = {
+    "id": "uuid",
+    "clicked_at": "timestamptz",
+    "link_id": "uuid",
+    "partner_id": "uuid",
+    "program_id": "uuid",
+    "ip_hash": "bytea",
+    "visitor_hash": "bytea",
+    "user_agent_id": "uuid",
+    "is_bot": "boolean",
+    "attributable": "boolean",
+}
+_MARKERS = STORED_COLUMNS.index("paid_markers")
+
+
+def _insert_clicks(first: int) -> str:
+    # The INSERT of a batch's clicks, its arrays from parameter $`first` on.
+    arrays = ", ".join(
+        f"${first + i}::{_TYPES.get(name, 'text')}[]" for i, name in enumerate(STORED_COLUMNS)
+    )
+    names = ", ".join(f"c{i}" for i in range(len(STORED_COLUMNS)))
+    values = ", ".join(
+        f"string_to_array(c{i}, ',')" if name == "paid_markers" else f"c{i}"
+        for i, name in enumerate(STORED_COLUMNS)
+    )
+    return (
+        f"INSERT INTO clicks ({', '.join(STORED_COLUMNS)})\n"
+        f"SELECT {values} FROM unnest({arrays}) AS u({names})"
+    )
+
+
+_ROLLUP_ARRAYS = 17
+
+# A batch that may be stored already: the click id is the key, so a batch retried after a
+# commit whose outcome the client never saw inserts nothing twice, and RETURNING tells
+# which rows are new, so that the rollups (another statement) count only those.
 INSERT_SQL = f"""
-INSERT INTO clicks ({", ".join(CLICK_COLUMNS)})
-SELECT {_VALUES} FROM unnest(
-    $1::uuid[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[],
-    $7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[],
-    $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-    $17::boolean[], $18::boolean[], $19::text[]
-) AS u({_COLUMNS_IN})
+{_insert_clicks(1)}
 ON CONFLICT DO NOTHING
 RETURNING id
 """
 
+# A batch no earlier try can have committed (the click writer's first try): every click is
+# new, so the rollups are known before it goes in, and the whole batch is one statement:
+# BEGIN, it and COMMIT where BEGIN, COPY, two rollup statements and COMMIT took five round
+# trips and four statements, for batches of a few dozen clicks. A click already stored
+# fails the statement, as COPY did. New user agents and the clicks are WITH parts nothing
+# reads: they run after the rollups (see ROLLUP_SQL), in the same order in every writer.
+# The transaction is an explicit block, not the statement's own: COMMIT is sent only once
+# the statement has answered, so a process killed while its batch waits (on a lock, say)
+# leaves none of it committed, which is what the unconfirmed-clicks gauge promises.
+FIRST_TRY_SQL = ROLLUP_SQL.replace(
+    "WITH seen AS (",
+    f"""WITH agents AS (
+    INSERT INTO user_agents (id, user_agent)
+    SELECT * FROM unnest(${_ROLLUP_ARRAYS + 1}::uuid[], ${_ROLLUP_ARRAYS + 2}::text[])
+        AS a(id, user_agent)
+    ORDER BY a.id
+    ON CONFLICT DO NOTHING
+), stored AS (
+{_insert_clicks(_ROLLUP_ARRAYS + 3)}
+), seen AS (""",
+    1,
+)
 
-def _arrays(records: list[ClickRecord]) -> list[list[Any]]:
-    columns = [list(column) for column in zip(*records, strict=True)]
+
+def _arrays(rows: list[ClickRecord]) -> list[list[Any]]:
+    columns = [list(column) for column in zip(*rows, strict=True)]
     columns[_MARKERS] = [",".join(m) if m else None for m in columns[_MARKERS]]
     return columns
 
 
 async def write_batch(
-    conn: asyncpg.Connection, records: list[ClickRecord], *, maybe_stored: bool = True
+    conn: asyncpg.Connection,
+    records: list[ClickRecord],
+    *,
+    maybe_stored: bool = True,
+    known_agents: KnownAgents | None = None,
 ) -> int:
-    """Store the clicks not stored yet, their visitor-days and hourly counts, in one
-    transaction; the number of clicks that were new.
+    """Store the clicks not stored yet, their user agents, visitor-days and hourly counts,
+    in one transaction; the number of clicks that were new.
 
-    `maybe_stored=False` is for a batch no earlier try can have committed: it goes in by
-    COPY, the cheapest way into PostgreSQL. Otherwise (a retry after a commit whose outcome
-    was never seen, a redelivered stream message) the INSERT ... ON CONFLICT DO NOTHING
-    stores each click once and the rollups count only the new ones.
+    `maybe_stored=False` is for a batch no earlier try can have committed: it goes in as
+    one statement with its rollups, and a click in it already stored fails it. Otherwise (a
+    retry after a commit whose outcome was never seen, a redelivered stream message) the
+    INSERT ... ON CONFLICT DO NOTHING stores each click once and the rollups count only the
+    new ones. `known_agents` spares the insert of user agents already committed; it learns
+    those of this batch.
     """
+    rows: list[ClickRecord] = []
+    agents: dict[uuid.UUID, str] = {}
+    for rec in records:
+        text = rec[_AGENT]
+        if text is None:
+            rows.append(rec)
+            continue
+        agent = user_agent_id(text)
+        if known_agents is None or agent not in known_agents:
+            agents[agent] = text
+        rows.append((*rec[:_AGENT], agent, *rec[_AGENT + 1 :]))
+    # Sorted: two writers inserting the same new ones wait for each other in one order.
+    agent_ids = sorted(agents)
+    agent_texts = [agents[i] for i in agent_ids]
     async with conn.transaction():
-        if maybe_stored:
-            inserted = await conn.fetch(INSERT_SQL, *_arrays(records))
+        if not maybe_stored:
+            await conn.execute(
+                FIRST_TRY_SQL, *_rollups(records), agent_ids, agent_texts, *_arrays(rows)
+            )
+        else:
+            if agents:
+                await conn.execute(AGENTS_SQL, agent_ids, agent_texts)
+            inserted = await conn.fetch(INSERT_SQL, *_arrays(rows))
             if len(inserted) != len(records):
                 new = {row[0] for row in inserted}
                 records = [rec for rec in records if rec[0] in new]
-        else:
-            await conn.copy_records_to_table("clicks", records=records, columns=CLICK_COLUMNS)
-        if records:
-            await _count(conn, records)
+            if records:
+                await conn.execute(ROLLUP_SQL, *_rollups(records))
+    if known_agents is not None and agents:
+        # Only now: ids of a transaction that rolled back must be inserted again.
+        known_agents.add(agent_ids)
     return len(records)
 
 
-async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
+def _rollups(records: list[ClickRecord]) -> list[list[Any]]:
+    # The arrays of ROLLUP_SQL for these clicks, all new.
     # First sight of each (link, UTC day, visitor) in this batch; bots never count.
     first_seen: dict[tuple[uuid.UUID, datetime, bytes], datetime] = {}
     counts: dict[tuple[uuid.UUID, datetime], list[Any]] = {}
@@ -185,8 +303,7 @@ async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
     visitors = sorted(first_seen)
     slots = sorted(counts)
     sub_slots = sorted(by_sub1)
-    await conn.execute(
-        ROLLUP_SQL,
+    return [
         [k[0] for k in visitors],
         [k[1] for k in visitors],
         [k[2] for k in visitors],
@@ -197,10 +314,6 @@ async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
         [counts[s][1] for s in slots],
         [counts[s][2] for s in slots],
         [counts[s][3] for s in slots],
-    )
-    # Same lock order rule as above; this table's rows are always taken after those.
-    await conn.execute(
-        SUB1_ROLLUP_SQL,
         [k[0] for k in sub_slots],
         [k[1] for k in sub_slots],
         [k[2] for k in sub_slots],
@@ -208,4 +321,4 @@ async def _count(conn: asyncpg.Connection, records: list[ClickRecord]) -> None:
         [counts[k[:2]][1] for k in sub_slots],
         [by_sub1[k][0] for k in sub_slots],
         [by_sub1[k][1] for k in sub_slots],
-    )
+    ]

@@ -23,7 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from service.config import Settings
 from service.kit.dberrors import database_unavailable
-from service.redirect.batches import ClickRecord, write_batch
+from service.redirect.batches import ClickRecord, KnownAgents, write_batch
 from service.redirect.clicklog import decode, subject_prefix
 from service.redirect.writer import CLICKS_LOST, CLICKS_WRITTEN
 
@@ -119,6 +119,7 @@ class ClickLoader:
     ) -> None:
         self._js = nc.jetstream()
         self._pool = pool
+        self._known_agents = KnownAgents()
         self._stream = settings.click_stream
         self._subject = f"{subject_prefix(settings)}.>"
         self._batch = settings.click_loader_batch
@@ -225,7 +226,7 @@ class ClickLoader:
 
     async def _write(self, records: list[ClickRecord]) -> int:
         async with self._pool.acquire() as conn:
-            return await write_batch(conn, records)
+            return await write_batch(conn, records, known_agents=self._known_agents)
 
     async def _isolate(self, records: list[ClickRecord], msgs: list[Msg], exc: Exception) -> int:
         # The database refused the batch for what is in it: each click goes alone, and one

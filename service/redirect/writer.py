@@ -14,7 +14,7 @@ import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
 from service.kit.dberrors import database_unavailable
-from service.redirect.batches import ClickRecord, write_batch
+from service.redirect.batches import ClickRecord, KnownAgents, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class ClickWriter:
         self._futures: list[asyncio.Future[None] | None] = []
         # Ids of clicks whose earlier try may have committed.
         self._suspect: set[uuid.UUID] = set()
+        self._known_agents = KnownAgents()
         self._queued_at: list[float] = []
         # A request waits on a queued click: flush now, not at the end of the interval.
         self._urgent = False
@@ -262,7 +263,9 @@ class ClickWriter:
     async def _write_once(self, records: list[ClickRecord], *, maybe_stored: bool) -> None:
         async with self._pool.acquire() as conn:
             with BATCH_SECONDS.time():
-                await write_batch(conn, records, maybe_stored=maybe_stored)
+                await write_batch(
+                    conn, records, maybe_stored=maybe_stored, known_agents=self._known_agents
+                )
 
     async def _flush(
         self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None], oldest: float

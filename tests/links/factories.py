@@ -56,13 +56,19 @@ def click_token(location: str, click_param: str = "aff_click_id") -> str:
 
 
 async def click_rows(app: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
-    """Committed click rows by id (read through a fresh connection)."""
+    """Committed click rows by id, with their user agent's text (read through a fresh
+    connection)."""
     from sqlalchemy import select
 
-    from service.models import Click
+    from service.models import Click, UserAgent
 
+    stmt = (
+        select(*Click.__table__.c, UserAgent.user_agent)
+        .outerjoin(UserAgent, UserAgent.id == Click.user_agent_id)
+        .where(Click.id.in_(ids))
+    )
     async with app.state.sessionmaker() as session:
-        rows = (await session.scalars(select(Click).where(Click.id.in_(ids)))).all()
+        rows = (await session.execute(stmt)).all()
     return {row.id: row for row in rows}
 
 

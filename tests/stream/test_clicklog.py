@@ -109,6 +109,10 @@ def test_a_click_record_travels_whole() -> None:
         decode(b"not msgpack at all \xc1")
 
 
+# A stored click read back as the record it was made from (its user agent's text joined).
+_selected = ["a.user_agent" if c == "user_agent" else f"c.{c}" for c in CLICK_COLUMNS]
+
+
 async def test_each_acknowledged_click_is_loaded_once_however_often_delivered(database_url, stream):
     url, name = stream
     async with serving(database_url, click_log=url, click_stream=name) as (app, client):
@@ -131,7 +135,8 @@ async def test_each_acknowledged_click_is_loaded_once_however_often_delivered(da
         conn = await asyncpg.connect(_plain(database_url))
         try:
             rows = await conn.fetch(
-                f"SELECT {', '.join(CLICK_COLUMNS)} FROM clicks WHERE link_id = $1",
+                f"SELECT {', '.join(_selected)} FROM clicks c"
+                " LEFT JOIN user_agents a ON a.id = c.user_agent_id WHERE c.link_id = $1",
                 uuid.UUID(link["id"]),
             )
         finally:
