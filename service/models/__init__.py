@@ -51,7 +51,7 @@ from service.models.partnering import (
     KpiTarget,
 )
 from service.models.partners import Partner, PartnerStatus
-from service.models.payouts import Payout, PayoutEntry, PayoutRun, PayoutStatus
+from service.models.payouts import Payout, PayoutEntry, PayoutRun, PayoutStatus, UnpaidEntry
 from service.models.portal import PortalLink, PortalSession
 from service.models.programs import Program
 
@@ -113,5 +113,6 @@ __all__ = [
     "Role",
     "ServiceSecret",
     "SubscriberStatus",
+    "UnpaidEntry",
     "WebhookEndpoint",
 ]
