@@ -1,7 +1,8 @@
 """The ledger's books against the payouts: sum(entries) = paid + open + unpaid.
 
 Checked per partner and currency, and per payout (its stored amount and count
-against the entries locked into it), over all programs or one.
+against the entries locked into it), over all programs or one; and each entry
+in exactly one of payout_entries and unpaid_entries, the latter a true copy.
 """
 
 from __future__ import annotations
@@ -10,12 +11,20 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import BigInteger, ColumnElement, and_, cast, exists, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, and_, cast, exists, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import NotFound
 from service.kit.money import format_minor
-from service.models import CommissionEntry, Payout, PayoutEntry, PayoutRun, PayoutStatus, Program
+from service.models import (
+    CommissionEntry,
+    Payout,
+    PayoutEntry,
+    PayoutRun,
+    PayoutStatus,
+    Program,
+    UnpaidEntry,
+)
 from service.payouts.schemas import PayoutStatusName
 
 
@@ -174,6 +183,41 @@ async def payout_mismatches(session: AsyncSession, program_id: uuid.UUID | None)
     return list(await session.execute(stmt))
 
 
+async def out_of_step(
+    session: AsyncSession, program_id: uuid.UUID | None
+) -> set[tuple[uuid.UUID, str]]:
+    """(partner, currency) with an entry in both or neither of payout_entries and unpaid_entries.
+
+    Also an unpaid_entries row of no entry, or whose copied columns differ from its entry's:
+    runs and previews read unpaid_entries alone, so it must be exactly the entries in no payout.
+    """
+    e, u, pe = CommissionEntry, UnpaidEntry, PayoutEntry
+    copied = ("partner_id", "program_id", "currency", "amount_minor", "available_at")
+    differs = tuple_(*(getattr(u, c) for c in copied), u.conversion_id).is_distinct_from(
+        tuple_(*(getattr(e, c) for c in copied), e.conversion_id)
+    )
+    partner = func.coalesce(e.partner_id, u.partner_id)
+    currency = func.coalesce(e.currency, u.currency)
+    stmt = (
+        select(partner, currency)
+        .select_from(e)
+        .join(u, u.entry_id == e.id, full=True)
+        .outerjoin(pe, pe.entry_id == e.id)
+        .where(
+            or_(
+                and_(u.entry_id.is_(None), pe.entry_id.is_(None)),
+                and_(u.entry_id.is_not(None), pe.entry_id.is_not(None)),
+                e.id.is_(None),
+                and_(u.entry_id.is_not(None), differs),
+            )
+        )
+        .group_by(partner, currency)
+    )
+    if program_id is not None:
+        stmt = stmt.where(func.coalesce(e.program_id, u.program_id) == program_id)
+    return {(r[0], r[1]) for r in await session.execute(stmt)}
+
+
 async def reconciliation(session: AsyncSession, program_id: uuid.UUID | None) -> Reconciliation:
     """sum(entries) = paid + open + unpaid per partner and currency, and per payout."""
     if program_id is not None and not await session.scalar(
@@ -191,7 +235,8 @@ async def reconciliation(session: AsyncSession, program_id: uuid.UUID | None) ->
         )
         for r in await payout_mismatches(session, program_id)
     ]
-    off = {(m.partner_id, m.currency) for m in mismatches}
+    strays = await out_of_step(session, program_id)
+    off = {(m.partner_id, m.currency) for m in mismatches} | strays
     items: list[ReconciliationItem] = []
     sums: dict[str, list[int]] = {}
     unbalanced: set[str] = set()
@@ -228,5 +273,5 @@ async def reconciliation(session: AsyncSession, program_id: uuid.UUID | None) ->
         items=items,
         totals=totals,
         mismatches=mismatches,
-        balanced=not mismatches and all(i.balanced for i in items),
+        balanced=not mismatches and not strays and all(i.balanced for i in items),
     )

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
 from service.kit.pagination import PageParams, page_of, paginate_query
-from service.models import CommissionEntry, PayoutEntry
+from service.models import CommissionEntry, PayoutEntry, UnpaidEntry
 
 
 def readable(principal: Principal) -> Select[CommissionEntry]:
@@ -19,6 +19,14 @@ def readable(principal: Principal) -> Select[CommissionEntry]:
     return select(CommissionEntry).where(
         in_programs(principal, CommissionEntry.program_id),
         of_partner(principal, CommissionEntry.partner_id),
+    )
+
+
+def readable_unpaid(principal: Principal) -> Select[UnpaidEntry]:
+    """The unpaid entries a key may read, by the rule of readable()."""
+    return select(UnpaidEntry).where(
+        in_programs(principal, UnpaidEntry.program_id),
+        of_partner(principal, UnpaidEntry.partner_id),
     )
 
 
@@ -96,8 +104,11 @@ async def page(
     if kind is not None:
         stmt = stmt.where(CommissionEntry.kind == kind)
     if unpaid:
-        # Its own FROM even when the payout_id filter already joined payout_entries.
-        linked = select(PayoutEntry.entry_id).where(PayoutEntry.entry_id == CommissionEntry.id)
-        stmt = stmt.where(~linked.correlate_except(PayoutEntry).exists())
+        stmt = stmt.where(
+            select(UnpaidEntry.entry_id)
+            .where(UnpaidEntry.entry_id == CommissionEntry.id)
+            .correlate(CommissionEntry)
+            .exists()
+        )
     rows = list((await session.scalars(paginate_query(stmt, CommissionEntry.id, params))).all())
     return page_of(rows, params)

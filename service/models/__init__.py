@@ -52,7 +52,7 @@ from service.models.partnering import (
     KpiTarget,
 )
 from service.models.partners import Partner, PartnerStatus
-from service.models.payouts import Payout, PayoutEntry, PayoutRun, PayoutStatus
+from service.models.payouts import Payout, PayoutEntry, PayoutRun, PayoutStatus, UnpaidEntry
 from service.models.portal import PortalLink, PortalSession
 from service.models.programs import Program
 
@@ -114,6 +114,7 @@ __all__ = [
     "Role",
     "ServiceSecret",
     "SubscriberStatus",
+    "UnpaidEntry",
     "UserAgent",
     "WebhookEndpoint",
 ]

@@ -62,7 +62,7 @@ class PayoutEntry(Base):
     The lock lives here rather than in a column of commission_entries: locking a year of
     entries then inserts narrow rows into two indexes instead of writing a new version
     of every wide entry row into each of the ledger's indexes. An entry with no row
-    here is unpaid; the primary key keeps an entry in one payout at most.
+    here is in unpaid_entries instead; the primary key keeps an entry in one payout at most.
 
     No foreign keys: their checks run per row, and locking a year of entries spent more
     time in them than in the inserts (the one on entry_id also row-locks, so writes, every
@@ -75,3 +75,24 @@ class PayoutEntry(Base):
 
     entry_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     payout_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+
+
+class UnpaidEntry(Base):
+    """An entry in no payout, with the columns a preview and a run read (a copy: entries
+    are never updated).
+
+    Each entry is here or in payout_entries, never both: a trigger on commission_entries
+    adds every new entry (migration 0802), a run deletes the rows it links into a payout,
+    and a failed payout puts its entries back. A preview or a run then reads the unpaid
+    entries alone, not the whole ledger against the links of everything ever paid.
+    """
+
+    __tablename__ = "unpaid_entries"
+
+    entry_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    partner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    program_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    conversion_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), nullable=True)

@@ -46,6 +46,7 @@ from service.models import (
     PayoutRun,
     PayoutStatus,
     Program,
+    UnpaidEntry,
 )
 from service.payouts.rules import ProgramSlice
 
@@ -60,6 +61,7 @@ _UUIDS = ARRAY(UUID(as_uuid=True))
 _entries = typing.cast(Table, CommissionEntry.__table__)
 _payouts = typing.cast(Table, Payout.__table__)
 _links = typing.cast(Table, PayoutEntry.__table__)
+_unpaid = typing.cast(Table, UnpaidEntry.__table__)
 
 
 def one_of(col: Any, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
@@ -109,12 +111,6 @@ def readable_runs(principal: Principal) -> Select[PayoutRun]:
     return select(PayoutRun).where(in_programs(principal, PayoutRun.program_id))
 
 
-def _unpaid(entry_id: Any) -> ColumnElement[bool]:
-    """The entry is locked into no payout (an anti-join on payout_entries)."""
-    linked = select(_links.c.entry_id).where(_links.c.entry_id == entry_id)
-    return ~linked.correlate_except(_links).exists()
-
-
 def _not_in_review(entry_conversion_id: Any) -> ColumnElement[bool]:
     """No conversion of this entry is under review.
 
@@ -129,31 +125,33 @@ def _not_in_review(entry_conversion_id: Any) -> ColumnElement[bool]:
 async def unpaid_slices(
     session: AsyncSession, principal: Principal, as_of: datetime, program_id: uuid.UUID | None
 ) -> list[ProgramSlice]:
-    """Unpaid readable entries summed per partner, currency and program, split by state."""
-    e = CommissionEntry
+    """Unpaid readable entries summed per partner, currency and program, split by state.
+
+    Reads unpaid_entries alone: the entries in no payout, never the paid history.
+    """
+    u = UnpaidEntry
     held = Conversion.id.is_not(None)
-    due = and_(~held, e.available_at <= as_of)
-    later = and_(~held, e.available_at > as_of)
+    due = and_(~held, u.available_at <= as_of)
+    later = and_(~held, u.available_at > as_of)
     stmt = (
-        commissions.readable(principal)
+        commissions.readable_unpaid(principal)
         .with_only_columns(
-            e.partner_id,
-            e.currency,
-            e.program_id,
-            summed(e.amount_minor, due),
+            u.partner_id,
+            u.currency,
+            u.program_id,
+            summed(u.amount_minor, due),
             func.count().filter(due),
-            summed(e.amount_minor, later),
-            summed(e.amount_minor, held),
+            summed(u.amount_minor, later),
+            summed(u.amount_minor, held),
         )
         .outerjoin(
             Conversion,
-            and_(Conversion.id == e.conversion_id, Conversion.status == ConversionStatus.review),
+            and_(Conversion.id == u.conversion_id, Conversion.status == ConversionStatus.review),
         )
-        .where(_unpaid(e.id))
-        .group_by(e.partner_id, e.currency, e.program_id)
+        .group_by(u.partner_id, u.currency, u.program_id)
     )
     if program_id is not None:
-        stmt = stmt.where(e.program_id == program_id)
+        stmt = stmt.where(u.program_id == program_id)
     # Ten thousand partners' groups fit in memory; the default 4MB would sort on disk.
     await _set_local(session, "work_mem", "64MB")
     rows = await session.execute(stmt)
@@ -320,33 +318,35 @@ async def lock_entries(
 ) -> dict[uuid.UUID, int]:
     """Lock the payable entries into their payouts and total each payout from what was locked.
 
-    One INSERT of (entry_id, payout_id) rows; the entries themselves are not written.
-    Runs over overlapping scopes are serialised (lock_scope), so each sees the locks
-    of those before it; the primary key of payout_entries refuses an entry locked
-    twice all the same. Returns the amount locked per payout; payouts that locked
-    nothing are absent.
+    One statement: the payable rows are deleted from unpaid_entries, and what the
+    DELETE returns is inserted into payout_entries and summed into the payouts; the
+    entries themselves are not written. Runs over overlapping scopes are serialised
+    (lock_scope); a DELETE also waits on rows another transaction deleted, and skips
+    them once it commits, and the primary key of payout_entries refuses an entry
+    locked twice all the same. Returns the amount locked per payout; payouts that
+    locked nothing are absent.
     """
     if not targets:
         return {}
     m = _targets(targets)
-    e = _entries.c
+    u = _unpaid.c
     payable = [
-        e.partner_id == m.c.partner_id,
-        e.currency == m.c.currency,
-        _unpaid(e.id),
-        e.available_at <= as_of,
-        _not_in_review(e.conversion_id),
+        u.partner_id == m.c.partner_id,
+        u.currency == m.c.currency,
+        u.available_at <= as_of,
+        _not_in_review(u.conversion_id),
     ]
     if program_id is not None:
-        payable.append(e.program_id == program_id)
+        payable.append(u.program_id == program_id)
     chosen = (
-        select(
-            e.id.label("entry_id"),
-            m.c.payout_id,
-            e.amount_minor,
-            e.available_at,
-        )
+        delete(_unpaid)
         .where(*payable)
+        .returning(
+            u.entry_id.label("entry_id"),
+            m.c.payout_id,
+            u.amount_minor,
+            u.available_at,
+        )
         .cte("chosen")
     )
     locked = (
@@ -376,8 +376,8 @@ async def lock_entries(
         .where(_payouts.c.id == totals.c.payout_id)
         .returning(_payouts.c.id, _payouts.c.amount_minor)
     )
-    # The planner takes unnest() for 100 rows and would walk each partner's whole
-    # history by index, once per partner; one hash join over the unpaid entries is
+    # The planner takes unnest() for 100 rows and would look up each partner's unpaid
+    # entries by index, once per partner; one hash join over the unpaid entries is
     # what thousands of partners need.
     await _set_local(session, "enable_nestloop", "off")
     rows = await session.execute(stmt.add_cte(locked))
@@ -387,10 +387,24 @@ async def lock_entries(
 
 
 async def release_entries(session: AsyncSession, payout_ids: Sequence[uuid.UUID]) -> int:
-    """Give the entries of these payouts back to the unpaid balance."""
+    """Give the entries of these payouts back to the unpaid balance.
+
+    Their links are deleted and the entries put back in unpaid_entries in one
+    statement, so that no entry is ever in both or in neither.
+    """
     if not payout_ids:
         return 0
-    result = await session.execute(delete(_links).where(one_of(_links.c.payout_id, payout_ids)))
+    released = (
+        delete(_links)
+        .where(one_of(_links.c.payout_id, payout_ids))
+        .returning(_links.c.entry_id)
+        .cte("released")
+    )
+    e = _entries.c
+    columns = [c.name for c in _unpaid.c if c.name != "entry_id"]
+    back = select(e.id, *(e[name] for name in columns)).join(released, released.c.entry_id == e.id)
+    stmt = _unpaid.insert().from_select(["entry_id", *columns], back).add_cte(released)
+    result = await session.execute(stmt)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

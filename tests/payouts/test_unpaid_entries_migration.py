@@ -1,0 +1,115 @@
+"""Migration 0802: unpaid_entries filled from the entries in no payout, kept by a trigger,
+dropped on downgrade and filled again on the next upgrade."""
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime
+
+import asyncpg
+
+from service import migrate
+
+AVAILABLE = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+
+
+async def _add_entry(conn: asyncpg.Connection, ids: dict[str, uuid.UUID], key: str) -> None:
+    ids[key] = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO commission_entries (id, partner_id, program_id, kind, amount_minor,"
+        " currency, available_at, period_month, explain)"
+        " VALUES ($1, $2, $3, 'commission', 1500, 'USD', $4, $5, '{}')",
+        ids[key],
+        ids["partner"],
+        ids["program"],
+        AVAILABLE,
+        date(2026, 10, 1),
+    )
+
+
+async def _seed(url: str) -> dict[str, uuid.UUID]:
+    ids = {k: uuid.uuid4() for k in ("program", "partner", "run", "payout")}
+    conn = await _connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO programs (id, name, currency, time_zone, default_url, allowed_domains,"
+            " click_param, attribution_window_days, attribution_order, hold_days,"
+            " min_payout_minor) VALUES ($1, 'p', 'USD', 'UTC', 'https://a.test/',"
+            " '{}', 'aff_click_id', 30, '{click}', 30, 0)",
+            ids["program"],
+        )
+        await conn.execute(
+            "INSERT INTO partners (id, name, email, status, payout_details, metadata)"
+            " VALUES ($1, 'a', 'a@a.test', 'active', '{}', '{}')",
+            ids["partner"],
+        )
+        await conn.execute(
+            "INSERT INTO payout_runs (id, idempotency_key, request_hash, as_of)"
+            " VALUES ($1, 'k', $2, now())",
+            ids["run"],
+            bytes(32),
+        )
+        await conn.execute(
+            "INSERT INTO payouts (id, run_id, partner_id, currency, amount_minor, entry_count,"
+            " status, payout_details) VALUES ($1, $2, $3, 'USD', 1500, 1, 'open', '{}')",
+            ids["payout"],
+            ids["run"],
+            ids["partner"],
+        )
+        await _add_entry(conn, ids, "paid")
+        await _add_entry(conn, ids, "unpaid")
+        await conn.execute(
+            "INSERT INTO payout_entries (entry_id, payout_id) VALUES ($1, $2)",
+            ids["paid"],
+            ids["payout"],
+        )
+    finally:
+        await conn.close()
+    return ids
+
+
+async def _unpaid(conn: asyncpg.Connection) -> dict[uuid.UUID, tuple]:
+    rows = await conn.fetch(
+        "SELECT entry_id, partner_id, program_id, currency, amount_minor, available_at,"
+        " conversion_id FROM unpaid_entries"
+    )
+    return {r["entry_id"]: tuple(r)[1:] for r in rows}
+
+
+async def test_unpaid_entries_are_filled_kept_and_dropped(pg_server):
+    url = await pg_server.new_database()
+    await asyncio.to_thread(migrate.upgrade, url, "0801")
+    ids = await _seed(url)
+
+    await asyncio.to_thread(migrate.upgrade, url, "0802")
+    conn = await _connect(url)
+    try:
+        copy = (ids["partner"], ids["program"], "USD", 1500, AVAILABLE, None)
+        assert await _unpaid(conn) == {ids["unpaid"]: copy}
+        # Written after the migration: the trigger adds it, one statement or many rows.
+        await _add_entry(conn, ids, "later")
+        assert set(await _unpaid(conn)) == {ids["unpaid"], ids["later"]}
+    finally:
+        await conn.close()
+
+    await asyncio.to_thread(migrate.downgrade, url, "0801")
+    conn = await _connect(url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('unpaid_entries')") is None
+        # No trigger left behind to insert into a table that is gone.
+        await _add_entry(conn, ids, "after_downgrade")
+        assert await conn.fetchval("SELECT count(*) FROM commission_entries") == 4
+        links = await conn.fetch("SELECT entry_id, payout_id FROM payout_entries")
+        assert [(r["entry_id"], r["payout_id"]) for r in links] == [(ids["paid"], ids["payout"])]
+    finally:
+        await conn.close()
+
+    await asyncio.to_thread(migrate.upgrade, url, "0802")
+    conn = await _connect(url)
+    try:
+        assert set(await _unpaid(conn)) == {ids["unpaid"], ids["later"], ids["after_downgrade"]}
+    finally:
+        await conn.close()
