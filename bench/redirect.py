@@ -20,6 +20,10 @@ also holds the WAL writer, checkpointer and autovacuum. With BENCH_DATABASE_URL 
 server is shared with whatever else runs on it; the backends figure is then the one to read.
 Only measured when the server runs on this machine (its processes are in /proc).
 
+Service CPU per click: the same, for the one uvicorn process serving the service (all of
+its threads: the click writer, the link lookups and the NATS client run inside it), over
+the same span and the same clicks.
+
 Modes: `durable` and `async` are the PostgreSQL click writer's; `nats` and `nats-async`
 publish each click to NATS JetStream (AFFILIATE_CLICK_LOG) and the service's own loader
 writes them to PostgreSQL. The NATS server is BENCH_NATS_URL when set, else a
@@ -446,6 +450,22 @@ def _fmt_cpu(mode: str, used: tuple[float, float] | None, clicks: int) -> str:
     )
 
 
+def _process_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (its threads included) so far."""
+    fields = _proc_stat(pid)
+    assert fields is not None, f"process {pid} exited during the measurement"
+    return _cpu_ticks(fields) / _TICK
+
+
+def _fmt_service_cpu(mode: str, seconds: float, clicks: int) -> str:
+    if clicks <= 0:
+        return f"[{mode}] service CPU per click: no clicks committed"
+    return (
+        f"[{mode}] service CPU per click: {seconds / clicks * 1e6:.0f} us in the uvicorn "
+        f"process ({seconds:.2f} s over {clicks} clicks)"
+    )
+
+
 def _setup_link(port: int, key: str) -> tuple[str, str]:
     """A program, a partner and a link through the real API; the link code and a Location."""
     import httpx
@@ -657,6 +677,7 @@ def run(args: argparse.Namespace) -> int:
             cpu = DatabaseCpu(url)
             clicks_before = asyncio.run(_count_clicks(url, code))
             cpu.start()
+            svc_cpu = _process_seconds(svc.pid)
             for rnd in range(args.rounds):
                 order = [("bare", bare_port), ("service", svc_port)]
                 if rnd % 2:
@@ -674,11 +695,13 @@ def run(args: argparse.Namespace) -> int:
                 committed_live = asyncio.run(_count_clicks(url, code))
                 _wait_loaded(url, code, answered, deadline)
                 cpu_used = cpu.stop()
+                svc_cpu = _process_seconds(svc.pid) - svc_cpu
                 cpu_clicks = asyncio.run(_count_clicks(url, code)) - clicks_before
             else:
                 # Durable: every answered click is committed; wrk's unread in-flight ones
                 # are committed moments later, so the count comes after the CPU reading.
                 cpu_used = cpu.stop()
+                svc_cpu = _process_seconds(svc.pid) - svc_cpu
                 committed_live = asyncio.run(_count_clicks(url, code))
                 cpu_clicks = committed_live - clicks_before
             stop(svc)
@@ -696,6 +719,7 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
             print(_fmt_cpu(mode, cpu_used, cpu_clicks), flush=True)
+            print(_fmt_service_cpu(mode, svc_cpu, cpu_clicks), flush=True)
             if client == "wrk" and committed > answered:
                 print(
                     f"[{mode}] note: wrk drops up to {args.concurrency} in-flight responses per "

@@ -26,6 +26,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.kit.keyedhash import HmacSha256
 from service.kit.time import utc_now
 from service.models import HashKey
 
@@ -48,11 +49,22 @@ class VisitorKeys:
         self.keep_days = keep_days
         self.master = master
         self._keys: dict[date, bytes] = {}
+        # The same keys, prepared for hashing (two per click).
+        self._hashers: dict[date, HmacSha256] = {}
         self._lock = asyncio.Lock()
 
     def cached(self, day: date) -> bytes | None:
-        """The day's key when it is in memory (the redirect's fast path)."""
+        """The day's key when it is in memory."""
         return self._keys.get(day)
+
+    def cached_hasher(self, day: date) -> HmacSha256 | None:
+        """The day's key, ready to hash with, when it is in memory (the redirect's fast path)."""
+        return self._hashers.get(day)
+
+    async def hasher_for(self, day: date) -> HmacSha256:
+        """The day's key, ready to hash with, loaded (or made) once when it is not cached."""
+        await self.key_for(day)
+        return self._hashers[day]
 
     async def key_for(self, day: date) -> bytes:
         """The day's key, loaded (or made) once when it is not cached."""
@@ -64,6 +76,7 @@ class VisitorKeys:
             if key is None:
                 key = await self._load(day)
                 self._keys[day] = key
+                self._hashers[day] = HmacSha256(key)
         return key
 
     async def _load(self, day: date) -> bytes:
@@ -91,6 +104,7 @@ class VisitorKeys:
         oldest = self.oldest_kept(today)
         for day in [d for d in self._keys if d < oldest]:
             del self._keys[day]
+            self._hashers.pop(day, None)
         if self.master is None:
             async with self.engine.begin() as conn:
                 await conn.execute(delete(HashKey).where(HashKey.day < oldest))

@@ -9,6 +9,7 @@ of our proxies is the visitor. Anything left of it could be made up by the visit
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -58,6 +59,12 @@ class ClientAddress:
             else tuple(trusted_proxies)
         )
         self.networks = nets
+        # The IPv4 ones as (network, mask) integers: most visitors' addresses are IPv4 and
+        # new to this process, and building an IPv4Address for each (and its text back) was
+        # most of the cost of resolving them.
+        self._v4 = tuple(
+            (int(net.network_address), int(net.netmask)) for net in nets if net.version == 4
+        )
         self.peer_trusted = lru_cache(maxsize=PEER_CACHE_SIZE)(self._peer_trusted)
 
     def _trusted(self, address: Address) -> bool:
@@ -73,7 +80,17 @@ class ClientAddress:
             return peer
         entries = [e for value in forwarded for e in value.split(",")]
         for entry in reversed(entries):
-            address = parse_address(entry)
-            if address is not None and not self._trusted(address):
-                return str(address)
+            text = entry.strip()
+            try:
+                # Takes only a dotted quad as ipaddress writes it (no leading zeros), so
+                # the text is already the address's canonical form.
+                number = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+            except (OSError, ValueError):
+                # IPv6, bracketed, IPv4-mapped, or not an address at all.
+                address = parse_address(text)
+                if address is not None and not self._trusted(address):
+                    return str(address)
+                continue
+            if not any(number & mask == network for network, mask in self._v4):
+                return text
         return peer

@@ -3,7 +3,6 @@ a bare app here, so nothing of it (nor pydantic, nor the ORM) is on this path.""
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -145,11 +144,11 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
     # The bot bit rides in the signed click id: attribution needs no click row to refuse it.
     click = rt.signer.issue(entry.link_id, datetime.now(UTC), bot=bot)
     day = click.clicked_at.date()
-    key = rt.visitor_keys.cached(day)
-    if key is None:
+    hasher = rt.visitor_keys.cached_hasher(day)
+    if hasher is None:
         # Only when the upkeep has not made the day's key ready: once a day at most.
         try:
-            key = await rt.visitor_keys.key_for(day)
+            hasher = await rt.visitor_keys.hasher_for(day)
         except Exception:
             log.exception("visitor key lookup failed")
             _UNAVAILABLE.inc()
@@ -166,8 +165,8 @@ async def redirect(rt: RedirectRuntime, scope: Scope, send: Send) -> None:
         entry.partner_id,
         entry.program_id,
         click.token,
-        hmac.digest(key, b"ip\x00" + ip, "sha256")[:16] if ip else None,
-        hmac.digest(key, b"v\x00" + ip + b"\x00" + (user_agent or b""), "sha256")[:16],
+        hasher.digest(b"ip\x00" + ip)[:16] if ip else None,
+        hasher.digest(b"v\x00" + ip + b"\x00" + (user_agent or b""))[:16],
         ua,
         referer.decode("utf-8", "replace")[:MAX_REFERER] if referer else None,
         country.decode("ascii").upper() if country and _COUNTRY(country) else None,

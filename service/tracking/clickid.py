@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from service.kit.ids import RANDOM_BITS, uuid7_from
+from service.kit.keyedhash import HmacSha256
 from service.kit.time import ensure_aware
 
 VERSION = "c2"
@@ -91,10 +92,11 @@ class ClickIdSigner:
             _check_key(key_id, secret)
         if current_key_id not in keys:
             raise ValueError(f"current click id key {current_key_id!r} is not among the keys")
-        self._keys = dict(keys)
         self._current_key_id = current_key_id
         kid = current_key_id.encode("ascii")
-        self._current_secret = keys[current_key_id]
+        # Signing and checking hash under a fixed key: prepared once (see HmacSha256).
+        self._macs = {key_id: HmacSha256(secret) for key_id, secret in keys.items()}
+        self._current_mac = self._macs[current_key_id]
         self._current_prefix = bytes([len(kid)]) + kid
 
     def issue(self, link_id: uuid.UUID, now: datetime, *, bot: bool = False) -> ClickId:
@@ -108,7 +110,7 @@ class ClickIdSigner:
             + (b"\x01" if bot else b"\x00")
             + nonce
         )
-        tag = hmac.digest(self._current_secret, _VERSION_BYTES + payload, "sha256")[:_TAG_LEN]
+        tag = self._current_mac.digest(_VERSION_BYTES + payload)[:_TAG_LEN]
         token = VERSION + base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode("ascii")
         return ClickId(
             key_id=self._current_key_id,
@@ -143,11 +145,11 @@ class ClickIdSigner:
             key_id = raw[1 : 1 + kid_len].decode("ascii")
         except UnicodeDecodeError:
             raise ClickIdInvalid("malformed") from None
-        secret = self._keys.get(key_id)
-        if secret is None:
+        mac = self._macs.get(key_id)
+        if mac is None:
             raise ClickIdInvalid("unknown key id")
         payload, tag = raw[:-_TAG_LEN], raw[-_TAG_LEN:]
-        expected = hmac.digest(secret, version.encode("ascii") + payload, "sha256")[:_TAG_LEN]
+        expected = mac.digest(version.encode("ascii") + payload)[:_TAG_LEN]
         if not hmac.compare_digest(tag, expected):
             raise ClickIdInvalid("signature invalid")
         pos = 1 + kid_len

@@ -33,6 +33,25 @@ def test_right_most_untrusted_entry_from_a_trusted_peer():
     assert ClientAddress("").resolve("10.0.0.2", ["203.0.113.9"]) == "10.0.0.2"
 
 
+@pytest.mark.parametrize(
+    ("header", "visitor"),
+    [
+        (" 203.0.113.9 ", "203.0.113.9"),
+        # Not a dotted quad as ipaddress writes it: not an address, as ipaddress has it.
+        ("203.0.113.9, 010.0.0.1", "203.0.113.9"),
+        ("203.0.113.9, 1.2.3", "203.0.113.9"),
+        ("203.0.113.9, 256.0.0.1", "203.0.113.9"),
+        # The same address however it is written: the one canonical text.
+        ("::ffff:203.0.113.9", "203.0.113.9"),
+        ("[::ffff:203.0.113.9]", "203.0.113.9"),
+        ("2001:DB9:0::5", "2001:db9::5"),
+        ("203.0.113.9, ::ffff:10.0.0.1", "203.0.113.9"),
+    ],
+)
+def test_visitor_address_as_ipaddress_writes_it(header: str, visitor: str):
+    assert ClientAddress(PROXIES).resolve("10.0.0.2", [header]) == visitor
+
+
 def test_trusted_proxies_are_validated_at_startup():
     with pytest.raises(ValidationError, match=r"10\.0\.0\.0/33"):
         Settings(trusted_proxies="10.0.0.0/8, 10.0.0.0/33")
