@@ -4,44 +4,15 @@ import asyncio
 import uuid
 from datetime import UTC, date, datetime
 
-import asyncpg
-
 from service import migrate
-
-
-async def _connect(url: str) -> asyncpg.Connection:
-    return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+from tests.payouts.migration_rows import connect, program_partner_payout
 
 
 async def _seed(url: str) -> dict[str, uuid.UUID]:
     ids = {k: uuid.uuid4() for k in ("program", "partner", "run", "payout", "paid", "unpaid")}
-    conn = await _connect(url)
+    conn = await connect(url)
     try:
-        await conn.execute(
-            "INSERT INTO programs (id, name, currency, time_zone, default_url, allowed_domains,"
-            " click_param, attribution_window_days, attribution_order, hold_days,"
-            " min_payout_minor) VALUES ($1, 'p', 'USD', 'UTC', 'https://a.test/',"
-            " '{}', 'aff_click_id', 30, '{click}', 30, 0)",
-            ids["program"],
-        )
-        await conn.execute(
-            "INSERT INTO partners (id, name, email, status, payout_details, metadata)"
-            " VALUES ($1, 'a', 'a@a.test', 'active', '{}', '{}')",
-            ids["partner"],
-        )
-        await conn.execute(
-            "INSERT INTO payout_runs (id, idempotency_key, request_hash, as_of)"
-            " VALUES ($1, 'k', $2, now())",
-            ids["run"],
-            bytes(32),
-        )
-        await conn.execute(
-            "INSERT INTO payouts (id, run_id, partner_id, currency, amount_minor, entry_count,"
-            " status, payout_details) VALUES ($1, $2, $3, 'USD', 1500, 1, 'open', '{}')",
-            ids["payout"],
-            ids["run"],
-            ids["partner"],
-        )
+        await program_partner_payout(conn, ids)
         for key, payout in (("paid", ids["payout"]), ("unpaid", None)):
             await conn.execute(
                 "INSERT INTO commission_entries (id, partner_id, program_id, kind, amount_minor,"
@@ -65,7 +36,7 @@ async def test_payout_ids_move_to_the_link_table_and_back(pg_server):
     ids = await _seed(url)
 
     await asyncio.to_thread(migrate.upgrade, url, "0701")
-    conn = await _connect(url)
+    conn = await connect(url)
     try:
         links = await conn.fetch("SELECT entry_id, payout_id FROM payout_entries")
         assert [(r["entry_id"], r["payout_id"]) for r in links] == [(ids["paid"], ids["payout"])]
@@ -78,7 +49,7 @@ async def test_payout_ids_move_to_the_link_table_and_back(pg_server):
         await conn.close()
 
     await asyncio.to_thread(migrate.downgrade, url, "0301")
-    conn = await _connect(url)
+    conn = await connect(url)
     try:
         rows = await conn.fetch("SELECT id, payout_id FROM commission_entries")
         assert {r["id"]: r["payout_id"] for r in rows} == {

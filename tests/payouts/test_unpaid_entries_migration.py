@@ -8,12 +8,9 @@ from datetime import UTC, date, datetime
 import asyncpg
 
 from service import migrate
+from tests.payouts.migration_rows import connect, program_partner_payout
 
 AVAILABLE = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-async def _connect(url: str) -> asyncpg.Connection:
-    return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
 
 
 async def _add_entry(conn: asyncpg.Connection, ids: dict[str, uuid.UUID], key: str) -> None:
@@ -32,33 +29,9 @@ async def _add_entry(conn: asyncpg.Connection, ids: dict[str, uuid.UUID], key: s
 
 async def _seed(url: str) -> dict[str, uuid.UUID]:
     ids = {k: uuid.uuid4() for k in ("program", "partner", "run", "payout")}
-    conn = await _connect(url)
+    conn = await connect(url)
     try:
-        await conn.execute(
-            "INSERT INTO programs (id, name, currency, time_zone, default_url, allowed_domains,"
-            " click_param, attribution_window_days, attribution_order, hold_days,"
-            " min_payout_minor) VALUES ($1, 'p', 'USD', 'UTC', 'https://a.test/',"
-            " '{}', 'aff_click_id', 30, '{click}', 30, 0)",
-            ids["program"],
-        )
-        await conn.execute(
-            "INSERT INTO partners (id, name, email, status, payout_details, metadata)"
-            " VALUES ($1, 'a', 'a@a.test', 'active', '{}', '{}')",
-            ids["partner"],
-        )
-        await conn.execute(
-            "INSERT INTO payout_runs (id, idempotency_key, request_hash, as_of)"
-            " VALUES ($1, 'k', $2, now())",
-            ids["run"],
-            bytes(32),
-        )
-        await conn.execute(
-            "INSERT INTO payouts (id, run_id, partner_id, currency, amount_minor, entry_count,"
-            " status, payout_details) VALUES ($1, $2, $3, 'USD', 1500, 1, 'open', '{}')",
-            ids["payout"],
-            ids["run"],
-            ids["partner"],
-        )
+        await program_partner_payout(conn, ids)
         await _add_entry(conn, ids, "paid")
         await _add_entry(conn, ids, "unpaid")
         await conn.execute(
@@ -85,7 +58,7 @@ async def test_unpaid_entries_are_filled_kept_and_dropped(pg_server):
     ids = await _seed(url)
 
     await asyncio.to_thread(migrate.upgrade, url, "0802")
-    conn = await _connect(url)
+    conn = await connect(url)
     try:
         copy = (ids["partner"], ids["program"], "USD", 1500, AVAILABLE, None)
         assert await _unpaid(conn) == {ids["unpaid"]: copy}
@@ -96,7 +69,7 @@ async def test_unpaid_entries_are_filled_kept_and_dropped(pg_server):
         await conn.close()
 
     await asyncio.to_thread(migrate.downgrade, url, "0801")
-    conn = await _connect(url)
+    conn = await connect(url)
     try:
         assert await conn.fetchval("SELECT to_regclass('unpaid_entries')") is None
         # No trigger left behind to insert into a table that is gone.
@@ -108,7 +81,7 @@ async def test_unpaid_entries_are_filled_kept_and_dropped(pg_server):
         await conn.close()
 
     await asyncio.to_thread(migrate.upgrade, url, "0802")
-    conn = await _connect(url)
+    conn = await connect(url)
     try:
         assert set(await _unpaid(conn)) == {ids["unpaid"], ids["later"], ids["after_downgrade"]}
     finally:

@@ -12,6 +12,7 @@ from service.redirect.cache import LinkCache, LinkEntry
 from service.redirect.partitions import ensure_partitions, months_to_cover, partition_name
 from tests.factories import create_partner, create_program
 from tests.links.factories import create_link
+from tests.redirect.records import click_record
 
 
 @pytest.fixture
@@ -21,28 +22,8 @@ async def conn(database_url):
     await c.close()
 
 
-def _record(link, at, visitor, *, bot=False, partner=None, program=None):
-    return (
-        uuid.uuid4(),
-        at,
-        uuid.UUID(link["id"]),
-        uuid.UUID(link["partner_id"]),
-        uuid.UUID(link["program_id"]),
-        "c1test",
-        b"ip-hash",
-        visitor,
-        "ua",
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        bot,
-        not bot,
-        None,
-    )
+def _record(link, at, visitor, *, bot=False):
+    return click_record(link, at=at, visitor=visitor, bot=bot)
 
 
 async def test_batch_rollup_and_uniques(client, admin, conn):

@@ -9,6 +9,7 @@ import pytest
 from service.redirect.batches import KnownAgents, user_agent_id, write_batch
 from tests.factories import create_partner, create_program
 from tests.links.factories import click_rows, click_token, create_link
+from tests.redirect.records import click_record
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 SAFARI = (
@@ -32,26 +33,9 @@ async def link(client, admin):
 
 
 def _record(link, user_agent, *, at=None, click_id=None):
-    return (
-        click_id or uuid.uuid4(),
-        at or datetime(2026, 3, 5, 10, tzinfo=UTC),
-        uuid.UUID(link["id"]),
-        uuid.UUID(link["partner_id"]),
-        uuid.UUID(link["program_id"]),
-        "c1test",
-        b"ip-hash",
-        uuid.uuid4().bytes,
-        user_agent,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        False,
-        True,
-        None,
+    at = at or datetime(2026, 3, 5, 10, tzinfo=UTC)
+    return click_record(
+        link, at=at, visitor=uuid.uuid4().bytes, user_agent=user_agent, click_id=click_id
     )
 
 

@@ -1,0 +1,42 @@
+"""Rows written with plain SQL for the payout migrations' tests: at an older revision the
+models describe tables that do not exist yet."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+
+
+async def program_partner_payout(conn: asyncpg.Connection, ids: dict[str, uuid.UUID]) -> None:
+    """A program, an active partner, a run and its open payout of 15.00 USD, under the ids
+    in `ids` ("program", "partner", "run", "payout")."""
+    await conn.execute(
+        "INSERT INTO programs (id, name, currency, time_zone, default_url, allowed_domains,"
+        " click_param, attribution_window_days, attribution_order, hold_days,"
+        " min_payout_minor) VALUES ($1, 'p', 'USD', 'UTC', 'https://a.test/',"
+        " '{}', 'aff_click_id', 30, '{click}', 30, 0)",
+        ids["program"],
+    )
+    await conn.execute(
+        "INSERT INTO partners (id, name, email, status, payout_details, metadata)"
+        " VALUES ($1, 'a', 'a@a.test', 'active', '{}', '{}')",
+        ids["partner"],
+    )
+    await conn.execute(
+        "INSERT INTO payout_runs (id, idempotency_key, request_hash, as_of)"
+        " VALUES ($1, 'k', $2, now())",
+        ids["run"],
+        bytes(32),
+    )
+    await conn.execute(
+        "INSERT INTO payouts (id, run_id, partner_id, currency, amount_minor, entry_count,"
+        " status, payout_details) VALUES ($1, $2, $3, 'USD', 1500, 1, 'open', '{}')",
+        ids["payout"],
+        ids["run"],
+        ids["partner"],
+    )
