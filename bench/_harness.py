@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,3 +103,111 @@ class Server:
         import shutil
 
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, or None once it has exited."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces: split after its last ")".
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _cpu_ticks(fields: list[str], *, children: bool = False) -> int:
+    # utime, stime, cutime, cstime are fields 14-17 of stat(5); here 11-14 (from "state").
+    used = int(fields[11]) + int(fields[12])
+    return used + int(fields[13]) + int(fields[14]) if children else used
+
+
+def _children(ppid: int) -> list[int]:
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None and int(fields[1]) == ppid:
+                out.append(int(entry.name))
+    return out
+
+
+async def _backends(url: str) -> tuple[int | None, list[int]]:
+    """The postmaster's pid (None when the server is not on this machine) and the pids of
+    the other backends connected to this database."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        # Read while this connection's backend is alive: its parent is the postmaster.
+        fields = _proc_stat(int(await conn.fetchval("SELECT pg_backend_pid()")))
+    finally:
+        await conn.close()
+    postmaster = int(fields[1]) if fields is not None else None
+    return postmaster, [int(r["pid"]) for r in rows]
+
+
+class DatabaseCpu:
+    """CPU time (user + system, from /proc/<pid>/stat) used by the database between `start`
+    and `stop`: the backends connected to the bench database, and the whole server's process
+    tree (postmaster, its live children, and the children that exited meanwhile, which also
+    holds the WAL writer, checkpointer and autovacuum). Only measured when the server runs
+    on this machine."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def _server_ticks(self) -> int:
+        assert self._postmaster is not None
+        fields = _proc_stat(self._postmaster)
+        assert fields is not None, "the postmaster exited during the measurement"
+        # Children that exited (and were waited for) are in the postmaster's cutime/cstime.
+        total = _cpu_ticks(fields, children=True)
+        for pid in _children(self._postmaster):
+            child = _proc_stat(pid)
+            if child is not None:
+                total += _cpu_ticks(child, children=True)
+        return total
+
+    async def start(self) -> None:
+        self._postmaster, pids = await _backends(self._url)
+        if self._postmaster is None:
+            return
+        self._backends = {pid: _cpu_ticks(f) for pid in pids if (f := _proc_stat(pid))}
+        self._server = self._server_ticks()
+
+    async def stop(self) -> tuple[float, float] | None:
+        """Seconds of CPU: (backends of the bench database, whole server); None when the
+        server's processes are not visible from here."""
+        if self._postmaster is None:
+            return None
+        server = self._server_ticks() - self._server
+        backends = 0
+        for pid, before in self._backends.items():
+            fields = _proc_stat(pid)
+            # A backend gone meanwhile (its connection closed) is counted up to the start only.
+            if fields is not None:
+                backends += _cpu_ticks(fields) - before
+        _, pids = await _backends(self._url)
+        for pid in set(pids) - set(self._backends):
+            # Connected during the measurement: all its CPU is the measured work's.
+            if fields := _proc_stat(pid):
+                backends += _cpu_ticks(fields)
+        return backends / _TICK, server / _TICK
+
+
+def process_seconds(pid: int, *, tree: bool = False) -> float:
+    """User + system CPU seconds of one process (its threads included) so far; with `tree`,
+    of its live children too (uvicorn's workers)."""
+    fields = _proc_stat(pid)
+    assert fields is not None, f"process {pid} exited during the measurement"
+    total = _cpu_ticks(fields, children=tree)
+    if tree:
+        for child in _children(pid):
+            if (child_fields := _proc_stat(child)) is not None:
+                total += _cpu_ticks(child_fields, children=True)
+    return total / _TICK

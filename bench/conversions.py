@@ -43,7 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _harness import Server, percentile
+from _harness import DatabaseCpu, Server, percentile, process_seconds
 
 from service.db import EmbeddedPostgres
 
@@ -377,6 +377,12 @@ async def stored(url: str, prefix: str) -> tuple[int, int]:
         await conn.close()
 
 
+def _db(used: tuple[float, float] | None, conversions: int) -> str:
+    if used is None:
+        return "database not measured (the server is not on this machine)"
+    return f"{used[1] / conversions * 1000:.2f} ms in the database (whole server)"
+
+
 async def bench(url: str, seconds: float, concurrency: int, partners: int, workers: int) -> bool:
     server = Server(database_url=url, workers=workers)
     try:
@@ -389,9 +395,13 @@ async def bench(url: str, seconds: float, concurrency: int, partners: int, worke
         service_load(base, merchant, program_id, flat, 2, concurrency)
         await floor(url, program_id, 2.0, concurrency)
 
-        t0 = time.perf_counter()
+        cpu = DatabaseCpu(url)
+        await cpu.start()
+        client0, t0 = time.process_time(), time.perf_counter()
         done, latencies = await floor(url, program_id, seconds, concurrency)
         elapsed = time.perf_counter() - t0
+        client = time.process_time() - client0
+        floor_db = await cpu.stop()
         latencies.sort()
         floor_rate = done / elapsed
         print(
@@ -400,8 +410,16 @@ async def bench(url: str, seconds: float, concurrency: int, partners: int, worke
             f" p50 {percentile(latencies, 0.5) * 1000:.1f} ms,"
             f" p99 {percentile(latencies, 0.99) * 1000:.1f} ms"
         )
+        print(
+            f"floor CPU per conversion: {client / done * 1000:.2f} ms in this process, {_db(floor_db, done)}"
+        )
 
+        assert server.proc is not None
+        await cpu.start()
+        service0 = process_seconds(server.proc.pid, tree=True)
         run, r = service_load(base, merchant, program_id, flat, seconds, concurrency)
+        service_cpu = process_seconds(server.proc.pid, tree=True) - service0
+        service_db = await cpu.stop()
         rate = r["requests"] / r["seconds"]
         count, without = await stored(url, f"wrk-{run}-")
         print(
@@ -411,6 +429,11 @@ async def bench(url: str, seconds: float, concurrency: int, partners: int, worke
             f" p99 {r['p99']:.1f} ms; non-201 {r['errors']}; stored {count} (in flight at the end"
             " included),"
             f" without entries {without}"
+        )
+        answered = max(r["requests"], 1)
+        print(
+            f"service CPU per conversion: {service_cpu / answered * 1000:.2f} ms in the service's"
+            f" process{'es' if workers > 1 else ''}, {_db(service_db, answered)}"
         )
         ratio = rate / floor_rate
         # wrk counts answered requests; the ones in flight when it stopped are stored too.

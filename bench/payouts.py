@@ -9,7 +9,7 @@ pending). --backlog leaves every entry unpaid: the first run over a year-long le
 
 Uses an embedded PostgreSQL in a temporary directory, or the server named by
 DATABASE_URL (a fresh database is created on it and dropped afterwards).
-Goals: preview <= 1 s, run <= 5 s.
+Goals: preview <= 1 s; the monthly run <= 1 s, the first run over a backlog <= 5 s.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from service.db import EmbeddedPostgres, to_async_url  # noqa: E402
 from service.kit.ids import new_id  # noqa: E402
 
 PREVIEW_GOAL = 1.0
-RUN_GOAL = 5.0
+RUN_GOAL = 1.0
+BACKLOG_RUN_GOAL = 5.0
 PROGRAMS = 10
 REVIEW_SHARE = 0.01
 REVERSAL_SHARE = 0.10
@@ -420,10 +421,12 @@ def bench(url: str, n_entries: int, n_partners: int, backlog: bool) -> bool:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    ok = preview <= PREVIEW_GOAL and run_time <= RUN_GOAL
+    run_goal = BACKLOG_RUN_GOAL if backlog else RUN_GOAL
+    ok = preview <= PREVIEW_GOAL and run_time <= run_goal
     print(
         f"goals: preview <= {PREVIEW_GOAL:.0f} s {'met' if preview <= PREVIEW_GOAL else 'MISSED'},"
-        f" run <= {RUN_GOAL:.0f} s {'met' if run_time <= RUN_GOAL else 'MISSED'}"
+        f" {'backlog' if backlog else 'monthly'} run <= {run_goal:.0f} s"
+        f" {'met' if run_time <= run_goal else 'MISSED'}"
     )
     return ok
 

@@ -56,6 +56,9 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DatabaseCpu, process_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -342,101 +345,6 @@ async def _count_clicks(url: str, code: str) -> int:
         await conn.close()
 
 
-# --- database CPU ---------------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name, or None once it has exited."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name is in parentheses and may hold spaces: split after its last ")".
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def _cpu_ticks(fields: list[str], *, children: bool = False) -> int:
-    # utime, stime, cutime, cstime are fields 14-17 of stat(5); here 11-14 (from "state").
-    used = int(fields[11]) + int(fields[12])
-    return used + int(fields[13]) + int(fields[14]) if children else used
-
-
-def _children(ppid: int) -> list[int]:
-    out = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = _proc_stat(int(entry.name))
-            if fields is not None and int(fields[1]) == ppid:
-                out.append(int(entry.name))
-    return out
-
-
-async def _backends(url: str) -> tuple[int | None, list[int]]:
-    """The postmaster's pid (None when the server is not on this machine) and the pids of
-    the other backends connected to this database."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        )
-        # Read while this connection's backend is alive: its parent is the postmaster.
-        fields = _proc_stat(int(await conn.fetchval("SELECT pg_backend_pid()")))
-    finally:
-        await conn.close()
-    postmaster = int(fields[1]) if fields is not None else None
-    return postmaster, [int(r["pid"]) for r in rows]
-
-
-class DatabaseCpu:
-    """CPU time used by the database between `start` and `stop` (see the module docstring)."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    def _server_ticks(self) -> int:
-        assert self._postmaster is not None
-        fields = _proc_stat(self._postmaster)
-        assert fields is not None, "the postmaster exited during the measurement"
-        # Children that exited (and were waited for) are in the postmaster's cutime/cstime.
-        total = _cpu_ticks(fields, children=True)
-        for pid in _children(self._postmaster):
-            child = _proc_stat(pid)
-            if child is not None:
-                total += _cpu_ticks(child, children=True)
-        return total
-
-    def start(self) -> None:
-        self._postmaster, pids = asyncio.run(_backends(self._url))
-        if self._postmaster is None:
-            return
-        self._backends = {pid: _cpu_ticks(f) for pid in pids if (f := _proc_stat(pid))}
-        self._server = self._server_ticks()
-
-    def stop(self) -> tuple[float, float] | None:
-        """Seconds of CPU: (backends of the bench database, whole server); None when the
-        server's processes are not visible from here."""
-        if self._postmaster is None:
-            return None
-        server = self._server_ticks() - self._server
-        backends = 0
-        for pid, before in self._backends.items():
-            fields = _proc_stat(pid)
-            # A backend gone meanwhile (its connection closed) is counted up to the start only.
-            if fields is not None:
-                backends += _cpu_ticks(fields) - before
-        _, pids = asyncio.run(_backends(self._url))
-        for pid in set(pids) - set(self._backends):
-            # Connected during the measurement: all its CPU is the measured work's.
-            if fields := _proc_stat(pid):
-                backends += _cpu_ticks(fields)
-        return backends / _TICK, server / _TICK
-
-
 def _fmt_cpu(mode: str, used: tuple[float, float] | None, clicks: int) -> str:
     if used is None:
         return f"[{mode}] database CPU per click: not measured (the server is not on this machine)"
@@ -448,13 +356,6 @@ def _fmt_cpu(mode: str, used: tuple[float, float] | None, clicks: int) -> str:
         f"{backends / clicks * 1e6:.0f} us in the service's backends "
         f"({server:.2f} s and {backends:.2f} s over {clicks} clicks)"
     )
-
-
-def _process_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process (its threads included) so far."""
-    fields = _proc_stat(pid)
-    assert fields is not None, f"process {pid} exited during the measurement"
-    return _cpu_ticks(fields) / _TICK
 
 
 def _fmt_service_cpu(mode: str, seconds: float, clicks: int) -> str:
@@ -676,8 +577,8 @@ def run(args: argparse.Namespace) -> int:
             results: dict[str, list[dict[str, Any]]] = {"bare": [], "service": []}
             cpu = DatabaseCpu(url)
             clicks_before = asyncio.run(_count_clicks(url, code))
-            cpu.start()
-            svc_cpu = _process_seconds(svc.pid)
+            asyncio.run(cpu.start())
+            svc_cpu = process_seconds(svc.pid)
             for rnd in range(args.rounds):
                 order = [("bare", bare_port), ("service", svc_port)]
                 if rnd % 2:
@@ -694,14 +595,14 @@ def run(args: argparse.Namespace) -> int:
             if mode in NATS_MODES:
                 committed_live = asyncio.run(_count_clicks(url, code))
                 _wait_loaded(url, code, answered, deadline)
-                cpu_used = cpu.stop()
-                svc_cpu = _process_seconds(svc.pid) - svc_cpu
+                cpu_used = asyncio.run(cpu.stop())
+                svc_cpu = process_seconds(svc.pid) - svc_cpu
                 cpu_clicks = asyncio.run(_count_clicks(url, code)) - clicks_before
             else:
                 # Durable: every answered click is committed; wrk's unread in-flight ones
                 # are committed moments later, so the count comes after the CPU reading.
-                cpu_used = cpu.stop()
-                svc_cpu = _process_seconds(svc.pid) - svc_cpu
+                cpu_used = asyncio.run(cpu.stop())
+                svc_cpu = process_seconds(svc.pid) - svc_cpu
                 committed_live = asyncio.run(_count_clicks(url, code))
                 cpu_clicks = committed_live - clicks_before
             stop(svc)
