@@ -29,6 +29,7 @@ from service.events import announce, outbox
 from service.fraud import rules as fraud
 from service.fraud.repository import stored_facts
 from service.fraud.schemas import rules_in_force
+from service.kit.driver import Prepared
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, is_currency, parse_amount, round_money, to_minor
@@ -274,9 +275,9 @@ async def record_conversion(
             "amount": None if parsed.amount is None else f"{parsed.amount:f}",
         },
     )
-    inserted = (
-        await session.execute(_INSERT, {**values, **{f"audit_{k}": v for k, v in trail.items()}})
-    ).first()
+    inserted = await _INSERT.fetchrow(
+        session, {**values, **{f"audit_{k}": v for k, v in trail.items()}}
+    )
     if inserted is None:
         if found.promo_code_id is not None:
             await give_back_promo_use(session, found.promo_code_id)
@@ -288,10 +289,10 @@ async def record_conversion(
     make_transient_to_detached(conversion)
     for key, column in _CONVERSION_COLUMNS:
         set_committed_value(conversion, key, values[column.name])
-    set_committed_value(conversion, "created_at", inserted.created_at)
-    set_committed_value(conversion, "updated_at", inserted.updated_at)
+    set_committed_value(conversion, "created_at", inserted["created_at"])
+    set_committed_value(conversion, "updated_at", inserted["updated_at"])
     session.add(conversion)
-    await outbox.hold(session, inserted.subscriptions)
+    await outbox.hold(session, inserted["subscriptions"])
 
     entries: list[CommissionEntry] | None = []
     if partner is not None:
@@ -362,9 +363,11 @@ _audited = (
     .cte("audited")
 )
 # The event subscriptions' version comes along: the conversion's events need it next.
-_INSERT = select(
-    _inserted.c.created_at, _inserted.c.updated_at, outbox.VERSION.label("subscriptions")
-).add_cte(_audited)
+_INSERT = Prepared(
+    select(
+        _inserted.c.created_at, _inserted.c.updated_at, outbox.VERSION.label("subscriptions")
+    ).add_cte(_audited)
+)
 
 
 def _values(draft: Conversion) -> dict[str, Any]:

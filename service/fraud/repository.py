@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
+from service.kit.driver import Prepared
 from service.models import Click, ClickRollupHourly, Conversion
 
 HOUR = timedelta(hours=1)
@@ -48,6 +49,10 @@ def _param(name: str, col: Any) -> Any:
 
 
 @functools.cache
+def _prepared_facts(click: bool, flood: bool, velocity: bool) -> Prepared:
+    return Prepared(_facts_statement(click, flood, velocity))
+
+
 def _facts_statement(click: bool, flood: bool, velocity: bool) -> Select[Any]:
     """The one statement for this combination of facts, built once, with bound parameters.
 
@@ -131,9 +136,9 @@ async def stored_facts(
             occurred_at=occurred_at,
             conversion_id=conversion_id,
         )
-    stmt = _facts_statement(wants_click, flood, velocity)
-    with session.no_autoflush:
-        row = list((await session.execute(stmt, params)).one())
+    found_row = await _prepared_facts(wants_click, flood, velocity).fetchrow(session, params)
+    assert found_row is not None  # one row always: the click is LEFT JOINed
+    row = list(found_row)
     out: dict[str, Any] = {}
     if wants_click:
         referer, markers, found = row[:3]

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.commissions.state import MonthState
+from service.kit.driver import Prepared
 from service.models import MonthTotal
 
 
@@ -55,13 +56,13 @@ def _key(partner_id: uuid.UUID, program_id: uuid.UUID, month: date, event: str) 
 
 # Built once: as Core statements on the table, so that neither the ORM's DML paths nor
 # the statement's construction run per conversion.
-_LOCK = (
+_LOCK = Prepared(
     insert(_month_totals)
     .values({**{k: bindparam(f"k_{k}", type_=_month_totals.c[k].type) for k in _KEY}, "state": {}})
     .on_conflict_do_update(index_elements=list(_KEY), set_={"state": _month_totals.c.state})
     .returning(_month_totals.c.state)
 )
-_SAVE = (
+_SAVE = Prepared(
     update(_month_totals)
     .where(*_key_params())
     .values(state=bindparam("new_state", type_=_month_totals.c.state.type), updated_at=func.now())
@@ -82,8 +83,9 @@ async def lock_month(
     """
     # An upsert that touches the row takes its lock and returns it in one round trip.
     key = _key(partner_id, program_id, month, event)
-    data = (await session.execute(_LOCK, key)).scalar_one()
-    return state_from_json(data or {})
+    row = await _LOCK.fetchrow(session, key)
+    assert row is not None  # the upsert returns the row it inserted or locked
+    return state_from_json(row[0] or {})
 
 
 async def save_month(
@@ -96,4 +98,4 @@ async def save_month(
 ) -> None:
     """Store the month's new state (its row is already locked by lock_month)."""
     key = _key(partner_id, program_id, month, event)
-    await session.execute(_SAVE, {**key, "new_state": state_to_json(state)})
+    await _SAVE.fetch(session, {**key, "new_state": state_to_json(state)})

@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agreements.service import in_force, load_terms
 from service.commissions.engine import compute_conversion, compute_refund
 from service.commissions.state import ConversionInput, Outcome, RefundInput, stored_items
 from service.events import announce
+from service.kit.driver import Prepared
 from service.kit.ids import new_id
 from service.kit.money import from_minor, to_minor
 from service.kit.time import month_start
 from service.ledger.months import lock_month, save_month
 from service.models import AgreementVersion, CommissionEntry, Conversion, Partner, Program
 
-# Built once: the entries of one outcome go in as one multi-row INSERT that returns what
-# the server set, so nothing is read back and no unit of work runs per entry.
+# Built once per number of rows: the entries of one outcome go in as one multi-row INSERT
+# that returns what the server set, so nothing is read back and no unit of work runs per
+# entry.
 _entries = typing.cast(Table, CommissionEntry.__table__)
-_INSERT_ENTRIES = insert(_entries).returning(_entries.c.id, _entries.c.created_at)
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_entries(count: int) -> Prepared:
+    rows = [
+        {c: bindparam(f"{c}_{i}", type_=_entries.c[c].type) for c in _ENTRY_COLUMNS}
+        for i in range(count)
+    ]
+    return Prepared(insert(_entries).values(rows).returning(_entries.c.id, _entries.c.created_at))
 
 
 async def write_entries(
@@ -74,8 +85,8 @@ async def write_entries(
     if session.new:
         # The refund (or anything else new) an entry refers to goes in first.
         await session.flush(list(session.new))
-    written = await session.execute(
-        _INSERT_ENTRIES, [{c: getattr(row, c) for c in _ENTRY_COLUMNS} for row in rows]
+    written = await _insert_entries(len(rows)).fetch(
+        session, {f"{c}_{i}": getattr(row, c) for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
     )
     created = {id_: at for id_, at in written}
     for row in rows:

@@ -1,0 +1,50 @@
+"""What one sale costs the database: its round trips, counted at the driver."""
+
+from typing import Any
+
+from asyncpg.prepared_stmt import PreparedStatement
+from sqlalchemy import event
+
+from tests.conversions.factories import add_link, click_id, sale, setup
+
+
+async def test_a_sale_by_click_id_is_one_transaction_of_few_statements(
+    app, client, admin, monkeypatch
+):
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    # Warm: the key, the program and the agreement's statements are cached after one sale.
+    first = sale(program, click_id=click_id(app, link))
+    assert (await client.post("/v1/conversions", json=first, headers=admin)).status_code == 201
+    sent: list[str] = []
+
+    def log(record: Any) -> None:
+        sent.append(record.query)
+
+    def attach(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(log)
+
+    def detach(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.driver_connection.remove_query_logger(log)
+
+    # Statements go through asyncpg's query loggers when run on the connection, and through
+    # PreparedStatement.fetch when SQLAlchemy runs them.
+    fetch = PreparedStatement.fetch
+
+    async def logged_fetch(self: PreparedStatement, *args: Any, **kwargs: Any) -> Any:
+        sent.append(self.get_query())
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreparedStatement, "fetch", logged_fetch)
+    pool = app.state.engine.sync_engine.pool
+    event.listen(pool, "checkout", attach)
+    event.listen(pool, "checkin", detach)
+    try:
+        body = sale(program, click_id=click_id(app, link))
+        r = await client.post("/v1/conversions", json=body, headers=admin)
+    finally:
+        event.remove(pool, "checkout", attach)
+        event.remove(pool, "checkin", detach)
+    assert r.status_code == 201, r.text
+    assert sent[0].startswith("BEGIN") and sent[-1] == "COMMIT;", sent
+    assert len(sent) <= 9, sent

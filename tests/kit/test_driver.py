@@ -1,0 +1,111 @@
+"""Prepared statements on the session's own asyncpg connection: in its transaction, typed as
+SQLAlchemy would bind them, errors as asyncpg's."""
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, bindparam, insert, select
+from sqlalchemy.dialects.postgresql import JSONB
+
+from service.kit.driver import Prepared, connection
+
+_meta = MetaData()
+_probe = Table(
+    "driver_probe",
+    _meta,
+    Column("id", Integer, primary_key=True),
+    Column("doc", JSONB(none_as_null=True)),
+    Column("raw_doc", JSONB),
+    Column("label", Text, nullable=False),
+    Column("at", DateTime(timezone=True)),
+)
+_INSERT = Prepared(
+    insert(_probe)
+    .values(
+        id=bindparam("id", type_=Integer),
+        doc=bindparam("doc", type_=JSONB(none_as_null=True)),
+        raw_doc=bindparam("raw_doc", type_=JSONB),
+        label=bindparam("label", type_=Text),
+        at=bindparam("at", type_=DateTime(timezone=True)),
+    )
+    .returning(_probe.c.id, _probe.c.doc)
+)
+_DEFAULTED = Prepared(insert(_probe).values(id=bindparam("id", type_=Integer), label="default"))
+_READ = Prepared(select(_probe.c.doc, _probe.c.raw_doc).where(_probe.c.id == bindparam("id")))
+
+
+@pytest.fixture(scope="module")
+async def probe(app):
+    async with app.state.engine.begin() as conn:
+        await conn.run_sync(_meta.create_all)
+    yield
+    async with app.state.engine.begin() as conn:
+        await conn.run_sync(_meta.drop_all)
+
+
+async def _count(app, id_: int) -> int:
+    async with app.state.sessionmaker() as session:
+        return int(await session.scalar(select(_probe.c.id).where(_probe.c.id == id_)) is not None)
+
+
+async def test_a_first_statement_runs_inside_the_session_transaction(app, probe):
+    async with app.state.sessionmaker() as session:
+        row = await _INSERT.fetchrow(
+            session,
+            {"id": 1, "doc": {"a": [1]}, "raw_doc": None, "label": "x", "at": datetime.now(UTC)},
+        )
+        assert row is not None and row["doc"] == {"a": [1]}
+        # The ORM's statements see it: one transaction, one connection.
+        assert await session.scalar(select(_probe.c.label).where(_probe.c.id == 1)) == "x"
+        await session.rollback()
+    assert await _count(app, 1) == 0
+
+    async with app.state.sessionmaker() as session:
+        await session.execute(select(1))
+        await _INSERT.fetch(
+            session, {"id": 2, "doc": None, "raw_doc": None, "label": "y", "at": None}
+        )
+        await session.commit()
+    assert await _count(app, 2) == 1
+
+
+async def test_json_is_bound_as_sqlalchemy_binds_it(app, probe):
+    async with app.state.sessionmaker() as session:
+        await _INSERT.fetch(
+            session, {"id": 3, "doc": None, "raw_doc": None, "label": "z", "at": None}
+        )
+        row = await _READ.fetchrow(session, {"id": 3})
+        assert row is not None
+        # none_as_null: SQL NULL; a plain JSONB column given None stores JSON null.
+        kinds = await session.execute(
+            select(_probe.c.doc.is_(None), _probe.c.raw_doc.is_(None)).where(_probe.c.id == 3)
+        )
+        assert tuple(kinds.one()) == (True, False)
+        await session.rollback()
+
+
+async def test_values_bound_in_the_statement_are_used_when_not_given(app, probe):
+    async with app.state.sessionmaker() as session:
+        await _DEFAULTED.fetch(session, {"id": 4})
+        assert await session.scalar(select(_probe.c.label).where(_probe.c.id == 4)) == "default"
+        await session.rollback()
+
+
+async def test_errors_are_asyncpg_errors_and_the_session_rolls_back(app, probe):
+    async with app.state.sessionmaker() as session:
+        await _INSERT.fetch(
+            session, {"id": 5, "doc": None, "raw_doc": None, "label": "a", "at": None}
+        )
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await _INSERT.fetch(
+                session, {"id": 5, "doc": None, "raw_doc": None, "label": "b", "at": None}
+            )
+        await session.rollback()
+    assert await _count(app, 5) == 0
+    # The connection went back to the pool usable.
+    async with app.state.sessionmaker() as session:
+        driver = await connection(session)
+        assert await driver.fetchval("SELECT 1") == 1
+        assert isinstance(await driver.fetchval("SELECT $1::uuid", uuid.UUID(int=1)), uuid.UUID)
