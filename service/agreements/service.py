@@ -24,6 +24,7 @@ from service.agreements.terms import TermsInvalid, terms_to_json, validate_terms
 from service.auth.keys import Principal
 from service.commissions.terms import Terms
 from service.errors import Conflict, NotFound, ValidationFailed
+from service.kit.driver import Columns, Prepared
 from service.kit.pagination import PageParams
 from service.kit.time import utc_now
 from service.models import Agreement, AgreementVersion, Partner, PartnerStatus, Program
@@ -286,10 +287,13 @@ async def list_agreements(
     return await repository.page(session, by, params, partner_id=partner_id, program_id=program_id)
 
 
-# Built once: the statement runs for every conversion.
-_PAIR = (
-    select(Agreement, AgreementVersion)
-    .join(AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
+# Built once: the statement runs for every conversion. The rows come back as detached
+# objects, read-only to the callers.
+_AGREEMENT = Columns(Agreement)
+_VERSION = Columns(AgreementVersion)
+_PAIR = Prepared(
+    select(*_AGREEMENT.columns, *_VERSION.columns)
+    .join_from(Agreement, AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
     .where(
         Agreement.partner_id == bindparam("partner_id", type_=Agreement.partner_id.type),
         Agreement.program_id == bindparam("program_id", type_=Agreement.program_id.type),
@@ -307,8 +311,9 @@ async def in_force(
     """The agreement version governing a partner's conversion at `at`, or None."""
     # One round trip (this runs for every conversion): the pair's agreements with their
     # versions, of which version_in_force picks; a pair has few of either.
-    rows = await session.execute(_PAIR, {"partner_id": partner_id, "program_id": program_id})
-    found = version_in_force([(a, v) for a, v in rows], at)
+    rows = await _PAIR.fetch(session, {"partner_id": partner_id, "program_id": program_id})
+    pairs = [(_AGREEMENT.detached(row), _VERSION.detached(row, len(_AGREEMENT))) for row in rows]
+    found = version_in_force(pairs, at)
     if found is None:
         return None
     agreement, version = found

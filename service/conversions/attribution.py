@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.kit.driver import Columns, Prepared
 from service.kit.ids import new_id
 from service.links.promo_codes import check_promo_code, consume_promo_code
 from service.models import Click, Customer, Link, Partner, PartnerStatus, Program
@@ -108,9 +109,11 @@ async def _by_promo(
 
 
 # Built once: the statement runs for every conversion that comes with a click id.
-_LINK_AND_PARTNER = (
-    select(Link, Partner)
-    .join(Partner, Partner.id == Link.partner_id)
+_LINK = Columns(Link)
+_PARTNER = Columns(Partner)
+_LINK_AND_PARTNER = Prepared(
+    select(*_LINK.columns, *_PARTNER.columns)
+    .join_from(Link, Partner, Partner.id == Link.partner_id)
     .where(Link.id == bindparam("link_id", type_=Link.id.type))
 )
 
@@ -133,10 +136,11 @@ async def _by_click(
             "unknown key id": "click id signed with an unknown key",
         }.get(exc.reason, "click id signature invalid")
         return Candidate(reason=reason), None
-    found = (await session.execute(_LINK_AND_PARTNER, {"link_id": click.link_id})).first()
-    if found is None or found[0].program_id != program.id:
+    found = await _LINK_AND_PARTNER.fetchrow(session, {"link_id": click.link_id})
+    link = None if found is None else _LINK.detached(found)
+    if found is None or link is None or link.program_id != program.id:
         return Candidate(reason="click id belongs to another program"), click
-    link, partner = found
+    partner = _PARTNER.detached(found, len(_LINK))
     seen[partner.id] = partner
     bot = click.bot
     if bot is None:

@@ -17,7 +17,6 @@ from sqlalchemy import BindParameter, ColumnElement, Table, bindparam, inspect, 
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 
 from service import audit
 from service.auth.keys import Principal
@@ -286,11 +285,12 @@ async def record_conversion(
     # The row as written, and the draft is it: taken into the session as loaded, without
     # reading back what was just sent.
     conversion = draft
-    make_transient_to_detached(conversion)
+    loaded = conversion.__dict__  # the instance's state: what the ORM holds as loaded
     for key, column in _CONVERSION_COLUMNS:
-        set_committed_value(conversion, key, values[column.name])
-    set_committed_value(conversion, "created_at", inserted["created_at"])
-    set_committed_value(conversion, "updated_at", inserted["updated_at"])
+        loaded.setdefault(key, values[column.name])
+    loaded["created_at"] = inserted["created_at"]
+    loaded["updated_at"] = inserted["updated_at"]
+    make_transient_to_detached(conversion)  # every value above, committed as loaded
     session.add(conversion)
     await outbox.hold(session, inserted["subscriptions"])
 

@@ -16,14 +16,18 @@ knows nothing of what these statements wrote.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import asyncpg
+from sqlalchemy import Column, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+
+M = TypeVar("M")
 
 
 class Prepared:
@@ -93,3 +97,29 @@ async def connection(session: AsyncSession) -> asyncpg.Connection:
         await adapted._start_transaction()
     driver: asyncpg.Connection = adapted._connection
     return driver
+
+
+class Columns(Generic[M]):
+    """A model's mapped columns in order: to select them, and to build from a row the
+    object the ORM would have loaded, detached (it belongs to no session; read it, do not
+    change it)."""
+
+    __slots__ = ("_keys", "_model", "columns")
+
+    def __init__(self, model: type[M]) -> None:
+        self._model = model
+        attributes = inspect(model).column_attrs
+        self._keys = tuple(attribute.key for attribute in attributes)
+        self.columns: tuple[Column[Any], ...] = tuple(
+            attribute.columns[0] for attribute in attributes
+        )
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def detached(self, row: Sequence[Any], start: int = 0) -> M:
+        """The object of the row's columns from `start` (as many as the model has)."""
+        instance: M = inspect(self._model).class_manager.new_instance()
+        instance.__dict__.update(zip(self._keys, row[start : start + len(self._keys)], strict=True))
+        make_transient_to_detached(instance)
+        return instance

@@ -62,11 +62,13 @@ _LOCK = Prepared(
     .on_conflict_do_update(index_elements=list(_KEY), set_={"state": _month_totals.c.state})
     .returning(_month_totals.c.state)
 )
-_SAVE = Prepared(
+# The save, as a statement of its own or as a CTE of the entries' insert (see save_params).
+SAVE = (
     update(_month_totals)
     .where(*_key_params())
     .values(state=bindparam("new_state", type_=_month_totals.c.state.type), updated_at=func.now())
 )
+_SAVE = Prepared(SAVE)
 
 
 async def lock_month(
@@ -97,5 +99,11 @@ async def save_month(
     state: MonthState,
 ) -> None:
     """Store the month's new state (its row is already locked by lock_month)."""
-    key = _key(partner_id, program_id, month, event)
-    await _SAVE.fetch(session, {**key, "new_state": state_to_json(state)})
+    await _SAVE.fetch(session, save_params(partner_id, program_id, month, event, state))
+
+
+def save_params(
+    partner_id: uuid.UUID, program_id: uuid.UUID, month: date, event: str, state: MonthState
+) -> dict[str, Any]:
+    """The parameters of SAVE."""
+    return {**_key(partner_id, program_id, month, event), "new_state": state_to_json(state)}

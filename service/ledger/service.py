@@ -14,13 +14,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agreements.service import in_force, load_terms
 from service.commissions.engine import compute_conversion, compute_refund
-from service.commissions.state import ConversionInput, Outcome, RefundInput, stored_items
+from service.commissions.state import (
+    ConversionInput,
+    MonthState,
+    Outcome,
+    RefundInput,
+    stored_items,
+)
 from service.events import announce
 from service.kit.driver import Prepared
 from service.kit.ids import new_id
 from service.kit.money import from_minor, to_minor
 from service.kit.time import month_start
-from service.ledger.months import lock_month, save_month
+from service.ledger import months
+from service.ledger.months import lock_month
 from service.models import AgreementVersion, CommissionEntry, Conversion, Partner, Program
 
 # Built once per number of rows: the entries of one outcome go in as one multi-row INSERT
@@ -29,13 +36,17 @@ from service.models import AgreementVersion, CommissionEntry, Conversion, Partne
 _entries = typing.cast(Table, CommissionEntry.__table__)
 
 
-@functools.lru_cache(maxsize=16)
-def _insert_entries(count: int) -> Prepared:
+@functools.lru_cache(maxsize=32)
+def _insert_entries(count: int, save_month: bool) -> Prepared:
     rows = [
         {c: bindparam(f"{c}_{i}", type_=_entries.c[c].type) for c in _ENTRY_COLUMNS}
         for i in range(count)
     ]
-    return Prepared(insert(_entries).values(rows).returning(_entries.c.id, _entries.c.created_at))
+    statement = insert(_entries).values(rows).returning(_entries.c.id, _entries.c.created_at)
+    if save_month:
+        # The month's new totals go in with the entries they account for: one round trip.
+        statement = statement.add_cte(months.SAVE.cte("saved_month"))
+    return Prepared(statement)
 
 
 async def write_entries(
@@ -54,9 +65,11 @@ async def write_entries(
     month: date,
     event: str,
     context: dict[str, Any],
+    month_state: MonthState | None = None,
 ) -> list[CommissionEntry]:
     """Insert one ledger row per drafted entry (the parent's go to the parent); the rows
-    as written, complete, outside the session (entries are never changed)."""
+    as written, complete, outside the session (entries are never changed). With
+    `month_state`, the month's row (locked by lock_month) is saved in the same statement."""
     rows = []
     for draft in outcome.entries:
         beneficiary = partner_id if draft.beneficiary == "partner" else parent_id
@@ -80,13 +93,21 @@ async def write_entries(
                 explain={**draft.explain, **context, "beneficiary": draft.beneficiary},
             )
         )
+    save = (
+        None
+        if month_state is None
+        else months.save_params(partner_id, program_id, month, event, month_state)
+    )
     if not rows:
+        if month_state is not None:
+            await months.save_month(session, partner_id, program_id, month, event, month_state)
         return rows
     if session.new:
         # The refund (or anything else new) an entry refers to goes in first.
         await session.flush(list(session.new))
-    written = await _insert_entries(len(rows)).fetch(
-        session, {f"{c}_{i}": getattr(row, c) for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
+    params = {f"{c}_{i}": getattr(row, c) for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
+    written = await _insert_entries(len(rows), save is not None).fetch(
+        session, params if save is None else {**params, **save}
     )
     created = {id_: at for id_, at in written}
     for row in rows:
@@ -187,9 +208,6 @@ async def write_earning(
     """Save the month's new totals and write the entries of a planned earning (the
     conversion's row must exist by now); the entries written."""
     partner, program = earning.partner, earning.program
-    await save_month(
-        session, partner.id, program.id, earning.month, earning.event, earning.outcome.new_state
-    )
     rows = await write_entries(
         session,
         earning.outcome,
@@ -205,6 +223,7 @@ async def write_earning(
         month=earning.month,
         event=earning.event,
         context={"hold_days": earning.hold_days},
+        month_state=earning.outcome.new_state,
     )
     await announce.entries(session, rows)
     return rows
@@ -276,7 +295,6 @@ async def reverse(
         program.currency,
         has_parent=partner.parent_id is not None,
     )
-    await save_month(session, partner.id, program.id, month, event, outcome.new_state)
     original_available = await session.scalar(
         select(func.min(CommissionEntry.available_at)).where(
             CommissionEntry.conversion_id == conversion.id
@@ -300,6 +318,7 @@ async def reverse(
         month=month,
         event=event,
         context={"reason": reason},
+        month_state=outcome.new_state,
     )
     await announce.entries(session, rows)
     if full:
