@@ -5,7 +5,7 @@
 - floor: the statements one conversion needs, as the service issues them (read link and
   partner, read the click's fraud facts, read the agreement, lock the month's totals,
   insert the conversion with its audit row and read the event subscriptions' version,
-  update the month's totals, insert the partner's and the parent's entries; the program
+  insert the partner's and the parent's entries with the month's new totals; the program
   comes from the service's cache), in one transaction each, through bare asyncpg:
   concurrency 32 over one pool of 10.
 - service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, loaded by wrk
@@ -163,18 +163,16 @@ SQL_INSERT = (
     " $15 FROM inserted)"
     " SELECT created_at, updated_at, event_subscriptions_version() FROM inserted"
 )
-SQL_UPDATE_MONTH = (
-    "UPDATE month_totals SET state = $1, updated_at = now() WHERE partner_id = $2"
-    " AND program_id = $3 AND month = $4 AND event = 'sale'"
-)
 SQL_ENTRIES = (
-    "INSERT INTO commission_entries (partner_id, program_id, conversion_id, kind, amount_minor,"
+    "WITH saved_month AS (UPDATE month_totals SET state = $14, updated_at = now()"
+    " WHERE partner_id = $1 AND program_id = $2 AND month = $7 AND event = 'sale')"
+    " INSERT INTO commission_entries (partner_id, program_id, conversion_id, kind, amount_minor,"
     " currency, available_at, agreement_id, agreement_version, period_month, rule_event, explain,"
     " id) VALUES ($1, $2, $3, 'commission', $4, 'USD', $5, $6, 1, $7, 'sale', $8, $9),"
     " ($10, $2, $3, 'override', $11, 'USD', $5, $6, 1, $7, 'sale', $12, $13)"
     " RETURNING id, created_at"
 )
-FLOOR_STATEMENTS = 7
+FLOOR_STATEMENTS = 6
 
 
 async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> tuple[int, list]:
@@ -243,7 +241,6 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
                 new_id(),
                 '{"status": "accepted"}',
             )
-            await db.execute(SQL_UPDATE_MONTH, explain, c["partner_id"], program, month)
             await db.fetch(
                 SQL_ENTRIES,
                 c["partner_id"],
@@ -259,6 +256,7 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
                 amount // 20,
                 explain,
                 new_id(),
+                explain,
             )
 
     counter = 0
