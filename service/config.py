@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     migrate: bool = True
     public_url: str = "http://127.0.0.1:8000"
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # None beyond the pool by default: under a load that keeps more than the pool busy,
+    # every connection opened past it is closed on its return and opened again (a new
+    # server process each time), which cost more than waiting for a pooled one.
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
     # Click ids are signed with these ("kid:base64secret,..."); unset: a key kept in the database.
     click_keys: str | None = None
     click_key_id: str | None = None
