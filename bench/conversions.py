@@ -7,7 +7,8 @@
   insert the conversion with its audit row and read the event subscriptions' version,
   insert the partner's and the parent's entries with the month's new totals; the program
   comes from the service's cache), in one transaction each, through bare asyncpg:
-  concurrency 32 over one pool of 10.
+  concurrency 32 over one pool of 10. It writes the JSON the service stored for one of its
+  warm-up sales, so the rows are the size of the service's.
 - service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, loaded by wrk
   with a Lua script that makes a unique order id per request and picks one of the
   seeded partners' click ids; wrk costs little CPU, unlike a Python client in this process.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import re
@@ -175,6 +175,30 @@ SQL_ENTRIES = (
 FLOOR_STATEMENTS = 6
 
 
+async def service_payloads(url: str) -> dict[str, str]:
+    """The JSON the service stored for one of its sales (the conversion's explanation and
+    attribution, its entries' explanations, its audit data, the month's totals): the floor
+    writes the same, so that both write rows of the same size."""
+    conn = await asyncpg.connect(plain(url))
+    try:
+        row = await conn.fetchrow(
+            "SELECT c.commission_explain::text AS explain, c.attribution::text AS attribution,"
+            " (SELECT e.explain::text FROM commission_entries e WHERE e.conversion_id = c.id"
+            "  AND e.kind = 'commission') AS commission,"
+            " (SELECT e.explain::text FROM commission_entries e WHERE e.conversion_id = c.id"
+            "  AND e.kind = 'override') AS override,"
+            " (SELECT a.data::text FROM audit_events a WHERE a.object_id = c.id) AS audit,"
+            " (SELECT m.state::text FROM month_totals m WHERE m.partner_id = c.partner_id"
+            "  ORDER BY m.updated_at DESC LIMIT 1) AS state"
+            " FROM conversions c WHERE c.order_id LIKE 'wrk-%' ORDER BY c.id DESC LIMIT 1"
+        )
+    finally:
+        await conn.close()
+    if row is None or None in tuple(row):
+        raise SystemExit("the service's warm-up stored no sale with both entries to copy")
+    return dict(row)
+
+
 async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> tuple[int, list]:
     """Conversions per second of the bare statements; returns (count, latencies)."""
     from service.kit.ids import new_id
@@ -191,21 +215,7 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
         await conn.close()
     program = uuid.UUID(program_id)
     month = datetime.now(UTC).date().replace(day=1)
-    explain = json.dumps(
-        {
-            "event": "sale",
-            "operation": "conversion",
-            "amount": "100.00",
-            "split": "amount",
-            "tiered_base": "100.00",
-            "category_parts": [],
-            "rule": TERMS["rules"][0],
-            "month_before": {"revenue": "1000.00", "count": 10, "commission": "100.00"},
-            "month_after": {"revenue": "1100.00", "count": 11, "commission": "110.00"},
-            "rounding": "half_up",
-            "hold_days": 30,
-        }
-    )
+    payload = await service_payloads(url)
     pool = await asyncpg.create_pool(plain(url), min_size=POOL, max_size=POOL)
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds
@@ -222,7 +232,6 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
             await db.fetchrow(SQL_FACTS, hour - timedelta(hours=1), hour, c["id"], hour)
             await db.fetch(SQL_AGREEMENT, c["partner_id"], program)
             await db.fetchrow(SQL_LOCK_MONTH, c["partner_id"], program, month)
-            attribution = json.dumps({"partner_id": str(c["partner_id"]), "method": "click"})
             await db.fetchrow(
                 SQL_INSERT,
                 conv,
@@ -234,12 +243,12 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
                 c["id"],
                 c["link_id"],
                 c["partner_id"],
-                attribution,
+                payload["attribution"],
                 c["agreement"],
-                explain,
+                payload["explain"],
                 os.urandom(32),
                 new_id(),
-                '{"status": "accepted"}',
+                payload["audit"],
             )
             await db.fetch(
                 SQL_ENTRIES,
@@ -250,13 +259,13 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
                 now + timedelta(days=30),
                 c["agreement"],
                 month,
-                explain,
+                payload["commission"],
                 new_id(),
                 c["parent_id"],
                 amount // 20,
-                explain,
+                payload["override"],
                 new_id(),
-                explain,
+                payload["state"],
             )
 
     counter = 0
