@@ -9,20 +9,21 @@ on the connection the session holds, inside its transaction, with SQLAlchemy's o
 processors (JSON is serialized as the ORM would; asyncpg's codecs do the rest).
 
 Rows come back as asyncpg records: JSON columns decoded, UUIDs as `uuid.UUID`
-subclasses, timestamps aware. Errors are asyncpg's own, which the app's handlers map
-like SQLAlchemy's (a lost connection is a 503). Nothing goes through the ORM: the session
-knows nothing of what these statements wrote.
+subclasses, timestamps aware. Errors are raised as SQLAlchemy raises its own statements'
+(IntegrityError, ...; a connection the server cut is invalidated, and answered 503).
+Nothing goes through the ORM: the session knows nothing of what these statements wrote.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import asyncpg
+import sqlalchemy.exc
 from sqlalchemy import Column, inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -70,9 +71,16 @@ class Prepared:
 
     async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[asyncpg.Record]:
         """The statement's rows, run in the session's transaction."""
-        driver = await connection(session)
-        sql = self._sql or self._compile(session.get_bind().dialect)
-        result: list[asyncpg.Record] = await driver.fetch(sql, *self._args(params))
+        conn = await session.connection()
+        adapted = _adapted(conn)
+        sql = self._sql or self._compile(conn.dialect)
+        args = self._args(params)
+        try:
+            if adapted._transaction is None:
+                await adapted._start_transaction()
+            result: list[asyncpg.Record] = await adapted._connection.fetch(sql, *args)
+        except Exception as error:
+            await _raise_as_sqlalchemy(conn, adapted, error, sql, args)
         return result
 
     async def fetchrow(
@@ -83,6 +91,42 @@ class Prepared:
         return rows[0] if rows else None
 
 
+def _adapted(conn: AsyncConnection) -> Any:
+    # The adapter SQLAlchemy wraps around asyncpg (private; the driver tests check it).
+    return conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+
+
+async def _raise_as_sqlalchemy(
+    conn: AsyncConnection, adapted: Any, error: Exception, sql: str, args: list[Any]
+) -> NoReturn:
+    """Raise a failure as SQLAlchemy raises one of its own statements': the dialect's
+    translation (IntegrityError, ...), and a connection the server cut invalidated, so that
+    the pool never hands it out again (the app answers 503 for it)."""
+    dialect = conn.dialect
+    dbapi_error: BaseException = error
+    dbapi = dialect.loaded_dbapi
+    if not isinstance(error, dbapi.Error):
+        try:
+            adapted._handle_exception(error)
+        except dbapi.Error as translated:
+            dbapi_error = translated
+    disconnect = isinstance(dbapi_error, dbapi.Error) and dialect.is_disconnect(
+        dbapi_error, adapted, None
+    )
+    if disconnect:
+        await conn.invalidate(dbapi_error)
+    if not isinstance(dbapi_error, dbapi.Error):
+        raise error
+    raise sqlalchemy.exc.DBAPIError.instance(
+        sql,
+        args,
+        dbapi_error,
+        dbapi.Error,
+        connection_invalidated=disconnect,
+        dialect=dialect,
+    ) from error
+
+
 async def connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection the session's transaction runs on, its BEGIN sent.
 
@@ -91,10 +135,12 @@ async def connection(session: AsyncSession) -> asyncpg.Connection:
     asked to begin it now (the same call its own cursor makes).
     """
     conn = await session.connection()
-    # The adapter SQLAlchemy wraps around asyncpg (private, and checked by the driver tests).
-    adapted: Any = conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    adapted = _adapted(conn)
     if adapted._transaction is None:
-        await adapted._start_transaction()
+        try:
+            await adapted._start_transaction()
+        except Exception as error:
+            await _raise_as_sqlalchemy(conn, adapted, error, "BEGIN", [])
     driver: asyncpg.Connection = adapted._connection
     return driver
 

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, bindparam, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 
+from service.kit.dberrors import database_unavailable
 from service.kit.driver import Prepared, connection
 
 _meta = MetaData()
@@ -93,12 +95,12 @@ async def test_values_bound_in_the_statement_are_used_when_not_given(app, probe)
         await session.rollback()
 
 
-async def test_errors_are_asyncpg_errors_and_the_session_rolls_back(app, probe):
+async def test_errors_are_sqlalchemy_errors_and_the_session_rolls_back(app, probe):
     async with app.state.sessionmaker() as session:
         await _INSERT.fetch(
             session, {"id": 5, "doc": None, "raw_doc": None, "label": "a", "at": None}
         )
-        with pytest.raises(asyncpg.UniqueViolationError):
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
             await _INSERT.fetch(
                 session, {"id": 5, "doc": None, "raw_doc": None, "label": "b", "at": None}
             )
@@ -109,3 +111,26 @@ async def test_errors_are_asyncpg_errors_and_the_session_rolls_back(app, probe):
         driver = await connection(session)
         assert await driver.fetchval("SELECT 1") == 1
         assert isinstance(await driver.fetchval("SELECT $1::uuid", uuid.UUID(int=1)), uuid.UUID)
+
+
+async def test_a_connection_the_server_cut_is_invalidated_and_never_handed_out_again(
+    app, probe, database_url
+):
+    async with app.state.sessionmaker() as session:
+        driver = await connection(session)
+        pid = await driver.fetchval("SELECT pg_backend_pid()")
+        killer = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
+            await _READ.fetch(session, {"id": 1})
+        assert raised.value.connection_invalidated
+        assert database_unavailable(raised.value)
+        await session.rollback()
+    # Every pooled connection that comes out next is a live one, and not the cut one.
+    async with app.state.sessionmaker() as session:
+        driver = await connection(session)
+        assert await driver.fetchval("SELECT pg_backend_pid()") != pid
+        assert await _READ.fetch(session, {"id": 1}) == []
