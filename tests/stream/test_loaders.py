@@ -190,27 +190,39 @@ async def test_two_instances_and_two_loaders_share_one_stream_and_database(
         ):
             link = await make_link(one, admin)
             stop = asyncio.Event()
-            await asyncio.gather(
-                *(
-                    click_load(client, link["code"], tally, stop, PER_WORKER // 2)
-                    for client in (one, two)
-                    for _ in range(WORKERS)
+
+            async def written() -> list[float]:
+                counts = []
+                for client in (one, two):
+                    metrics = (await client.get("/metrics")).text
+                    lines = [
+                        line
+                        for line in metrics.splitlines()
+                        if line.startswith("affiliate_clicks_written_total ")
+                    ]
+                    assert lines, metrics
+                    counts.append(float(lines[0].split()[1]))
+                return counts
+
+            # Which loader pulls a batch is the consumer's choice: on a busy machine one may
+            # take a whole round, so rounds go on (a few at most) until both have taken some.
+            for rounds in range(1, 6):
+                await asyncio.gather(
+                    *(
+                        click_load(client, link["code"], tally, stop, PER_WORKER // 2)
+                        for client in (one, two)
+                        for _ in range(WORKERS)
+                    )
                 )
-            )
-            assert tally.statuses == {302: WORKERS * PER_WORKER}
-            missing = await _all_stored(fresh_database, tally, seconds=30)
-            assert missing == set()
+                assert tally.statuses == {302: rounds * WORKERS * PER_WORKER}
+                missing = await _all_stored(fresh_database, tally, seconds=30)
+                assert missing == set()
+                if all(count > 0 for count in await written()):
+                    break
             rows, distinct, rolled = await _rows_and_rollup(fresh_database, link["id"])
             assert rows == distinct == rolled == len(tally.clicks)
             # Both loaders took batches from the one consumer.
-            for client in (one, two):
-                metrics = (await client.get("/metrics")).text
-                written = [
-                    line
-                    for line in metrics.splitlines()
-                    if line.startswith("affiliate_clicks_written_total ")
-                ]
-                assert written and float(written[0].split()[1]) > 0, written
+            assert all(count > 0 for count in await written())
     finally:
         for server in servers:
             server.stop()
