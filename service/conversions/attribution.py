@@ -137,8 +137,7 @@ async def _by_click(
         }.get(exc.reason, "click id signature invalid")
         return Candidate(reason=reason), None
     found = await _LINK_AND_PARTNER.fetchrow(session, {"link_id": click.link_id})
-    link = None if found is None else _LINK.detached(found)
-    if found is None or link is None or link.program_id != program.id:
+    if found is None or (link := _LINK.detached(found)).program_id != program.id:
         return Candidate(reason="click id belongs to another program"), click
     partner = _PARTNER.detached(found, len(_LINK))
     seen[partner.id] = partner

@@ -71,13 +71,10 @@ class Prepared:
 
     async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[asyncpg.Record]:
         """The statement's rows, run in the session's transaction."""
-        conn = await session.connection()
-        adapted = _adapted(conn)
+        conn, adapted = await _begun(session)
         sql = self._sql or self._compile(conn.dialect)
         args = self._args(params)
         try:
-            if adapted._transaction is None:
-                await adapted._start_transaction()
             result: list[asyncpg.Record] = await adapted._connection.fetch(sql, *args)
         except Exception as error:
             await _raise_as_sqlalchemy(conn, adapted, error, sql, args)
@@ -127,8 +124,8 @@ async def _raise_as_sqlalchemy(
     ) from error
 
 
-async def connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection the session's transaction runs on, its BEGIN sent.
+async def _begun(session: AsyncSession) -> tuple[AsyncConnection, Any]:
+    """The session's connection and its adapter, the transaction's BEGIN sent.
 
     SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs; a
     statement sent here first must not run outside the transaction, so the adapter is
@@ -141,6 +138,12 @@ async def connection(session: AsyncSession) -> asyncpg.Connection:
             await adapted._start_transaction()
         except Exception as error:
             await _raise_as_sqlalchemy(conn, adapted, error, "BEGIN", [])
+    return conn, adapted
+
+
+async def connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection the session's transaction runs on, its BEGIN sent."""
+    _, adapted = await _begun(session)
     driver: asyncpg.Connection = adapted._connection
     return driver
 

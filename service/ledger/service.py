@@ -93,11 +93,6 @@ async def write_entries(
                 explain={**draft.explain, **context, "beneficiary": draft.beneficiary},
             )
         )
-    save = (
-        None
-        if month_state is None
-        else months.save_params(partner_id, program_id, month, event, month_state)
-    )
     if not rows:
         if month_state is not None:
             await months.save_month(session, partner_id, program_id, month, event, month_state)
@@ -106,9 +101,9 @@ async def write_entries(
         # The refund (or anything else new) an entry refers to goes in first.
         await session.flush(list(session.new))
     params = {f"{c}_{i}": getattr(row, c) for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
-    written = await _insert_entries(len(rows), save is not None).fetch(
-        session, params if save is None else {**params, **save}
-    )
+    if month_state is not None:
+        params.update(months.save_params(partner_id, program_id, month, event, month_state))
+    written = await _insert_entries(len(rows), month_state is not None).fetch(session, params)
     created = {id_: at for id_, at in written}
     for row in rows:
         row.created_at = created[row.id]
