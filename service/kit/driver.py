@@ -124,6 +124,9 @@ async def _raise_as_sqlalchemy(
     ) from error
 
 
+_BEGUN = "service.kit.driver.begun"
+
+
 async def _begun(session: AsyncSession) -> tuple[AsyncConnection, Any]:
     """The session's connection and its adapter, the transaction's BEGIN sent.
 
@@ -131,6 +134,14 @@ async def _begun(session: AsyncSession) -> tuple[AsyncConnection, Any]:
     statement sent here first must not run outside the transaction, so the adapter is
     asked to begin it now (the same call its own cursor makes).
     """
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(_BEGUN)
+    if held is not None and held[0] is transaction:
+        conn, adapted = held[1], held[2]
+        # Still the transaction this session began, on a connection not cut since.
+        sync = conn.sync_connection
+        if adapted._transaction is not None and sync is not None and not sync.invalidated:
+            return conn, adapted
     conn = await session.connection()
     adapted = _adapted(conn)
     if adapted._transaction is None:
@@ -138,6 +149,9 @@ async def _begun(session: AsyncSession) -> tuple[AsyncConnection, Any]:
             await adapted._start_transaction()
         except Exception as error:
             await _raise_as_sqlalchemy(conn, adapted, error, "BEGIN", [])
+    # Asked for again by every statement of the transaction: kept until it ends (a commit
+    # or rollback gives the session a new transaction, which misses this).
+    session.info[_BEGUN] = (session.sync_session.get_transaction(), conn, adapted)
     return conn, adapted
 
 

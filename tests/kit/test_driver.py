@@ -73,6 +73,28 @@ async def test_a_first_statement_runs_inside_the_session_transaction(app, probe)
     assert await _count(app, 2) == 1
 
 
+async def test_statements_after_a_commit_or_rollback_run_in_the_next_transaction(app, probe):
+    # The connection a transaction began on is kept for its next statements; the session's
+    # next transaction must not reuse it as if it were still open.
+    async with app.state.sessionmaker() as session:
+        await _INSERT.fetch(
+            session, {"id": 50, "doc": None, "raw_doc": None, "label": "a", "at": None}
+        )
+        await session.commit()
+        await _INSERT.fetch(
+            session, {"id": 51, "doc": None, "raw_doc": None, "label": "b", "at": None}
+        )
+        await session.rollback()
+        await _INSERT.fetch(
+            session, {"id": 52, "doc": None, "raw_doc": None, "label": "c", "at": None}
+        )
+        driver = await connection(session)
+        assert driver.is_in_transaction()
+        await session.rollback()
+        assert not driver.is_in_transaction()
+    assert [await _count(app, i) for i in (50, 51, 52)] == [1, 0, 0]
+
+
 async def test_json_is_bound_as_sqlalchemy_binds_it(app, probe):
     async with app.state.sessionmaker() as session:
         await _INSERT.fetch(
