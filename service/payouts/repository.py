@@ -26,7 +26,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -277,57 +276,26 @@ def _targets(targets: Sequence[Target]) -> Any:
     )
 
 
-async def insert_payouts(
-    session: AsyncSession, run_id: uuid.UUID, targets: Sequence[Target]
-) -> None:
-    """Empty open payouts (id, partner, currency), with the partner's payout method copied."""
-    if not targets:
-        return
-    m = _targets(targets)
-    p = Partner
-    rows = select(
-        m.c.payout_id,
-        literal(run_id, UUID(as_uuid=True)),
-        m.c.partner_id,
-        m.c.currency,
-        literal(0, BigInteger),
-        literal(0),
-        literal(PayoutStatus.open.value),
-        p.payout_method,
-        p.payout_details,
-    ).join(p, p.id == m.c.partner_id)
-    columns = (
-        "id",
-        "run_id",
-        "partner_id",
-        "currency",
-        "amount_minor",
-        "entry_count",
-        "status",
-        "payout_method",
-        "payout_details",
-    )
-    await session.execute(_payouts.insert().from_select(columns, rows))
-
-
 async def lock_entries(
     session: AsyncSession,
+    run_id: uuid.UUID,
     targets: Sequence[Target],
     as_of: datetime,
     program_id: uuid.UUID | None,
-) -> dict[uuid.UUID, int]:
-    """Lock the payable entries into their payouts and total each payout from what was locked.
+) -> list[Any]:
+    """Lock the payable entries into new payouts of the run, one per target that locked any.
 
-    One statement: the payable rows are deleted from unpaid_entries, and what the
-    DELETE returns is inserted into payout_entries and summed into the payouts; the
-    entries themselves are not written. Runs over overlapping scopes are serialised
-    (lock_scope); a DELETE also waits on rows another transaction deleted, and skips
-    them once it commits, and the primary key of payout_entries refuses an entry
-    locked twice all the same. Returns the amount locked per payout; payouts that
-    locked nothing are absent.
+    One statement: the payable rows are deleted from unpaid_entries, what the DELETE
+    returns is inserted into payout_entries, and summed into the payouts, which are
+    inserted with their totals (and the partner's payout method copied); the entries
+    themselves are not written. Runs over overlapping scopes are serialised (lock_scope);
+    a DELETE also waits on rows another transaction deleted, and skips them once it
+    commits, and the primary key of payout_entries refuses an entry locked twice all the
+    same. Returns the payouts as a run lists them (totals.run_payouts' columns and
+    order); a target that locked nothing has no payout.
     """
     if not targets:
-        return {}
+        return []
     m = _targets(targets)
     u = _unpaid.c
     payable = [
@@ -344,6 +312,8 @@ async def lock_entries(
         .returning(
             u.entry_id.label("entry_id"),
             m.c.payout_id,
+            m.c.partner_id,
+            m.c.currency,
             u.amount_minor,
             u.available_at,
         )
@@ -351,37 +321,91 @@ async def lock_entries(
     )
     locked = (
         _links.insert()
-        .from_select(["entry_id", "payout_id"], select(chosen.c.entry_id, chosen.c.payout_id))
+        .from_select(
+            ["entry_id", "payout_id"],
+            # In key order: the primary key's pages are written one after another, not
+            # each visited at random (ids are time-ordered; a month's entries are near).
+            select(chosen.c.entry_id, chosen.c.payout_id).order_by(chosen.c.entry_id),
+        )
         .cte("locked")
     )
     totals = (
         select(
             chosen.c.payout_id,
+            chosen.c.partner_id,
+            chosen.c.currency,
             cast(func.sum(chosen.c.amount_minor), BigInteger).label("amount"),
             func.count().label("n"),
             func.min(chosen.c.available_at).label("first_at"),
             func.max(chosen.c.available_at).label("last_at"),
         )
-        .group_by(chosen.c.payout_id)
-        .cte("totals")
+        .group_by(chosen.c.payout_id, chosen.c.partner_id, chosen.c.currency)
+        .subquery("totals")
+    )
+    p = Partner
+    rows = select(
+        totals.c.payout_id,
+        literal(run_id, UUID(as_uuid=True)),
+        totals.c.partner_id,
+        totals.c.currency,
+        totals.c.amount,
+        totals.c.n,
+        literal(PayoutStatus.open.value),
+        totals.c.first_at,
+        totals.c.last_at,
+        p.payout_method,
+        p.payout_details,
+    ).join(p, p.id == totals.c.partner_id)
+    columns = (
+        "id",
+        "run_id",
+        "partner_id",
+        "currency",
+        "amount_minor",
+        "entry_count",
+        "status",
+        "period_start",
+        "period_end",
+        "payout_method",
+        "payout_details",
+    )
+    pc = _payouts.c
+    inserted = (
+        _payouts.insert()
+        .from_select(columns, rows)
+        .returning(
+            pc.id,
+            pc.partner_id,
+            pc.currency,
+            pc.amount_minor,
+            pc.entry_count,
+            pc.status,
+            pc.period_start,
+            pc.period_end,
+        )
+        .cte("inserted")
     )
     stmt = (
-        update(_payouts)
-        .values(
-            amount_minor=totals.c.amount,
-            entry_count=totals.c.n,
-            period_start=totals.c.first_at,
-            period_end=totals.c.last_at,
+        select(
+            inserted.c.id,
+            inserted.c.partner_id,
+            p.name,
+            inserted.c.currency,
+            inserted.c.amount_minor,
+            inserted.c.entry_count,
+            inserted.c.status,
+            inserted.c.period_start,
+            inserted.c.period_end,
         )
-        .where(_payouts.c.id == totals.c.payout_id)
-        .returning(_payouts.c.id, _payouts.c.amount_minor)
+        .join(p, p.id == inserted.c.partner_id)
+        .order_by(p.name, inserted.c.partner_id, inserted.c.currency)
+        .add_cte(locked)
     )
     # The planner takes unnest() for 100 rows and would look up each partner's unpaid
     # entries by index, once per partner; one hash join over the unpaid entries is
     # what thousands of partners need.
     await _set_local(session, "enable_nestloop", "off")
-    rows = await session.execute(stmt.add_cte(locked))
-    result = {r[0]: r[1] for r in rows}
+    result = list(await session.execute(stmt))
     await _set_local(session, "enable_nestloop", "on")
     return result
 

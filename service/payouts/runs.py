@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -94,24 +95,24 @@ async def create_run(
     await repo.lock_scope(session, body.program_id)
     due = [b for b in await compute_balances(session, by, as_of, body.program_id) if b.eligible]
     targets = [(new_id(), b.partner_id, b.currency) for b in due]
-    await repo.insert_payouts(session, run_id, targets)
-    locked = await repo.lock_entries(session, targets, as_of, body.program_id)
+    payouts = await repo.lock_entries(session, run_id, targets, as_of, body.program_id)
 
     # Entries written since the balances were read (a refund's reversal, say) were
     # locked too; a payout they pushed under its minimum is released and dropped.
     minimum = {(b.partner_id, b.currency): b.min_payout for b in due}
-    drop = [
-        pid
-        for pid, partner_id, currency in targets
-        if pid not in locked or not is_eligible(locked[pid], minimum[(partner_id, currency)])
-    ]
+    drop = {
+        r.id
+        for r in payouts
+        if not is_eligible(r.amount_minor, minimum[(r.partner_id, r.currency)])
+    }
     if drop:
-        await repo.release_entries(session, drop)
-        await repo.delete_payouts(session, drop)
+        await repo.release_entries(session, list(drop))
+        await repo.delete_payouts(session, list(drop))
 
     run = await session.get(PayoutRun, run_id)
     assert run is not None
-    out = await run_out(session, run)
+    # The payouts as the statement that made them returned them: not read back.
+    out = _run_out(run, [r for r in payouts if r.id not in drop])
     audit.record(
         session,
         by,
@@ -151,7 +152,10 @@ def currency_totals(pairs: Iterable[tuple[str, int, int]]) -> dict[str, AmountCo
 
 async def run_out(session: AsyncSession, run: PayoutRun) -> RunOut:
     """The API shape of a run with its payouts."""
-    rows = await totals.run_payouts(session, run.id)
+    return _run_out(run, await totals.run_payouts(session, run.id))
+
+
+def _run_out(run: PayoutRun, rows: Sequence[Any]) -> RunOut:
     payouts = [
         RunPayout(
             id=r.id,

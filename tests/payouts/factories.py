@@ -11,15 +11,32 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.kit.time import utc_now
 from service.models import CommissionEntry, Conversion
+from service.payouts import repository as repo
 from tests.factories import create_partner, create_program
 
 
 def ago(**delta: float) -> datetime:
     """An aware instant this long before now, whole seconds so it round-trips exactly."""
     return (utc_now() - timedelta(**delta)).replace(microsecond=0)
+
+
+async def run_row(session: AsyncSession, program_id: uuid.UUID) -> uuid.UUID:
+    """A run's row, as a run starts with it (its payouts are the test's to make)."""
+    run_id = uuid.uuid4()
+    await repo.insert_run(
+        session,
+        run_id=run_id,
+        key=secrets.token_hex(8),
+        request_hash=bytes(32),
+        as_of=ago(seconds=0),
+        program_id=program_id,
+        created_by=None,
+    )
+    return run_id
 
 
 async def add_entry(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 
 from sqlalchemy import text
@@ -11,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.auth.keys import Principal
 from service.models import Role
 from service.payouts import repository as repo
-from tests.payouts.factories import add_entry, ago, setup
+from tests.payouts.factories import add_entry, ago, run_row, setup
 
 FINANCE = Principal(
     key_id=uuid.uuid4(), role=Role.finance, program_ids=frozenset(), partner_id=None
@@ -45,20 +44,36 @@ async def test_planner_settings_last_only_as_long_as_they_should(client, admin, 
         assert await session.scalar(text("SHOW work_mem")) == before
         await session.commit()
 
-        run_id, payout_id = uuid.uuid4(), uuid.uuid4()
-        await repo.insert_run(
-            session,
-            run_id=run_id,
-            key=secrets.token_hex(8),
-            request_hash=bytes(32),
-            as_of=ago(seconds=0),
-            program_id=program_id,
-            created_by=None,
-        )
+        run_id, payout_id = await run_row(session, program_id), uuid.uuid4()
         target = [(payout_id, partner_id, "USD")]
-        await repo.insert_payouts(session, run_id, target)
-        locked = await repo.lock_entries(session, target, ago(seconds=0), program_id)
-        assert locked == {payout_id: 1500}
+        locked = await repo.lock_entries(session, run_id, target, ago(seconds=0), program_id)
+        assert [(r.id, r.partner_id, r.amount_minor, r.entry_count) for r in locked] == [
+            (payout_id, partner_id, 1500, 1)
+        ]
         # Off for the one UPDATE only: later statements of the run plan as usual.
         assert await session.scalar(text("SHOW enable_nestloop")) == "on"
+        await session.rollback()
+
+
+async def test_a_target_that_locks_nothing_makes_no_payout(client, admin, app):
+    prog, (p, q) = await setup(client, admin, partners=2)
+    program_id = uuid.UUID(prog["id"])
+    paid, idle = uuid.UUID(p["id"]), uuid.UUID(q["id"])
+    await add_entry(app, paid, program_id, 700)
+    async with app.state.sessionmaker() as session:
+        run_id = await run_row(session, program_id)
+        targets = [
+            (uuid.uuid4(), paid, "USD"),
+            (uuid.uuid4(), idle, "USD"),
+            (uuid.uuid4(), paid, "EUR"),
+        ]
+        locked = await repo.lock_entries(session, run_id, targets, ago(seconds=0), program_id)
+        assert [(r.id, r.partner_id, r.currency, r.amount_minor) for r in locked] == [
+            (targets[0][0], paid, "USD", 700)
+        ]
+        stored = await session.execute(
+            text("SELECT id, amount_minor, entry_count, status FROM payouts WHERE run_id = :r"),
+            {"r": run_id},
+        )
+        assert [tuple(r) for r in stored] == [(targets[0][0], 700, 1, "open")]
         await session.rollback()

@@ -21,7 +21,7 @@ from tests.factories import unique
 from tests.links.factories import create_link
 from tests.partnering.factories import member
 from tests.partnering.test_bounties import put_rollup
-from tests.payouts.factories import add_entry, ago, item_of, setup
+from tests.payouts.factories import add_entry, ago, item_of, run_row, setup
 
 SALES_AND_CLICKS = {
     "rules": [
@@ -165,21 +165,10 @@ async def test_a_run_that_drops_a_payout_puts_its_entries_back(client, admin, ap
     program_id, partner_id = uuid.UUID(prog["id"]), uuid.UUID(p["id"])
     made = [await add_entry(app, partner_id, program_id, n) for n in (1500, 300)]
     async with app.state.sessionmaker() as session:
-        run_id, payout_id = uuid.uuid4(), uuid.uuid4()
-        await repo.insert_run(
-            session,
-            run_id=run_id,
-            key=secrets.token_hex(8),
-            request_hash=bytes(32),
-            as_of=ago(seconds=0),
-            program_id=program_id,
-            created_by=None,
-        )
+        run_id, payout_id = await run_row(session, program_id), uuid.uuid4()
         target = [(payout_id, partner_id, "USD")]
-        await repo.insert_payouts(session, run_id, target)
-        assert await repo.lock_entries(session, target, ago(seconds=0), program_id) == {
-            payout_id: 1800
-        }
+        locked = await repo.lock_entries(session, run_id, target, ago(seconds=0), program_id)
+        assert [(r.id, r.amount_minor, r.entry_count) for r in locked] == [(payout_id, 1800, 2)]
         # The run's drop path: released within the transaction that locked them.
         assert await repo.release_entries(session, [payout_id]) == 2
         await repo.delete_payouts(session, [payout_id])
