@@ -9,7 +9,8 @@
   comes from the service's cache), in one transaction each, through bare asyncpg:
   concurrency 32 over one pool of 10. It writes the JSON the service stored for one of its
   warm-up sales, so the rows are the size of the service's.
-- service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, loaded by wrk
+- service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, with the
+  floor's 10 connections shared among its workers (AFFILIATE_DB_POOL_SIZE=10/N), loaded by wrk
   with a Lua script that makes a unique order id per request and picks one of the
   seeded partners' click ids; wrk costs little CPU, unlike a Python client in this process.
 
@@ -404,7 +405,12 @@ def _db(used: tuple[float, float] | None, conversions: int) -> str:
 
 
 async def bench(url: str, seconds: float, concurrency: int, partners: int, workers: int) -> bool:
-    server = Server(database_url=url, workers=workers)
+    # The service gets the floor's connections, shared among its workers: more of them would
+    # put more transactions at once on the same month rows, each waiting on the others.
+    pool = max(1, POOL // workers)
+    server = Server(
+        database_url=url, workers=workers, extra_env={"AFFILIATE_DB_POOL_SIZE": str(pool)}
+    )
     try:
         admin_key = server.admin_key()
         base = server.start()
@@ -445,7 +451,8 @@ async def bench(url: str, seconds: float, concurrency: int, partners: int, worke
         rate = r["requests"] / r["seconds"]
         count, without = await stored(url, f"wrk-{run}-")
         print(
-            f"service ({workers} uvicorn worker{'s' if workers > 1 else ''}, wrk -t2"
+            f"service ({workers} uvicorn worker{'s' if workers > 1 else ''} with a pool of {pool}"
+            " each, wrk -t2"
             f" -c{concurrency}, {partners} partners):"
             f" {r['requests']} in {r['seconds']:.1f} s = {rate:.0f}/s; p50 {r['p50']:.1f} ms,"
             f" p99 {r['p99']:.1f} ms; non-201 {r['errors']}; stored {count} (in flight at the end"
