@@ -292,7 +292,7 @@ async def lock_entries(
     a DELETE also waits on rows another transaction deleted, and skips them once it
     commits, and the primary key of payout_entries refuses an entry locked twice all the
     same. Returns the payouts as a run lists them (totals.run_payouts' columns and
-    order); a target that locked nothing has no payout.
+    order; the first nine columns of its rows); a target that locked nothing has no payout.
     """
     if not targets:
         return []

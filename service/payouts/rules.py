@@ -82,4 +82,5 @@ def balances(
         b.program_ids.add(s.program_id)
     for b in out.values():
         b.min_payout = min(min_payouts.get((b.partner_id, p), 0) for p in b.program_ids)
-    return sorted(out.values(), key=lambda b: (str(b.partner_id), b.currency))
+    # UUIDs compare as their 128-bit numbers: the order of their canonical text, unmade.
+    return sorted(out.values(), key=lambda b: (b.partner_id, b.currency))

@@ -101,9 +101,9 @@ async def create_run(
     # locked too; a payout they pushed under its minimum is released and dropped.
     minimum = {(b.partner_id, b.currency): b.min_payout for b in due}
     drop = {
-        r.id
-        for r in payouts
-        if not is_eligible(r.amount_minor, minimum[(r.partner_id, r.currency)])
+        id_
+        for id_, partner_id, _, currency, amount, *_ in payouts
+        if not is_eligible(amount, minimum[(partner_id, currency)])
     }
     if drop:
         await repo.release_entries(session, list(drop))
@@ -112,7 +112,7 @@ async def create_run(
     run = await session.get(PayoutRun, run_id)
     assert run is not None
     # The payouts as the statement that made them returned them: not read back.
-    out = _run_out(run, [r for r in payouts if r.id not in drop])
+    out = _run_out(run, [r for r in payouts if r[0] not in drop])
     audit.record(
         session,
         by,
@@ -156,20 +156,26 @@ async def run_out(session: AsyncSession, run: PayoutRun) -> RunOut:
 
 
 def _run_out(run: PayoutRun, rows: Sequence[Any]) -> RunOut:
-    payouts = [
-        RunPayout(
-            id=r.id,
-            partner_id=r.partner_id,
-            partner_name=r.name,
-            currency=r.currency,
-            amount=format_minor(r.amount_minor, r.currency),
-            entry_count=r.entry_count,
-            status=r.status,
-            period_start=r.period_start,
-            period_end=r.period_end,
+    # Rows are unpacked, not read by name: a row's attribute costs about 0.4 us, nine of
+    # them per payout, for thousands of payouts. Their first nine columns are the same in
+    # totals.run_payouts and repo.lock_entries.
+    payouts = []
+    sums = []
+    for id_, partner_id, name, currency, amount, count, status, start, end, *_ in rows:
+        payouts.append(
+            RunPayout(
+                id=id_,
+                partner_id=partner_id,
+                partner_name=name,
+                currency=currency,
+                amount=format_minor(amount, currency),
+                entry_count=count,
+                status=status,
+                period_start=start,
+                period_end=end,
+            )
         )
-        for r in rows
-    ]
+        sums.append((currency, amount, 1))
     return RunOut(
         id=run.id,
         as_of=run.as_of,
@@ -177,7 +183,7 @@ def _run_out(run: PayoutRun, rows: Sequence[Any]) -> RunOut:
         idempotency_key=run.idempotency_key,
         created_at=run.created_at,
         payouts=payouts,
-        totals=currency_totals((r.currency, r.amount_minor, 1) for r in rows),
+        totals=currency_totals(sums),
     )
 
 

@@ -18,20 +18,23 @@ from service.payouts import repository as repo
 
 
 async def run_payouts(session: AsyncSession, run_id: uuid.UUID) -> list[Any]:
-    """The payouts of a run with their partner's name and email, in a stable order."""
+    """The payouts of a run with their partner's name and email, in a stable order.
+
+    The first nine columns are those of repository.lock_entries' rows (runs.py unpacks both).
+    """
     p = Payout
     rows = await session.execute(
         select(
             p.id,
             p.partner_id,
             Partner.name,
-            Partner.email,
             p.currency,
             p.amount_minor,
             p.entry_count,
             p.status,
             p.period_start,
             p.period_end,
+            Partner.email,
             p.payout_method,
             p.payout_details,
         )

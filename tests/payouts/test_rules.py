@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.payouts.rules import TRANSITIONS, ProgramSlice, balances, is_eligible
 
@@ -43,3 +45,17 @@ def test_negative_balance_is_carried():
 def test_paid_and_failed_are_final():
     assert TRANSITIONS["open"] == {"paid", "failed"}
     assert not TRANSITIONS["paid"] and not TRANSITIONS["failed"]
+
+
+@given(
+    st.lists(
+        st.tuples(st.uuids(), st.sampled_from(["EUR", "USD", "JPY"]), st.integers(-999, 999)),
+        max_size=40,
+    )
+)
+def test_balances_come_in_the_order_of_the_partner_ids_text_then_currency(rows):
+    program = uuid.UUID(int=1)
+    slices = [ProgramSlice(pid, cur, program, amount, 1, 0, 0) for pid, cur, amount in rows]
+    out = balances(slices, {})
+    keys = [(str(b.partner_id), b.currency) for b in out]
+    assert keys == sorted({(str(pid), cur) for pid, cur, _ in rows})

@@ -322,3 +322,19 @@ async def test_paid_report_for_a_period(client, admin, finance, app):
     ):
         r = await client.get("/v1/payouts/report", params=bad, headers=finance)
         assert error_fields(r) == [field]
+
+
+async def test_a_run_answers_as_it_is_read_back_later(client, admin, finance, app):
+    # The answer is built from what the locking statement returned; a later GET reads the
+    # stored payouts. Both must agree: payouts, their order, amounts, periods and totals.
+    prog, partners = await setup(client, admin, partners=4, min_payout="5.00")
+    for partner, amounts in zip(partners, ([700, 250], [300], [900], []), strict=True):
+        for amount in amounts:
+            await add_entry(app, partner["id"], prog["id"], amount)
+    run = await start_run(client, finance, prog["id"])
+    got = await client.get(f"/v1/payout-runs/{run['id']}", headers=finance)
+    assert got.status_code == 200 and got.json() == run
+    paid = {p["partner_id"]: (p["amount"], p["entry_count"]) for p in run["payouts"]}
+    # Under the minimum (3.00 < 5.00) and nothing at all: no payout for either.
+    assert paid == {partners[0]["id"]: ("9.50", 2), partners[2]["id"]: ("9.00", 1)}
+    assert run["totals"] == {"USD": {"amount": "18.50", "count": 2}}
