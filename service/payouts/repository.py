@@ -276,6 +276,32 @@ def _targets(targets: Sequence[Target]) -> Any:
     )
 
 
+# A run's payouts as the run lists them: these columns, in this order (runs.py unpacks them).
+_LISTED = (
+    "id",
+    "partner_id",
+    "currency",
+    "amount_minor",
+    "entry_count",
+    "status",
+    "period_start",
+    "period_end",
+)
+
+
+def run_listing(payouts: Any) -> Select[Any]:
+    """Payouts (the table, or rows just inserted into it) with their partner's name, in the
+    order a run lists them: id, partner_id, name, currency, amount_minor, entry_count,
+    status, period_start, period_end."""
+    c = payouts.c
+    listed = [c[name] for name in _LISTED]
+    return (
+        select(*listed[:2], Partner.name, *listed[2:])
+        .join(Partner, Partner.id == c.partner_id)
+        .order_by(Partner.name, c.partner_id, c.currency)
+    )
+
+
 async def lock_entries(
     session: AsyncSession,
     run_id: uuid.UUID,
@@ -291,8 +317,8 @@ async def lock_entries(
     themselves are not written. Runs over overlapping scopes are serialised (lock_scope);
     a DELETE also waits on rows another transaction deleted, and skips them once it
     commits, and the primary key of payout_entries refuses an entry locked twice all the
-    same. Returns the payouts as a run lists them (totals.run_payouts' columns and
-    order; the first nine columns of its rows); a target that locked nothing has no payout.
+    same. Returns the payouts as a run lists them (run_listing); a target that locked
+    nothing has no payout.
     """
     if not targets:
         return []
@@ -369,38 +395,13 @@ async def lock_entries(
         "payout_method",
         "payout_details",
     )
-    pc = _payouts.c
     inserted = (
         _payouts.insert()
         .from_select(columns, rows)
-        .returning(
-            pc.id,
-            pc.partner_id,
-            pc.currency,
-            pc.amount_minor,
-            pc.entry_count,
-            pc.status,
-            pc.period_start,
-            pc.period_end,
-        )
+        .returning(*(_payouts.c[name] for name in _LISTED))
         .cte("inserted")
     )
-    stmt = (
-        select(
-            inserted.c.id,
-            inserted.c.partner_id,
-            p.name,
-            inserted.c.currency,
-            inserted.c.amount_minor,
-            inserted.c.entry_count,
-            inserted.c.status,
-            inserted.c.period_start,
-            inserted.c.period_end,
-        )
-        .join(p, p.id == inserted.c.partner_id)
-        .order_by(p.name, inserted.c.partner_id, inserted.c.currency)
-        .add_cte(locked)
-    )
+    stmt = run_listing(inserted).add_cte(locked)
     # The planner takes unnest() for 100 rows and would look up each partner's unpaid
     # entries by index, once per partner; one hash join over the unpaid entries is
     # what thousands of partners need.

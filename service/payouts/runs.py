@@ -156,9 +156,8 @@ async def run_out(session: AsyncSession, run: PayoutRun) -> RunOut:
 
 
 def _run_out(run: PayoutRun, rows: Sequence[Any]) -> RunOut:
-    # Rows are unpacked, not read by name: a row's attribute costs about 0.4 us, nine of
-    # them per payout, for thousands of payouts. Their first nine columns are the same in
-    # totals.run_payouts and repo.lock_entries.
+    # Rows of repo.run_listing (and columns after them), unpacked, not read by name: a
+    # row's attribute costs about 0.4 us, nine of them per payout, for thousands of payouts.
     payouts = []
     sums = []
     for id_, partner_id, name, currency, amount, count, status, start, end, *_ in rows:

@@ -18,29 +18,13 @@ from service.payouts import repository as repo
 
 
 async def run_payouts(session: AsyncSession, run_id: uuid.UUID) -> list[Any]:
-    """The payouts of a run with their partner's name and email, in a stable order.
-
-    The first nine columns are those of repository.lock_entries' rows (runs.py unpacks both).
-    """
+    """The payouts of a run as a run lists them (repo.run_listing), then the partner's email
+    and the payout's method and details."""
     p = Payout
     rows = await session.execute(
-        select(
-            p.id,
-            p.partner_id,
-            Partner.name,
-            p.currency,
-            p.amount_minor,
-            p.entry_count,
-            p.status,
-            p.period_start,
-            p.period_end,
-            Partner.email,
-            p.payout_method,
-            p.payout_details,
-        )
-        .join(Partner, Partner.id == p.partner_id)
+        repo.run_listing(Payout.__table__)
+        .add_columns(Partner.email, p.payout_method, p.payout_details)
         .where(p.run_id == run_id)
-        .order_by(Partner.name, p.partner_id, p.currency)
     )
     return list(rows)
 
