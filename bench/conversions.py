@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _harness import DatabaseCpu, Server, percentile, process_seconds
 
 from service.db import EmbeddedPostgres
+from service.redirect.runtime import nothing_to_reset
 
 GOAL_RATIO = 0.5
 POOL = 10
@@ -200,10 +201,6 @@ async def service_payloads(url: str) -> dict[str, str]:
     return dict(row)
 
 
-async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
-    return None
-
-
 async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> tuple[int, list]:
     """Conversions per second of the bare statements; returns (count, latencies)."""
     from service.kit.ids import new_id
@@ -225,7 +222,7 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
     # rolls back a transaction left open. asyncpg's default reset (RESET ALL, CLOSE ALL,
     # UNLISTEN *, advisory unlock) would add a round trip to every floor conversion.
     pool = await asyncpg.create_pool(
-        plain(url), min_size=POOL, max_size=POOL, reset=_nothing_to_reset
+        plain(url), min_size=POOL, max_size=POOL, reset=nothing_to_reset
     )
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds

@@ -102,7 +102,7 @@ class RedirectRuntime:
             max_size=POOL_SIZE,
             command_timeout=COMMAND_TIMEOUT,
             server_settings={"timezone": "UTC", "application_name": "affiliate-redirect"},
-            reset=_nothing_to_reset,
+            reset=nothing_to_reset,
         )
         assert pool is not None
         try:
@@ -178,7 +178,8 @@ class RedirectRuntime:
             await self.pool.close()
 
 
-async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+async def nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """An asyncpg pool's `reset`: nothing sent when a connection goes back."""
     # Called by the pool on release in place of Connection.reset(), whose query (advisory
     # unlock, CLOSE ALL, UNLISTEN *, RESET ALL) cost a round trip per batch of clicks and per
     # link lookup. asyncpg still rolls back a transaction left open before calling this.
