@@ -154,7 +154,7 @@ async def unpaid_slices(
     # Ten thousand partners' groups fit in memory; the default 4MB would sort on disk.
     await _set_local(session, "work_mem", "64MB")
     rows = await session.execute(stmt)
-    return [ProgramSlice(*row) for row in rows]
+    return [ProgramSlice._make(row) for row in rows]
 
 
 async def program_minimums(
