@@ -186,12 +186,19 @@ async def payout_mismatches(session: AsyncSession, program_id: uuid.UUID | None)
 async def out_of_step(
     session: AsyncSession, program_id: uuid.UUID | None
 ) -> set[tuple[uuid.UUID, str]]:
-    """(partner, currency) with an entry in both or neither of payout_entries and unpaid_entries.
+    """(partner, currency) with an entry in both or neither of payout_entries and unpaid_entries,
+    or in two payouts.
 
     Also an unpaid_entries row of no entry, or whose copied columns differ from its entry's:
     runs and previews read unpaid_entries alone, so it must be exactly the entries in no payout.
     """
-    e, u, pe = CommissionEntry, UnpaidEntry, PayoutEntry
+    e, u = CommissionEntry, UnpaidEntry
+    links = (
+        select(PayoutEntry.entry_id, func.count().label("n"))
+        .group_by(PayoutEntry.entry_id)
+        .subquery("pe")
+    )
+    pe = links.c
     copied = ("partner_id", "program_id", "currency", "amount_minor", "available_at")
     differs = tuple_(*(getattr(u, c) for c in copied), u.conversion_id).is_distinct_from(
         tuple_(*(getattr(e, c) for c in copied), e.conversion_id)
@@ -202,11 +209,12 @@ async def out_of_step(
         select(partner, currency)
         .select_from(e)
         .join(u, u.entry_id == e.id, full=True)
-        .outerjoin(pe, pe.entry_id == e.id)
+        .outerjoin(links, pe.entry_id == e.id)
         .where(
             or_(
                 and_(u.entry_id.is_(None), pe.entry_id.is_(None)),
                 and_(u.entry_id.is_not(None), pe.entry_id.is_not(None)),
+                pe.n > 1,
                 e.id.is_(None),
                 and_(u.entry_id.is_not(None), differs),
             )

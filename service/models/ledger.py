@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, column_property, declared_attr, mapped_column
 
 from service.models.base import Base, IdMixin, enum_check
-from service.models.payouts import PayoutEntry
+from service.models.payouts import Payout, PayoutEntry
 
 
 class EntryKind(StrEnum):
@@ -73,13 +73,22 @@ class CommissionEntry(IdMixin, Base):
     def payout_id(cls) -> Mapped[uuid.UUID | None]:
         """The payout the entry is locked into, read from payout_entries (read only).
 
-        Fine for loading entries; set-based queries join payout_entries themselves,
-        since a filter on this subquery runs it once per row.
+        payout_entries is keyed by payout: the link is looked up under each payout of the
+        entry's partner and currency, one probe of its key apiece. Fine for loading
+        entries; set-based queries join payout_entries themselves, since a filter on this
+        subquery runs it once per row.
         """
         return column_property(
             select(PayoutEntry.payout_id)
-            .where(PayoutEntry.entry_id == cls.id)
-            .correlate_except(PayoutEntry)
+            .join(Payout, Payout.id == PayoutEntry.payout_id)
+            .where(
+                Payout.partner_id == cls.partner_id,
+                Payout.currency == cls.currency,
+                PayoutEntry.entry_id == cls.id,
+            )
+            .correlate_except(PayoutEntry, Payout)
+            .order_by(PayoutEntry.payout_id)
+            .limit(1)
             .scalar_subquery()
         )
 

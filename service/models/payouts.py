@@ -60,9 +60,19 @@ class PayoutEntry(Base):
     """An entry locked into a payout: written once by a run, deleted when released.
 
     The lock lives here rather than in a column of commission_entries: locking a year of
-    entries then inserts narrow rows into two indexes instead of writing a new version
-    of every wide entry row into each of the ledger's indexes. An entry with no row
-    here is in unpaid_entries instead; the primary key keeps an entry in one payout at most.
+    entries then inserts narrow rows into one index instead of writing a new version of
+    every wide entry row into each of the ledger's indexes. An entry with no row here is
+    in unpaid_entries instead.
+
+    One index, the primary key (payout_id, entry_id), in that order: a run inserts its
+    links sorted by it, and its payouts' ids are the newest, so the index only grows at its
+    end. A second index, on entry_id alone, would take each link at a random place: with
+    it, locking a year's backlog took 4.0 s instead of 3.4 (migration 0803). So an entry's
+    payout is found through its partner's payouts (an entry is only ever locked into a
+    payout of its own partner and currency): one probe of this key per such payout
+    (CommissionEntry.payout_id). An entry is in one payout at most because a link is only made from the
+    row a run deletes from unpaid_entries, whose primary key holds an entry once; the
+    reconciliation shows an entry linked twice as an unbalanced partner.
 
     No foreign keys: their checks run per row, and locking a year of entries spent more
     time in them than in the inserts (the one on entry_id also row-locks, so writes, every
@@ -73,8 +83,8 @@ class PayoutEntry(Base):
 
     __tablename__ = "payout_entries"
 
+    payout_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     entry_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    payout_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
 
 
 class UnpaidEntry(Base):

@@ -316,8 +316,8 @@ async def lock_entries(
     inserted with their totals (and the partner's payout method copied); the entries
     themselves are not written. Runs over overlapping scopes are serialised (lock_scope);
     a DELETE also waits on rows another transaction deleted, and skips them once it
-    commits, and the primary key of payout_entries refuses an entry locked twice all the
-    same. Returns the payouts as a run lists them (run_listing); a target that locked
+    commits: an entry is linked only by the one statement that deleted its unpaid row.
+    Returns the payouts as a run lists them (run_listing); a target that locked
     nothing has no payout.
     """
     if not targets:
@@ -349,9 +349,11 @@ async def lock_entries(
         _links.insert()
         .from_select(
             ["entry_id", "payout_id"],
-            # In key order: the primary key's pages are written one after another, not
-            # each visited at random (ids are time-ordered; a month's entries are near).
-            select(chosen.c.entry_id, chosen.c.payout_id).order_by(chosen.c.entry_id),
+            # In key order, (payout_id, entry_id): the run's payouts have the newest ids,
+            # so the primary key only grows at its end, a page after another.
+            select(chosen.c.entry_id, chosen.c.payout_id).order_by(
+                chosen.c.payout_id, chosen.c.entry_id
+            ),
         )
         .cte("locked")
     )

@@ -79,7 +79,18 @@ async def paid_sums(
         commissions.readable(principal)
         .with_only_columns(e.partner_id, e.currency, repo.summed(e.amount_minor))
         .join(PayoutEntry, PayoutEntry.entry_id == e.id)
-        .join(Payout, and_(Payout.id == PayoutEntry.payout_id, Payout.status == PayoutStatus.paid))
+        .join(
+            Payout,
+            and_(
+                Payout.id == PayoutEntry.payout_id,
+                Payout.status == PayoutStatus.paid,
+                # Implied by the lock; stated so that one partner's sums start from its
+                # payouts and read their links by key (payout_entries has no index on
+                # entry_id).
+                Payout.partner_id == e.partner_id,
+                Payout.currency == e.currency,
+            ),
+        )
         .group_by(e.partner_id, e.currency)
     )
     if program_id is not None:

@@ -167,7 +167,7 @@ async def test_a_tampered_ledger_is_flagged(client, admin, finance, app):
     assert body["totals"]["USD"]["open"] == "15.00"
     # An entry slipped out of its payout behind the service's back.
     async with app.state.sessionmaker() as session:
-        await session.delete(await session.get(PayoutEntry, entry.id))
+        await session.delete(await session.get(PayoutEntry, (uuid.UUID(payout["id"]), entry.id)))
         await session.commit()
     for scope in (prog["id"], None):
         body = await reconcile(client, finance, scope)

@@ -1,0 +1,91 @@
+"""Migration 0803: payout_entries keyed by (payout_id, entry_id) alone, and back on downgrade;
+the links themselves are kept both ways."""
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime
+
+import asyncpg
+
+from service import migrate
+from tests.payouts.migration_rows import connect, program_partner_payout
+
+
+async def _seed(url: str) -> dict[str, uuid.UUID]:
+    ids = {k: uuid.uuid4() for k in ("program", "partner", "run", "payout", "a", "b")}
+    conn = await connect(url)
+    try:
+        await program_partner_payout(conn, ids)
+        for key in ("a", "b"):
+            await conn.execute(
+                "INSERT INTO commission_entries (id, partner_id, program_id, kind, amount_minor,"
+                " currency, available_at, period_month, explain)"
+                " VALUES ($1, $2, $3, 'commission', 750, 'USD', $4, $5, '{}')",
+                ids[key],
+                ids["partner"],
+                ids["program"],
+                datetime(2026, 11, 1, tzinfo=UTC),
+                date(2026, 10, 1),
+            )
+        await conn.execute(
+            "DELETE FROM unpaid_entries WHERE entry_id = ANY($1::uuid[])", [ids["a"], ids["b"]]
+        )
+        await conn.execute(
+            "INSERT INTO payout_entries (entry_id, payout_id) SELECT unnest($1::uuid[]), $2",
+            [ids["a"], ids["b"]],
+            ids["payout"],
+        )
+    finally:
+        await conn.close()
+    return ids
+
+
+async def _indexes(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'payout_entries'")
+    return {r["indexdef"].split(" ON public.payout_entries USING ")[1] for r in rows}
+
+
+async def _links(conn: asyncpg.Connection) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    rows = await conn.fetch("SELECT entry_id, payout_id FROM payout_entries")
+    return {(r["entry_id"], r["payout_id"]) for r in rows}
+
+
+async def test_the_links_keep_their_rows_under_either_key(pg_server):
+    url = await pg_server.new_database()
+    await asyncio.to_thread(migrate.upgrade, url, "0802")
+    ids = await _seed(url)
+    links = {(ids["a"], ids["payout"]), (ids["b"], ids["payout"])}
+
+    await asyncio.to_thread(migrate.upgrade, url, "0803")
+    conn = await connect(url)
+    try:
+        assert await _indexes(conn) == {"btree (payout_id, entry_id)"}
+        assert await _links(conn) == links
+    finally:
+        await conn.close()
+
+    await asyncio.to_thread(migrate.downgrade, url, "0802")
+    conn = await connect(url)
+    try:
+        assert await _indexes(conn) == {"btree (entry_id)", "btree (payout_id)"}
+        assert await _links(conn) == links
+        # The old key again refuses an entry in two payouts.
+        try:
+            await conn.execute(
+                "INSERT INTO payout_entries (entry_id, payout_id) VALUES ($1, $2)",
+                ids["a"],
+                uuid.uuid4(),
+            )
+        except asyncpg.UniqueViolationError:
+            pass
+        else:
+            raise AssertionError("a second link of one entry was accepted")
+    finally:
+        await conn.close()
+
+    await asyncio.to_thread(migrate.upgrade, url, "head")
+    conn = await connect(url)
+    try:
+        assert await _links(conn) == links
+    finally:
+        await conn.close()
