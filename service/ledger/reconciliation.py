@@ -192,13 +192,7 @@ async def out_of_step(
     Also an unpaid_entries row of no entry, or whose copied columns differ from its entry's:
     runs and previews read unpaid_entries alone, so it must be exactly the entries in no payout.
     """
-    e, u = CommissionEntry, UnpaidEntry
-    links = (
-        select(PayoutEntry.entry_id, func.count().label("n"))
-        .group_by(PayoutEntry.entry_id)
-        .subquery("pe")
-    )
-    pe = links.c
+    e, u, pe = CommissionEntry, UnpaidEntry, PayoutEntry
     copied = ("partner_id", "program_id", "currency", "amount_minor", "available_at")
     differs = tuple_(*(getattr(u, c) for c in copied), u.conversion_id).is_distinct_from(
         tuple_(*(getattr(e, c) for c in copied), e.conversion_id)
@@ -209,21 +203,29 @@ async def out_of_step(
         select(partner, currency)
         .select_from(e)
         .join(u, u.entry_id == e.id, full=True)
-        .outerjoin(links, pe.entry_id == e.id)
+        .outerjoin(pe, pe.entry_id == e.id)
         .where(
             or_(
                 and_(u.entry_id.is_(None), pe.entry_id.is_(None)),
                 and_(u.entry_id.is_not(None), pe.entry_id.is_not(None)),
-                pe.n > 1,
                 e.id.is_(None),
                 and_(u.entry_id.is_not(None), differs),
             )
         )
         .group_by(partner, currency)
     )
+    # No index keeps an entry in one payout (payout_entries is keyed by payout), so the links
+    # are counted per entry: in a statement of its own (over a million links, 0.4 s more);
+    # joined into the one above, each parallel worker built the count again (1.3 s more).
+    twice = select(pe.entry_id).group_by(pe.entry_id).having(func.count() > 1).subquery("twice")
+    linked_twice = select(e.partner_id, e.currency).join(twice, twice.c.entry_id == e.id)
     if program_id is not None:
         stmt = stmt.where(func.coalesce(e.program_id, u.program_id) == program_id)
-    return {(r[0], r[1]) for r in await session.execute(stmt)}
+        linked_twice = linked_twice.where(e.program_id == program_id)
+    rows = await session.execute(stmt)
+    return {(r[0], r[1]) for r in rows} | {
+        (r[0], r[1]) for r in await session.execute(linked_twice)
+    }
 
 
 async def reconciliation(session: AsyncSession, program_id: uuid.UUID | None) -> Reconciliation:
