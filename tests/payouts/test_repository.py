@@ -38,8 +38,16 @@ async def test_planner_settings_last_only_as_long_as_they_should(client, admin, 
     # One connection throughout: a setting that outlived its transaction would show here.
     async with app.state.engine.connect() as conn, AsyncSession(bind=conn) as session:
         before = await session.scalar(text("SHOW work_mem"))
-        await repo.unpaid_slices(session, FINANCE, ago(seconds=0), program_id)
+        # Set by the server's configuration or the session: kept, not reset to a default.
+        await session.execute(text("SET LOCAL parallel_setup_cost = 123"))
+        slices = await repo.unpaid_slices(session, FINANCE, ago(seconds=0), program_id)
+        assert [(s.partner_id, s.payable, s.payable_count) for s in slices] == [
+            (partner_id, 1500, 1)
+        ]
         assert await session.scalar(text("SHOW work_mem")) == "64MB"
+        # Free parallel workers for the one sum only.
+        assert await session.scalar(text("SHOW parallel_setup_cost")) == "123"
+        assert await session.scalar(text("SHOW parallel_tuple_cost")) == "0.1"
         await session.commit()
         assert await session.scalar(text("SHOW work_mem")) == before
         await session.commit()
