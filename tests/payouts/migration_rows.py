@@ -4,8 +4,11 @@ models describe tables that do not exist yet."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, date, datetime
 
 import asyncpg
+
+AVAILABLE = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 async def connect(url: str) -> asyncpg.Connection:
@@ -39,4 +42,23 @@ async def program_partner_payout(conn: asyncpg.Connection, ids: dict[str, uuid.U
         ids["payout"],
         ids["run"],
         ids["partner"],
+    )
+
+
+async def add_entry(
+    conn: asyncpg.Connection, ids: dict[str, uuid.UUID], key: str, amount_minor: int = 1500
+) -> None:
+    """A commission entry of the partner in the program, available on AVAILABLE, its new
+    id put in `ids` under `key` (at a revision with unpaid_entries, its trigger adds it)."""
+    ids[key] = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO commission_entries (id, partner_id, program_id, kind, amount_minor,"
+        " currency, available_at, period_month, explain)"
+        " VALUES ($1, $2, $3, 'commission', $4, 'USD', $5, $6, '{}')",
+        ids[key],
+        ids["partner"],
+        ids["program"],
+        amount_minor,
+        AVAILABLE,
+        date(2026, 10, 1),
     )

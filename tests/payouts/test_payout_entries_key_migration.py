@@ -3,30 +3,20 @@ the links themselves are kept both ways."""
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime
 
 import asyncpg
 
 from service import migrate
-from tests.payouts.migration_rows import connect, program_partner_payout
+from tests.payouts.migration_rows import add_entry, connect, program_partner_payout
 
 
 async def _seed(url: str) -> dict[str, uuid.UUID]:
-    ids = {k: uuid.uuid4() for k in ("program", "partner", "run", "payout", "a", "b")}
+    ids = {k: uuid.uuid4() for k in ("program", "partner", "run", "payout")}
     conn = await connect(url)
     try:
         await program_partner_payout(conn, ids)
         for key in ("a", "b"):
-            await conn.execute(
-                "INSERT INTO commission_entries (id, partner_id, program_id, kind, amount_minor,"
-                " currency, available_at, period_month, explain)"
-                " VALUES ($1, $2, $3, 'commission', 750, 'USD', $4, $5, '{}')",
-                ids[key],
-                ids["partner"],
-                ids["program"],
-                datetime(2026, 11, 1, tzinfo=UTC),
-                date(2026, 10, 1),
-            )
+            await add_entry(conn, ids, key, 750)
         await conn.execute(
             "DELETE FROM unpaid_entries WHERE entry_id = ANY($1::uuid[])", [ids["a"], ids["b"]]
         )

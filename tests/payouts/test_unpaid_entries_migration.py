@@ -3,28 +3,11 @@ dropped on downgrade and filled again on the next upgrade."""
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime
 
 import asyncpg
 
 from service import migrate
-from tests.payouts.migration_rows import connect, program_partner_payout
-
-AVAILABLE = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-async def _add_entry(conn: asyncpg.Connection, ids: dict[str, uuid.UUID], key: str) -> None:
-    ids[key] = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO commission_entries (id, partner_id, program_id, kind, amount_minor,"
-        " currency, available_at, period_month, explain)"
-        " VALUES ($1, $2, $3, 'commission', 1500, 'USD', $4, $5, '{}')",
-        ids[key],
-        ids["partner"],
-        ids["program"],
-        AVAILABLE,
-        date(2026, 10, 1),
-    )
+from tests.payouts.migration_rows import AVAILABLE, add_entry, connect, program_partner_payout
 
 
 async def _seed(url: str) -> dict[str, uuid.UUID]:
@@ -32,8 +15,8 @@ async def _seed(url: str) -> dict[str, uuid.UUID]:
     conn = await connect(url)
     try:
         await program_partner_payout(conn, ids)
-        await _add_entry(conn, ids, "paid")
-        await _add_entry(conn, ids, "unpaid")
+        await add_entry(conn, ids, "paid")
+        await add_entry(conn, ids, "unpaid")
         await conn.execute(
             "INSERT INTO payout_entries (entry_id, payout_id) VALUES ($1, $2)",
             ids["paid"],
@@ -63,7 +46,7 @@ async def test_unpaid_entries_are_filled_kept_and_dropped(pg_server):
         copy = (ids["partner"], ids["program"], "USD", 1500, AVAILABLE, None)
         assert await _unpaid(conn) == {ids["unpaid"]: copy}
         # Written after the migration: the trigger adds it, one statement or many rows.
-        await _add_entry(conn, ids, "later")
+        await add_entry(conn, ids, "later")
         assert set(await _unpaid(conn)) == {ids["unpaid"], ids["later"]}
     finally:
         await conn.close()
@@ -73,7 +56,7 @@ async def test_unpaid_entries_are_filled_kept_and_dropped(pg_server):
     try:
         assert await conn.fetchval("SELECT to_regclass('unpaid_entries')") is None
         # No trigger left behind to insert into a table that is gone.
-        await _add_entry(conn, ids, "after_downgrade")
+        await add_entry(conn, ids, "after_downgrade")
         assert await conn.fetchval("SELECT count(*) FROM commission_entries") == 4
         links = await conn.fetch("SELECT entry_id, payout_id FROM payout_entries")
         assert [(r["entry_id"], r["payout_id"]) for r in links] == [(ids["paid"], ids["payout"])]
