@@ -70,9 +70,9 @@ class PayoutEntry(Base):
     it, locking a year's backlog took 4.0 s instead of 3.4 (migration 0803). So an entry's
     payout is found through its partner's payouts (an entry is only ever locked into a
     payout of its own partner and currency): one probe of this key per such payout
-    (CommissionEntry.payout_id). An entry is in one payout at most because a link is only made from the
-    row a run deletes from unpaid_entries, whose primary key holds an entry once; the
-    reconciliation shows an entry linked twice as an unbalanced partner.
+    (CommissionEntry.payout_id). An entry is in one payout at most because a link is only
+    made from the row a run deletes from unpaid_entries, whose primary key holds an entry
+    once; the reconciliation shows an entry linked twice as an unbalanced partner.
 
     No foreign keys: their checks run per row, and locking a year of entries spent more
     time in them than in the inserts (the one on entry_id also row-locks, so writes, every

@@ -25,7 +25,8 @@ class ProgramSlice(NamedTuple):
     """Unpaid entries of one partner, currency and program, split by state (minor units).
 
     A tuple: a run makes one per partner; 10,000 of them took 12 ms as a frozen dataclass,
-    3 ms as this."""
+    3 ms as this.
+    """
 
     partner_id: uuid.UUID
     currency: str
