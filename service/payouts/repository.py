@@ -1,11 +1,11 @@
-"""Every query of payouts. Set-based SQL: a run over a million entries never loads them."""
+"""The queries of payouts but the locking of entries (locking.py). Set-based SQL: a run over a
+million entries never loads them."""
 
 from __future__ import annotations
 
 import typing
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,13 +15,9 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Table,
-    Text,
     and_,
     any_,
     cast,
-    column,
-    delete,
-    exists,
     false,
     func,
     literal,
@@ -33,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import bound_programs, in_programs, is_partner, of_partner
+from service.kit.planner import planner, set_local
 from service.ledger import repository as commissions
 from service.models import (
     Agreement,
@@ -44,7 +41,6 @@ from service.models import (
     Payout,
     PayoutEntry,
     PayoutRun,
-    PayoutStatus,
     Program,
     UnpaidEntry,
 )
@@ -54,44 +50,18 @@ from service.payouts.rules import ProgramSlice
 _LOCK_ALL_PROGRAMS = 0x5041_5901
 _LOCK_ONE_PROGRAM = 0x5041_5902
 
-_UUIDS = ARRAY(UUID(as_uuid=True))
-
-# The DML below runs on the tables, not the mapped classes: the ORM's bulk paths would
-# add RETURNING to synchronise objects no caller holds.
-_entries = typing.cast(Table, CommissionEntry.__table__)
-_payouts = typing.cast(Table, Payout.__table__)
-_links = typing.cast(Table, PayoutEntry.__table__)
-_unpaid = typing.cast(Table, UnpaidEntry.__table__)
+UUIDS = ARRAY(UUID(as_uuid=True))
 
 
 def one_of(col: Any, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
     """`col = ANY(array)`: one bound array, where IN would bind one parameter per id."""
-    return col == any_(literal(list(ids), _UUIDS))  # type: ignore[no-any-return]
+    return col == any_(literal(list(ids), UUIDS))  # type: ignore[no-any-return]
 
 
 def summed(expr: Any, when: ColumnElement[bool] | None = None) -> ColumnElement[int]:
     """sum(expr) as bigint, 0 over no rows; only rows where `when` holds, if given."""
     total = func.sum(expr) if when is None else func.sum(expr).filter(when)
     return cast(func.coalesce(total, 0), BigInteger)
-
-
-async def _set_local(session: AsyncSession, name: str, value: str) -> None:
-    """SET LOCAL name = value: a planner setting until the transaction ends."""
-    await session.execute(select(func.set_config(name, value, True)))
-
-
-@asynccontextmanager
-async def _planner(session: AsyncSession, **settings: str) -> AsyncIterator[None]:
-    """These planner settings for the statements within, then back to what they were."""
-    names = list(settings)
-    before = (await session.execute(select(*(func.current_setting(n) for n in names)))).one()
-    await session.execute(select(*(func.set_config(n, v, True) for n, v in settings.items())))
-    try:
-        yield
-    finally:
-        await session.execute(
-            select(*(func.set_config(n, v, True) for n, v in zip(names, before, strict=True)))
-        )
 
 
 def readable(principal: Principal) -> Select[Payout]:
@@ -125,17 +95,6 @@ def readable_runs(principal: Principal) -> Select[PayoutRun]:
     return select(PayoutRun).where(in_programs(principal, PayoutRun.program_id))
 
 
-def _not_in_review(entry_conversion_id: Any) -> ColumnElement[bool]:
-    """No conversion of this entry is under review.
-
-    An entry is held while its conversion is under review; rejected conversions
-    have written their reversals, so their entries stay payable and net out.
-    """
-    return ~exists().where(
-        Conversion.id == entry_conversion_id, Conversion.status == ConversionStatus.review
-    )
-
-
 async def unpaid_slices(
     session: AsyncSession, principal: Principal, as_of: datetime, program_id: uuid.UUID | None
 ) -> list[ProgramSlice]:
@@ -167,11 +126,11 @@ async def unpaid_slices(
     if program_id is not None:
         stmt = stmt.where(u.program_id == program_id)
     # Ten thousand partners' groups fit in memory; the default 4MB would sort on disk.
-    await _set_local(session, "work_mem", "64MB")
+    await set_local(session, "work_mem", "64MB")
     # Expecting a group per partner, currency and program, the planner sums on one core; in
     # parallel workers a year's backlog (1,000,000 entries) took 0.28-0.39 s instead of
     # 0.46-0.63, a month's 0.13-0.21 s instead of 0.19-0.24.
-    async with _planner(session, parallel_setup_cost="0", parallel_tuple_cost="0"):
+    async with planner(session, parallel_setup_cost="0", parallel_tuple_cost="0"):
         rows = list(await session.execute(stmt))
     return [ProgramSlice._make(row) for row in rows]
 
@@ -273,188 +232,3 @@ async def insert_run(
         .returning(PayoutRun.id)
     )
     return (await session.execute(stmt)).first() is not None
-
-
-Target = tuple[uuid.UUID, uuid.UUID, str]
-
-
-def _targets(targets: Sequence[Target]) -> Any:
-    """The (payout_id, partner_id, currency) triples as rows: one unnest over three arrays."""
-    return (
-        func.unnest(
-            literal([t[0] for t in targets], _UUIDS),
-            literal([t[1] for t in targets], _UUIDS),
-            literal([t[2] for t in targets], ARRAY(Text)),
-        )
-        .table_valued(
-            column("payout_id", UUID(as_uuid=True)),
-            column("partner_id", UUID(as_uuid=True)),
-            column("currency", Text),
-        )
-        .render_derived(name="m")
-    )
-
-
-# A run's payouts as the run lists them: these columns, in this order (runs.py unpacks them).
-_LISTED = (
-    "id",
-    "partner_id",
-    "currency",
-    "amount_minor",
-    "entry_count",
-    "status",
-    "period_start",
-    "period_end",
-)
-
-
-def run_listing(payouts: Any) -> Select[Any]:
-    """Payouts (the table, or rows just inserted into it) with their partner's name, in the
-    order a run lists them: id, partner_id, name, currency, amount_minor, entry_count,
-    status, period_start, period_end."""
-    c = payouts.c
-    listed = [c[name] for name in _LISTED]
-    return (
-        select(*listed[:2], Partner.name, *listed[2:])
-        .join(Partner, Partner.id == c.partner_id)
-        .order_by(Partner.name, c.partner_id, c.currency)
-    )
-
-
-async def lock_entries(
-    session: AsyncSession,
-    run_id: uuid.UUID,
-    targets: Sequence[Target],
-    as_of: datetime,
-    program_id: uuid.UUID | None,
-) -> list[Any]:
-    """Lock the payable entries into new payouts of the run, one per target that locked any.
-
-    One statement: the payable rows are deleted from unpaid_entries, what the DELETE
-    returns is inserted into payout_entries, and summed into the payouts, which are
-    inserted with their totals (and the partner's payout method copied); the entries
-    themselves are not written. Runs over overlapping scopes are serialised (lock_scope);
-    a DELETE also waits on rows another transaction deleted, and skips them once it
-    commits: an entry is linked only by the one statement that deleted its unpaid row.
-    Returns the payouts as a run lists them (run_listing); a target that locked
-    nothing has no payout.
-    """
-    if not targets:
-        return []
-    m = _targets(targets)
-    u = _unpaid.c
-    payable = [
-        u.partner_id == m.c.partner_id,
-        u.currency == m.c.currency,
-        u.available_at <= as_of,
-        _not_in_review(u.conversion_id),
-    ]
-    if program_id is not None:
-        payable.append(u.program_id == program_id)
-    chosen = (
-        delete(_unpaid)
-        .where(*payable)
-        .returning(
-            u.entry_id.label("entry_id"),
-            m.c.payout_id,
-            m.c.partner_id,
-            m.c.currency,
-            u.amount_minor,
-            u.available_at,
-        )
-        .cte("chosen")
-    )
-    locked = (
-        _links.insert()
-        .from_select(
-            ["entry_id", "payout_id"],
-            # In key order, (payout_id, entry_id): the run's payouts have the newest ids,
-            # so the primary key only grows at its end, a page after another.
-            select(chosen.c.entry_id, chosen.c.payout_id).order_by(
-                chosen.c.payout_id, chosen.c.entry_id
-            ),
-        )
-        .cte("locked")
-    )
-    totals = (
-        select(
-            chosen.c.payout_id,
-            chosen.c.partner_id,
-            chosen.c.currency,
-            cast(func.sum(chosen.c.amount_minor), BigInteger).label("amount"),
-            func.count().label("n"),
-            func.min(chosen.c.available_at).label("first_at"),
-            func.max(chosen.c.available_at).label("last_at"),
-        )
-        .group_by(chosen.c.payout_id, chosen.c.partner_id, chosen.c.currency)
-        .subquery("totals")
-    )
-    p = Partner
-    rows = select(
-        totals.c.payout_id,
-        literal(run_id, UUID(as_uuid=True)),
-        totals.c.partner_id,
-        totals.c.currency,
-        totals.c.amount,
-        totals.c.n,
-        literal(PayoutStatus.open.value),
-        totals.c.first_at,
-        totals.c.last_at,
-        p.payout_method,
-        p.payout_details,
-    ).join(p, p.id == totals.c.partner_id)
-    columns = (
-        "id",
-        "run_id",
-        "partner_id",
-        "currency",
-        "amount_minor",
-        "entry_count",
-        "status",
-        "period_start",
-        "period_end",
-        "payout_method",
-        "payout_details",
-    )
-    inserted = (
-        _payouts.insert()
-        .from_select(columns, rows)
-        .returning(*(_payouts.c[name] for name in _LISTED))
-        .cte("inserted")
-    )
-    stmt = run_listing(inserted).add_cte(locked)
-    # The planner takes unnest() for 100 rows and would look up each partner's unpaid
-    # entries by index, once per partner; one hash join over the unpaid entries is
-    # what thousands of partners need.
-    await _set_local(session, "enable_nestloop", "off")
-    result = list(await session.execute(stmt))
-    await _set_local(session, "enable_nestloop", "on")
-    return result
-
-
-async def release_entries(session: AsyncSession, payout_ids: Sequence[uuid.UUID]) -> int:
-    """Give the entries of these payouts back to the unpaid balance.
-
-    Their links are deleted and the entries put back in unpaid_entries in one
-    statement, so that no entry is ever in both or in neither.
-    """
-    if not payout_ids:
-        return 0
-    released = (
-        delete(_links)
-        .where(one_of(_links.c.payout_id, payout_ids))
-        .returning(_links.c.entry_id)
-        .cte("released")
-    )
-    e = _entries.c
-    columns = [c.name for c in _unpaid.c if c.name != "entry_id"]
-    back = select(e.id, *(e[name] for name in columns)).join(released, released.c.entry_id == e.id)
-    stmt = _unpaid.insert().from_select(["entry_id", *columns], back).add_cte(released)
-    result = await session.execute(stmt)
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def delete_payouts(session: AsyncSession, payout_ids: Sequence[uuid.UUID]) -> None:
-    """Drop payouts of a run in progress that ended up with nothing to pay."""
-    if payout_ids:
-        await session.execute(delete(_payouts).where(one_of(_payouts.c.id, payout_ids)))

@@ -18,8 +18,8 @@ from service.kit.money import format_minor
 from service.kit.pagination import PageParams, page_of, paginate_query
 from service.kit.time import rfc3339, utc_now
 from service.models import PayoutRun
+from service.payouts import locking, totals
 from service.payouts import repository as repo
-from service.payouts import totals
 from service.payouts.preview import compute_balances, ensure_program
 from service.payouts.rules import CLOCK_SKEW, is_eligible
 from service.payouts.schemas import AmountCount, RunCreate, RunOut, RunSummary
@@ -95,7 +95,7 @@ async def create_run(
     await repo.lock_scope(session, body.program_id)
     due = [b for b in await compute_balances(session, by, as_of, body.program_id) if b.eligible]
     targets = [(new_id(), b.partner_id, b.currency) for b in due]
-    payouts = await repo.lock_entries(session, run_id, targets, as_of, body.program_id)
+    payouts = await locking.lock_entries(session, run_id, targets, as_of, body.program_id)
 
     # Entries written since the balances were read (a refund's reversal, say) were
     # locked too; a payout they pushed under its minimum is released and dropped.
@@ -106,8 +106,8 @@ async def create_run(
         if not is_eligible(amount, minimum[(partner_id, currency)])
     }
     if drop:
-        await repo.release_entries(session, list(drop))
-        await repo.delete_payouts(session, list(drop))
+        await locking.release_entries(session, list(drop))
+        await locking.delete_payouts(session, list(drop))
 
     run = await session.get(PayoutRun, run_id)
     assert run is not None
@@ -156,7 +156,7 @@ async def run_out(session: AsyncSession, run: PayoutRun) -> RunOut:
 
 
 def _run_out(run: PayoutRun, rows: Sequence[Any]) -> RunOut:
-    # Rows of repo.run_listing (and columns after them), unpacked, not read by name: a
+    # Rows of locking.run_listing (and columns after them), unpacked, not read by name: a
     # row's attribute costs about 0.4 us, nine of them per payout, for thousands of payouts.
     # The payouts go in as dicts, validated in the one call that makes the run: for 8,534
     # payouts 37 ms, where a RunPayout built per payout took 57 ms.

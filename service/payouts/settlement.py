@@ -16,6 +16,7 @@ from service.kit.time import rfc3339, utc_now
 from service.ledger import repository as commissions
 from service.ledger.schemas import entry_out
 from service.models import Payout, PayoutStatus
+from service.payouts import locking
 from service.payouts import repository as repo
 from service.payouts.rules import CLOCK_SKEW, TRANSITIONS
 from service.payouts.schemas import MarkFailed, MarkPaid, PayoutDetail, PayoutOut
@@ -130,7 +131,7 @@ async def mark_failed(
     payout.failed_at = utc_now()
     payout.failure_reason = body.reason
     await session.flush()
-    released = await repo.release_entries(session, [payout.id])
+    released = await locking.release_entries(session, [payout.id])
     await session.refresh(payout)
     audit.record(
         session,

@@ -14,15 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.auth.keys import Principal
 from service.ledger import repository as commissions
 from service.models import CommissionEntry, Partner, Payout, PayoutEntry, PayoutStatus
+from service.payouts import locking
 from service.payouts import repository as repo
 
 
 async def run_payouts(session: AsyncSession, run_id: uuid.UUID) -> list[Any]:
-    """The payouts of a run as a run lists them (repo.run_listing), then the partner's email
+    """The payouts of a run as a run lists them (locking.run_listing), then the partner's email
     and the payout's method and details."""
     p = Payout
     rows = await session.execute(
-        repo.run_listing(Payout.__table__)
+        locking.run_listing(Payout.__table__)
         .add_columns(Partner.email, p.payout_method, p.payout_details)
         .where(p.run_id == run_id)
     )

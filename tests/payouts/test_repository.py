@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.models import Role
+from service.payouts import locking
 from service.payouts import repository as repo
 from tests.payouts.factories import add_entry, ago, run_row, setup
 
@@ -27,8 +28,8 @@ async def test_lookups_take_more_ids_than_a_statement_has_parameters(client, adm
         infos = await repo.partner_infos(session, ids)
         assert set(infos) == {partner_id}
         assert infos[partner_id].email == p["email"]
-        assert await repo.release_entries(session, ids) == 0
-        await repo.delete_payouts(session, ids)
+        assert await locking.release_entries(session, ids) == 0
+        await locking.delete_payouts(session, ids)
 
 
 async def test_planner_settings_last_only_as_long_as_they_should(client, admin, app):
@@ -54,7 +55,7 @@ async def test_planner_settings_last_only_as_long_as_they_should(client, admin, 
 
         run_id, payout_id = await run_row(session, program_id), uuid.uuid4()
         target = [(payout_id, partner_id, "USD")]
-        locked = await repo.lock_entries(session, run_id, target, ago(seconds=0), program_id)
+        locked = await locking.lock_entries(session, run_id, target, ago(seconds=0), program_id)
         assert [(r.id, r.partner_id, r.amount_minor, r.entry_count) for r in locked] == [
             (payout_id, partner_id, 1500, 1)
         ]
@@ -75,7 +76,7 @@ async def test_a_target_that_locks_nothing_makes_no_payout(client, admin, app):
             (uuid.uuid4(), idle, "USD"),
             (uuid.uuid4(), paid, "EUR"),
         ]
-        locked = await repo.lock_entries(session, run_id, targets, ago(seconds=0), program_id)
+        locked = await locking.lock_entries(session, run_id, targets, ago(seconds=0), program_id)
         assert [(r.id, r.partner_id, r.currency, r.amount_minor) for r in locked] == [
             (targets[0][0], paid, "USD", 700)
         ]

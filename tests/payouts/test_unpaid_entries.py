@@ -15,7 +15,7 @@ from sqlalchemy import delete, text, update
 from service.kit.time import rfc3339, utc_now
 from service.models import UnpaidEntry
 from service.partnering.bounties import run_click_bounties
-from service.payouts import repository as repo
+from service.payouts import locking
 from tests.conversions.factories import add_link, click_id, sale
 from tests.factories import unique
 from tests.links.factories import create_link
@@ -167,11 +167,11 @@ async def test_a_run_that_drops_a_payout_puts_its_entries_back(client, admin, ap
     async with app.state.sessionmaker() as session:
         run_id, payout_id = await run_row(session, program_id), uuid.uuid4()
         target = [(payout_id, partner_id, "USD")]
-        locked = await repo.lock_entries(session, run_id, target, ago(seconds=0), program_id)
+        locked = await locking.lock_entries(session, run_id, target, ago(seconds=0), program_id)
         assert [(r.id, r.amount_minor, r.entry_count) for r in locked] == [(payout_id, 1800, 2)]
         # The run's drop path: released within the transaction that locked them.
-        assert await repo.release_entries(session, [payout_id]) == 2
-        await repo.delete_payouts(session, [payout_id])
+        assert await locking.release_entries(session, [payout_id]) == 2
+        await locking.delete_payouts(session, [payout_id])
         await session.commit()
     await in_step(app, [partner_id])
     async with app.state.sessionmaker() as session:
