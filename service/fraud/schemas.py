@@ -6,6 +6,7 @@ is refused. These models are also the plain settings the pure rules read.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -143,10 +144,23 @@ class Rules(BaseModel):
 _STORED: TypeAdapter[list[FraudRule]] = TypeAdapter(list[FraudRule])
 
 
+# Validated settings by their stored JSON: every conversion asks for its program's, which
+# change seldom, and validating them again cost more than the rest of the fraud check.
+_RULES_CACHE: dict[str, Rules] = {}
+_RULES_CACHE_SIZE = 256
+
+
 def rules_in_force(stored: list[dict[str, Any]]) -> Rules:
-    """A program's settings from what it stored (the rules it named)."""
-    named = {r.rule: r for r in _STORED.validate_python(stored)}
-    return Rules(**named)
+    """A program's settings from what it stored (the rules it named); read-only."""
+    key = json.dumps(stored, sort_keys=True, separators=(",", ":"), default=str)
+    rules = _RULES_CACHE.get(key)
+    if rules is None:
+        named = {r.rule: r for r in _STORED.validate_python(stored)}
+        rules = Rules(**named)
+        if len(_RULES_CACHE) >= _RULES_CACHE_SIZE:
+            _RULES_CACHE.clear()
+        _RULES_CACHE[key] = rules
+    return rules
 
 
 class QualityRow(BaseModel):

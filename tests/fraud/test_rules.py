@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from service.fraud import rules as fr
+from service.fraud import schemas
 from service.fraud.markers import PAID_MARKERS, markers_in
 from service.fraud.schemas import (
     BlockedReferrer,
@@ -113,6 +114,22 @@ def test_a_rule_not_named_keeps_its_default():
     rules = rules_in_force([{"rule": "velocity", "action": "reject", "max_per_hour": 5}])
     assert rules.velocity == Velocity(action="reject", max_per_hour=5)
     assert rules.fast_conversion == FastConversion()
+
+
+def test_settings_are_validated_once_per_stored_content():
+    stored = [{"rule": "velocity", "action": "reject", "max_per_hour": 5}]
+    first = rules_in_force(stored)
+    # The same content, stored apart (another read of the program): the same settings.
+    assert rules_in_force([{"max_per_hour": 5, "action": "reject", "rule": "velocity"}]) is first
+    # Changed settings are not answered from the cache.
+    changed = rules_in_force([{"rule": "velocity", "action": "reject", "max_per_hour": 6}])
+    assert changed.velocity.max_per_hour == 6 and first.velocity.max_per_hour == 5
+
+
+def test_the_settings_cache_is_bounded():
+    for n in range(1, 2 * schemas._RULES_CACHE_SIZE):
+        rules_in_force([{"rule": "velocity", "action": "hold", "max_per_hour": n}])
+        assert len(schemas._RULES_CACHE) <= schemas._RULES_CACHE_SIZE
 
 
 @pytest.mark.parametrize(
