@@ -28,7 +28,7 @@ from service.events import announce, outbox
 from service.fraud import rules as fraud
 from service.fraud.repository import stored_facts
 from service.fraud.schemas import rules_in_force
-from service.kit.driver import Prepared
+from service.kit.driver import Columns, Prepared
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, is_currency, parse_amount, round_money, to_minor
@@ -193,7 +193,7 @@ async def record_conversion(
     # claim on the order id, and a replay finds it taken. Until then nothing is written
     # that a replay must not leave behind (the customer's row, an empty month row and the
     # month's lock are harmless; a promo code's use is given back).
-    draft = Conversion(
+    draft = _DRAFT.new(
         id=new_id(),
         program_id=program.id,
         type=body.type,
@@ -324,6 +324,7 @@ async def record_conversion(
 # audit event in the same statement, written only when the conversion was.
 _conversions = typing.cast(Table, Conversion.__table__)
 _audit_events = typing.cast(Table, AuditEvent.__table__)
+_DRAFT = Columns(Conversion)
 _CONVERSION_COLUMNS = tuple(
     (attribute.key, attribute.columns[0])
     for attribute in inspect(Conversion).column_attrs
@@ -371,7 +372,9 @@ _INSERT = Prepared(
 
 
 def _values(draft: Conversion) -> dict[str, Any]:
-    return {column.name: getattr(draft, key) for key, column in _CONVERSION_COLUMNS}
+    # Read from the instance's state: a column never set reads as None, as getattr would.
+    held = draft.__dict__
+    return {column.name: held.get(key) for key, column in _CONVERSION_COLUMNS}
 
 
 async def _replayed(

@@ -22,7 +22,7 @@ from service.commissions.state import (
     stored_items,
 )
 from service.events import announce
-from service.kit.driver import Prepared
+from service.kit.driver import Columns, Prepared
 from service.kit.ids import new_id
 from service.kit.money import from_minor, to_minor
 from service.kit.time import month_start
@@ -34,6 +34,7 @@ from service.models import AgreementVersion, CommissionEntry, Conversion, Partne
 # that returns what the server set, so nothing is read back and no unit of work runs per
 # entry.
 _entries = typing.cast(Table, CommissionEntry.__table__)
+_ENTRY = Columns(CommissionEntry)
 
 
 @functools.lru_cache(maxsize=32)
@@ -76,7 +77,7 @@ async def write_entries(
         if beneficiary is None:
             continue
         rows.append(
-            CommissionEntry(
+            _ENTRY.new(
                 id=new_id(),
                 partner_id=beneficiary,
                 program_id=program_id,
@@ -100,7 +101,8 @@ async def write_entries(
     if session.new:
         # The refund (or anything else new) an entry refers to goes in first.
         await session.flush(list(session.new))
-    params = {f"{c}_{i}": getattr(row, c) for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
+    # Every column was given to _ENTRY.new: read from the instances' state.
+    params = {f"{c}_{i}": row.__dict__[c] for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
     if month_state is not None:
         params.update(months.save_params(partner_id, program_id, month, event, month_state))
     written = await _insert_entries(len(rows), month_state is not None).fetch(session, params)

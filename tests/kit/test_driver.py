@@ -156,3 +156,23 @@ async def test_a_connection_the_server_cut_is_invalidated_and_never_handed_out_a
         driver = await connection(session)
         assert await driver.fetchval("SELECT pg_backend_pid()") != pid
         assert await _READ.fetch(session, {"id": 1}) == []
+
+
+def test_new_holds_the_values_as_the_constructor_would_without_pending_changes():
+    from sqlalchemy import inspect
+
+    from service.kit.driver import Columns
+    from service.models import CommissionEntry
+
+    entries = Columns(CommissionEntry)
+    built = entries.new(kind="commission", amount_minor=1250, currency="USD")
+    made = CommissionEntry(kind="commission", amount_minor=1250, currency="USD")
+    for key in ("kind", "amount_minor", "currency", "refund_id"):
+        assert getattr(built, key) == getattr(made, key)
+    state = inspect(built)
+    assert state.transient and not state.modified
+    # A later change is tracked as on any instance.
+    built.kind = "override"
+    assert state.modified and built.kind == "override"
+    with pytest.raises(TypeError, match="amount"):
+        entries.new(amount="12.50")
