@@ -1,6 +1,7 @@
 """Conversions per second: the service through its API against the floor, in one run.
 
-    python bench/conversions.py [--seconds 15] [--concurrency 32] [--partners 50] [--workers 1]
+    python bench/conversions.py [--seconds 5] [--rounds 3] [--concurrency 32] [--partners 50]
+                                [--workers 1]
 
 - floor: the statements one conversion needs, as the service issues them (read link and
   partner, read the click's fraud facts, read the agreement, lock the month's totals,
@@ -16,9 +17,12 @@
 
 Both run on the same database, seeded through the API (a program, `--partners` partners
 under one parent, an agreement with tiers and a parent override each, a link and 40
-clicks each). Afterwards the bench checks that every 201 stored its conversion with
-entries. Uses an embedded PostgreSQL, or a fresh database on the server named by
-DATABASE_URL (dropped afterwards). Prints both rates, p50/p99 and the ratio.
+clicks each). They take turns, `--rounds` times `--seconds` each, so that both are measured
+at the machine's speed of the moment; the ratio is the median of the rounds' ratios. After
+each round the bench checks that every 201 stored its conversion with entries. Uses an
+embedded PostgreSQL, or a fresh database on the server named by DATABASE_URL (dropped
+afterwards). Prints each round's rates and ratio, then both rates over all rounds, p50/p99,
+CPU per conversion and the median ratio.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ import random
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -404,13 +410,53 @@ async def vacuum(url: str) -> None:
         await conn.close()
 
 
-def _db(used: tuple[float, float] | None, conversions: int) -> str:
-    if used is None:
-        return "database not measured (the server is not on this machine)"
-    return f"{used[1] / conversions * 1000:.2f} ms in the database (whole server)"
+@dataclass
+class Phase:
+    """One side's conversions, seconds and CPU (its process; the database's backends and
+    whole server, None when not measured), over one round or summed over all."""
+
+    count: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+    database_cpu: tuple[float, float] | None = (0.0, 0.0)
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+    def add(self, other: Phase) -> None:
+        self.count += other.count
+        self.seconds += other.seconds
+        self.cpu += other.cpu
+        if self.database_cpu is None or other.database_cpu is None:
+            self.database_cpu = None
+        else:
+            self.database_cpu = (
+                self.database_cpu[0] + other.database_cpu[0],
+                self.database_cpu[1] + other.database_cpu[1],
+            )
+        self.errors += other.errors
+        self.latencies += other.latencies
+        self.p50s += other.p50s
+        self.p99s += other.p99s
+
+    def cpu_ms(self) -> float:
+        return self.cpu / max(self.count, 1) * 1000
+
+    def database(self) -> str:
+        if self.database_cpu is None:
+            return "database not measured (the server is not on this machine)"
+        per = self.database_cpu[1] / max(self.count, 1) * 1000
+        return f"{per:.2f} ms in the database (whole server)"
 
 
-async def bench(url: str, seconds: float, concurrency: int, partners: int, workers: int) -> bool:
+async def bench(
+    url: str, seconds: float, rounds: int, concurrency: int, partners: int, workers: int
+) -> bool:
     # The service gets the floor's connections, shared among its workers: more of them would
     # put more transactions at once on the same month rows, each waiting on the others.
     pool = max(1, POOL // workers)
@@ -428,56 +474,81 @@ async def bench(url: str, seconds: float, concurrency: int, partners: int, worke
         await floor(url, program_id, 2.0, concurrency)
 
         cpu = DatabaseCpu(url)
-        await vacuum(url)
-        await cpu.start()
-        client0, t0 = time.process_time(), time.perf_counter()
-        done, latencies = await floor(url, program_id, seconds, concurrency)
-        elapsed = time.perf_counter() - t0
-        client = time.process_time() - client0
-        floor_db = await cpu.stop()
-        latencies.sort()
-        floor_rate = done / elapsed
+        assert server.proc is not None
+        floor_total = Phase()
+        service_total = Phase()
+        ratios = []
+        stored_ok = True
+        # Alternating rounds: the machine's speed drifts over a minute, and a ratio of two
+        # runs taken at different speeds would measure the drift.
+        for n in range(1, rounds + 1):
+            await vacuum(url)
+            await cpu.start()
+            client0, t0 = time.process_time(), time.perf_counter()
+            done, latencies = await floor(url, program_id, seconds, concurrency)
+            elapsed = time.perf_counter() - t0
+            floor_round = Phase(done, elapsed, time.process_time() - client0, await cpu.stop())
+            floor_round.latencies = latencies
+            floor_total.add(floor_round)
+
+            await vacuum(url)
+            await cpu.start()
+            service0 = process_seconds(server.proc.pid, tree=True)
+            run, r = service_load(base, merchant, program_id, flat, seconds, concurrency)
+            service_round = Phase(
+                r["requests"],
+                r["seconds"],
+                process_seconds(server.proc.pid, tree=True) - service0,
+                await cpu.stop(),
+            )
+            service_round.errors = r["errors"]
+            service_round.p50s.append(r["p50"])
+            service_round.p99s.append(r["p99"])
+            service_total.add(service_round)
+            count, without = await stored(url, f"wrk-{run}-")
+            # wrk counts answered requests; the ones in flight when it stopped are stored too.
+            stored_ok = stored_ok and (
+                r["errors"] == 0 and without == 0 and r["requests"] <= count <= r["requests"] + 64
+            )
+            ratio = service_round.rate / floor_round.rate
+            ratios.append(ratio)
+            print(
+                f"round {n}: floor {floor_round.rate:.0f}/s, service {service_round.rate:.0f}/s,"
+                f" ratio {ratio:.2f}; stored {count} of the service's {r['requests']} answered"
+                f" (in flight at the end included), without entries {without}"
+            )
+
+        latencies = sorted(floor_total.latencies)
         print(
             f"floor (bare asyncpg, {FLOOR_STATEMENTS} statements + BEGIN/COMMIT, pool {POOL},"
-            f" concurrency {concurrency}): {done} in {elapsed:.1f} s = {floor_rate:.0f}/s;"
-            f" p50 {percentile(latencies, 0.5) * 1000:.1f} ms,"
+            f" concurrency {concurrency}): {floor_total.count} in {floor_total.seconds:.1f} s"
+            f" = {floor_total.rate:.0f}/s; p50 {percentile(latencies, 0.5) * 1000:.1f} ms,"
             f" p99 {percentile(latencies, 0.99) * 1000:.1f} ms"
         )
         print(
-            f"floor CPU per conversion: {client / done * 1000:.2f} ms in this process, {_db(floor_db, done)}"
+            f"floor CPU per conversion: {floor_total.cpu_ms():.2f} ms in this process,"
+            f" {floor_total.database()}"
         )
-
-        assert server.proc is not None
-        await vacuum(url)
-        await cpu.start()
-        service0 = process_seconds(server.proc.pid, tree=True)
-        run, r = service_load(base, merchant, program_id, flat, seconds, concurrency)
-        service_cpu = process_seconds(server.proc.pid, tree=True) - service0
-        service_db = await cpu.stop()
-        rate = r["requests"] / r["seconds"]
-        count, without = await stored(url, f"wrk-{run}-")
         print(
             f"service ({workers} uvicorn worker{'s' if workers > 1 else ''} with a pool of {pool}"
-            " each, wrk -t2"
-            f" -c{concurrency}, {partners} partners):"
-            f" {r['requests']} in {r['seconds']:.1f} s = {rate:.0f}/s; p50 {r['p50']:.1f} ms,"
-            f" p99 {r['p99']:.1f} ms; non-201 {r['errors']}; stored {count} (in flight at the end"
-            " included),"
-            f" without entries {without}"
+            f" each, wrk -t2 -c{concurrency}, {partners} partners): {service_total.count} in"
+            f" {service_total.seconds:.1f} s = {service_total.rate:.0f}/s; p50"
+            f" {statistics.median(service_total.p50s):.1f} ms, p99"
+            f" {statistics.median(service_total.p99s):.1f} ms (medians of the rounds);"
+            f" non-201 {service_total.errors}"
         )
-        answered = max(r["requests"], 1)
         print(
-            f"service CPU per conversion: {service_cpu / answered * 1000:.2f} ms in the service's"
-            f" process{'es' if workers > 1 else ''}, {_db(service_db, answered)}"
+            f"service CPU per conversion: {service_total.cpu_ms():.2f} ms in the service's"
+            f" process{'es' if workers > 1 else ''}, {service_total.database()}"
         )
-        ratio = rate / floor_rate
-        # wrk counts answered requests; the ones in flight when it stopped are stored too.
-        ok = r["errors"] == 0 and without == 0 and r["requests"] <= count <= r["requests"] + 64
+        ratio = statistics.median(ratios)
         print(
-            f"ratio service/floor: {ratio:.2f} (goal >= {GOAL_RATIO}:"
+            f"ratio service/floor: {ratio:.2f}, the median of {rounds} rounds"
+            f" ({', '.join(f'{x:.2f}' for x in ratios)}) (goal >= {GOAL_RATIO}:"
             f" {'met' if ratio >= GOAL_RATIO else 'missed'}); every 201 stored with entries:"
-            f" {'yes' if ok else 'NO'}"
+            f" {'yes' if stored_ok else 'NO'}"
         )
+        ok = stored_ok
         return ok
     finally:
         server.stop()
@@ -485,7 +556,8 @@ async def bench(url: str, seconds: float, concurrency: int, partners: int, worke
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="of each side, each round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--partners", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
@@ -513,7 +585,9 @@ def main() -> int:
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     try:
-        ok = asyncio.run(bench(url, args.seconds, args.concurrency, args.partners, args.workers))
+        ok = asyncio.run(
+            bench(url, args.seconds, args.rounds, args.concurrency, args.partners, args.workers)
+        )
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if embedded is not None:
