@@ -1,0 +1,225 @@
+"""Instructions per conversion: the service's own work for one sale, counted by valgrind.
+
+    python bench/instructions.py [--small 100] [--large 300]
+
+Rates and CPU seconds on a shared machine drift by a tenth or more within minutes, so a
+change of a few percent in what a conversion costs cannot be told from the drift. This
+counts instead: the app runs in one process under valgrind's callgrind, which counts the
+instructions it executes (the database runs apart, natively, and is not counted). Two such
+processes, alike but for how many sales they record (`--small` and `--large`, one at a time
+through the whole ASGI stack: body limit, FastAPI, auth, the intake, the ledger), each on a
+fresh database; the difference of their totals over the difference of their sales is what
+one sale costs, start-up and seeding cancelling out. Needs valgrind (apt-get install
+valgrind); uses an embedded PostgreSQL, or fresh databases on the server named by
+DATABASE_URL (dropped afterwards). A figure, not a test: a count for comparing two versions
+of the code on one machine, not a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import conversions as sales
+
+from service.db import EmbeddedPostgres, to_async_url
+
+PARTNERS = 5
+CLICKS_EACH = 4
+WARM_UP = 50
+
+
+async def record(url: str, count: int) -> dict[int, int]:
+    """In this process: the app on `url`, seeded through its API, then `count` sales one at
+    a time straight through its ASGI stack; the answers' statuses, counted."""
+    from asgi_lifespan import LifespanManager
+
+    from service.app import create_asgi
+    from service.auth.keys import create_key
+    from service.config import Settings
+    from service.models import Role
+
+    asgi = create_asgi(Settings(worker=False, migrate=False), database_url=url)
+    async with LifespanManager(asgi, startup_timeout=600, shutdown_timeout=600):
+        async with asgi.fastapi.state.sessionmaker() as session:
+            _, key = await create_key(session, Role.admin)
+            await session.commit()
+
+        plain_client = httpx.AsyncClient
+
+        def client(**kwargs: Any) -> httpx.AsyncClient:
+            return plain_client(transport=httpx.ASGITransport(app=asgi), **kwargs)
+
+        # The seeding's client, through the app in this process instead of a socket.
+        httpx.AsyncClient = client  # type: ignore[misc]
+        admin = {"Authorization": f"Bearer {key}"}
+        program_id, tokens, merchant = await sales.seed(
+            "http://bench", admin, PARTNERS, CLICKS_EACH
+        )
+        clicks = [t for per in tokens for t in per]
+        headers = [
+            (b"authorization", f"Bearer {merchant}".encode()),
+            (b"content-type", b"application/json"),
+            (b"host", b"bench"),
+        ]
+        statuses: dict[int, int] = {}
+        rng = random.Random(7)
+
+        async def one(order: str) -> None:
+            body = json.dumps(
+                {
+                    "program_id": program_id,
+                    "type": "sale",
+                    "order_id": order,
+                    "amount": f"{rng.randint(1000, 90000) / 100:.2f}",
+                    "currency": "USD",
+                    "click_id": rng.choice(clicks),
+                }
+            ).encode()
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": "/v1/conversions",
+                "raw_path": b"/v1/conversions",
+                "query_string": b"",
+                "root_path": "",
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                "client": ("127.0.0.1", 50000),
+                "server": ("127.0.0.1", 80),
+            }
+            received = False
+
+            async def receive() -> dict[str, Any]:
+                nonlocal received
+                if not received:
+                    received = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                await asyncio.Event().wait()  # the client never hangs up
+                raise AssertionError("unreachable")
+
+            async def send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+            await asgi(scope, receive, send)
+
+        for n in range(WARM_UP + count):
+            await one(f"instructions-{n}")
+        return statuses
+
+
+def counted(out: Path) -> int:
+    """The total of instructions in a callgrind output file."""
+    found = re.search(r"^totals: (\d+)$", out.read_text(), re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"no totals in {out}")
+    return int(found.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--large", type=int, default=300)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        statuses = asyncio.run(record(args.child, args.count))
+        print(json.dumps(statuses))
+        return 0 if set(statuses) == {201} else 1
+    if args.large <= args.small:
+        raise SystemExit("--large must be more than --small")
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is needed (apt-get install valgrind)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
+    embedded = None
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        server_url = sales.plain(given)
+    else:
+        embedded = EmbeddedPostgres(tmp / "pg")
+        server_url = sales.plain(embedded.start())
+    names = [f"affiliate_bench_{secrets.token_hex(4)}" for _ in range(2)]
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        from service import migrate
+
+        urls = []
+        for name in names:
+            asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+            url = to_async_url(urlunsplit(urlsplit(server_url)._replace(path=f"/{name}")))
+            migrate.upgrade(url)
+            urls.append(url)
+        env = {**os.environ, "PYTHONHASHSEED": "0", "AFFILIATE_LOG_LEVEL": "warning"}
+        env.pop("DATABASE_URL", None)
+        runs = []
+        started = time.perf_counter()
+        for url, count in zip(urls, (args.small, args.large), strict=True):
+            out = tmp / f"callgrind.{count}.out"
+            cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--child",
+                url,
+                "--count",
+                str(count),
+            ]
+            log = (tmp / f"run.{count}.log").open("w")
+            runs.append((count, out, log, subprocess.Popen(cmd, stdout=log, stderr=log, env=env)))
+        for count, out, log, proc in runs:
+            proc.wait(timeout=3600)
+            log.close()
+            text = (tmp / f"run.{count}.log").read_text()
+            if proc.returncode != 0:
+                raise SystemExit(f"the run of {count} sales failed:\n{text[-3000:]}")
+            print(f"{count} sales (and {WARM_UP} to warm up): {counted(out):,} instructions")
+        small, large = (counted(out) for _, out, _, _ in runs)
+        per_sale = (large - small) / (args.large - args.small)
+        print(
+            f"instructions per sale: {per_sale:,.0f} in the service's process, through the whole"
+            f" ASGI stack, one sale at a time ({time.perf_counter() - started:.0f} s under"
+            " valgrind)"
+        )
+    finally:
+        for name in names:
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
