@@ -543,7 +543,7 @@ async def bench(
         )
         ratio = statistics.median(ratios)
         print(
-            f"ratio service/floor: {ratio:.2f}, the median of {rounds} rounds"
+            f"ratio service/floor: {ratio:.2f}, the median of {rounds} round{'s' if rounds > 1 else ''}"
             f" ({', '.join(f'{x:.2f}' for x in ratios)}) (goal >= {GOAL_RATIO}:"
             f" {'met' if ratio >= GOAL_RATIO else 'missed'}); every 201 stored with entries:"
             f" {'yes' if stored_ok else 'NO'}"
@@ -552,6 +552,15 @@ async def bench(
         return ok
     finally:
         server.stop()
+
+
+async def on_server(server_url: str, sql: str) -> None:
+    """Run one statement on the server's maintenance database (CREATE/DROP DATABASE)."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 def main() -> int:
@@ -574,22 +583,14 @@ def main() -> int:
         embedded = EmbeddedPostgres(Path(tmp))
         server_url = plain(embedded.start())
     name = f"affiliate_bench_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(on_server(server_url, f'CREATE DATABASE "{name}"'))
     url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     try:
         ok = asyncio.run(
             bench(url, args.seconds, args.rounds, args.concurrency, args.partners, args.workers)
         )
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if embedded is not None:
             embedded.stop()
         if tmp is not None:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -163,19 +162,12 @@ def main() -> int:
         server_url = sales.plain(embedded.start())
     names = [f"affiliate_bench_{secrets.token_hex(4)}" for _ in range(2)]
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
     try:
         from service import migrate
 
         urls = []
         for name in names:
-            asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+            asyncio.run(sales.on_server(server_url, f'CREATE DATABASE "{name}"'))
             url = to_async_url(urlunsplit(urlsplit(server_url)._replace(path=f"/{name}")))
             migrate.upgrade(url)
             urls.append(url)
@@ -214,7 +206,9 @@ def main() -> int:
         )
     finally:
         for name in names:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(
+                sales.on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            )
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(tmp, ignore_errors=True)
