@@ -171,10 +171,11 @@ class Columns(Generic[M]):
 
     def __init__(self, model: type[M]) -> None:
         self._model = model
-        attributes = inspect(model).column_attrs
+        mapper = inspect(model)
+        attributes = mapper.column_attrs
         self._keys = tuple(attribute.key for attribute in attributes)
         self._key_set = frozenset(self._keys)
-        self._manager = inspect(model).class_manager
+        self._manager = mapper.class_manager
         self.columns: tuple[Column[Any], ...] = tuple(
             attribute.columns[0] for attribute in attributes
         )

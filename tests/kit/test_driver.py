@@ -7,11 +7,23 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, bindparam, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from service.kit.dberrors import database_unavailable
-from service.kit.driver import Prepared, connection
+from service.kit.driver import Columns, Prepared, connection
+from service.models import CommissionEntry
 
 _meta = MetaData()
 _probe = Table(
@@ -159,11 +171,6 @@ async def test_a_connection_the_server_cut_is_invalidated_and_never_handed_out_a
 
 
 def test_new_holds_the_values_as_the_constructor_would_without_pending_changes():
-    from sqlalchemy import inspect
-
-    from service.kit.driver import Columns
-    from service.models import CommissionEntry
-
     entries = Columns(CommissionEntry)
     built = entries.new(kind="commission", amount_minor=1250, currency="USD")
     made = CommissionEntry(kind="commission", amount_minor=1250, currency="USD")
