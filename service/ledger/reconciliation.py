@@ -60,7 +60,9 @@ class Reconciliation(BaseModel):
     items: list[ReconciliationItem]
     totals: dict[str, ReconciliationTotals] = Field(description="per currency")
     mismatches: list[PayoutMismatch] = Field(
-        description="payouts whose amount differs from their entries (failed: any entry left)"
+        description=(
+            "payouts whose amount differs from their entries (failed: any entry left), or of no run"
+        )
     )
     balanced: bool
 
@@ -146,7 +148,8 @@ async def balance_rows(
 
 
 async def payout_mismatches(session: AsyncSession, program_id: uuid.UUID | None) -> list[Any]:
-    """Payouts whose amount or count differs from their entries; failed ones still holding any."""
+    """Payouts whose amount or count differs from their entries; failed ones still holding any;
+    any that no run made."""
     e, p, pe = CommissionEntry, Payout, PayoutEntry
     locked = (
         select(
@@ -162,7 +165,7 @@ async def payout_mismatches(session: AsyncSession, program_id: uuid.UUID | None)
     count = func.coalesce(locked.c.n, 0)
     stmt = (
         select(p.id, p.partner_id, p.currency, p.status, p.amount_minor, total)
-        .join(PayoutRun, PayoutRun.id == p.run_id)
+        .outerjoin(PayoutRun, PayoutRun.id == p.run_id)
         .outerjoin(locked, locked.c.payout_id == p.id)
         .where(
             or_(
@@ -171,6 +174,9 @@ async def payout_mismatches(session: AsyncSession, program_id: uuid.UUID | None)
                     or_(p.amount_minor != total, p.entry_count != count),
                 ),
                 and_(p.status == PayoutStatus.failed, count > 0),
+                # payouts.run_id has no foreign key (migration 0804): a payout of no run
+                # is one no run made.
+                PayoutRun.id.is_(None),
             )
         )
         .order_by(p.id)

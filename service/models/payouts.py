@@ -33,15 +33,21 @@ class PayoutRun(IdMixin, TimestampMixin, Base):
 
 
 class Payout(IdMixin, TimestampMixin, Base):
+    """What a run pays one partner in one currency.
+
+    No foreign keys on run_id and partner_id (migration 0804): their checks ran once per
+    payout a run inserts, each locking the partner's or the run's row, a fifth to a third of
+    a monthly run's statement. Payouts are only written by a run, which joins partners in
+    the statement that inserts them and inserts its own row first, in the same
+    transaction; partners and runs are never deleted. The reconciliation shows a payout of
+    no partner as an unbalanced partner, one of no run as a mismatch.
+    """
+
     __tablename__ = "payouts"
     __table_args__ = (enum_check("status", PayoutStatus),)
 
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("payout_runs.id"), nullable=False, index=True
-    )
-    partner_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("partners.id"), nullable=False, index=True
-    )
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    partner_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     entry_count: Mapped[int] = mapped_column(Integer, nullable=False)

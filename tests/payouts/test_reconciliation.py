@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from service.kit.money import format_minor
 from service.kit.time import rfc3339
@@ -178,5 +179,45 @@ async def test_a_tampered_ledger_is_flagged(client, admin, finance, app):
     async with app.state.sessionmaker() as session:
         session.add(PayoutEntry(entry_id=entry.id, payout_id=uuid.UUID(payout["id"])))
         await session.commit()
+    body = await reconcile(client, finance)
+    assert body["balanced"] and totals_of(body) == books_totals()
+
+
+async def test_a_payout_of_no_run_or_no_partner_is_flagged(client, admin, finance, app):
+    # payouts.run_id and partner_id have no foreign keys (migration 0804): the
+    # reconciliation is what says a payout points nowhere.
+    prog, (p,) = await setup(client, admin, min_payout="0.00")
+    await add_entry(app, p["id"], prog["id"], 1500)
+    r = await client.post(
+        "/v1/payout-runs",
+        json={"as_of": rfc3339(ago(seconds=0)), "program_id": prog["id"]},
+        headers={**finance, "Idempotency-Key": secrets.token_hex(8)},
+    )
+    (payout,) = r.json()["payouts"]
+    BOOKS.append(Model(entries={0: [[1500, payout["id"]]]}, status={payout["id"]: "open"}))
+    assert (await reconcile(client, finance))["balanced"]
+    change = text("UPDATE payouts SET run_id = :run, partner_id = :partner WHERE id = :id")
+    run_id = (await client.get(f"/v1/payouts/{payout['id']}", headers=finance)).json()["run_id"]
+
+    async def point(run: str, partner: str) -> None:
+        async with app.state.sessionmaker() as session:
+            await session.execute(change, {"run": run, "partner": partner, "id": payout["id"]})
+            await session.commit()
+
+    await point(str(uuid.uuid4()), p["id"])
+    body = await reconcile(client, finance)
+    assert not body["balanced"]
+    (m,) = [m for m in body["mismatches"] if m["payout_id"] == payout["id"]]
+    assert (m["amount"], m["entries_total"]) == ("15.00", "15.00")
+
+    nobody = str(uuid.uuid4())
+    await point(run_id, nobody)
+    body = await reconcile(client, finance)
+    assert not body["balanced"]
+    (item,) = [i for i in body["items"] if i["partner_id"] == nobody]
+    assert (item["entries_total"], item["open"], item["balanced"]) == ("0.00", "15.00", False)
+
+    # Put it back: the module's other tests reconcile the whole database.
+    await point(run_id, p["id"])
     body = await reconcile(client, finance)
     assert body["balanced"] and totals_of(body) == books_totals()
