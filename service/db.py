@@ -6,10 +6,12 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
@@ -162,6 +164,27 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     # `commit()` then `async with`'s close took two, and a task of its own for the close.
     # FastAPI runs this part shielded from cancellation, as that task was.
     await session.run_sync(_commit_and_close)
+
+
+_get_session = asynccontextmanager(get_session)
+
+
+@asynccontextmanager
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """get_session outside FastAPI's dependencies (service.kit.leanroute): the same
+    commit, rollback and close, its exit shielded from cancellation as FastAPI runs it."""
+    scope = _get_session(request)
+    session = await scope.__aenter__()
+    try:
+        yield session
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            # Rolls back and raises `exc` again; True would mean it was swallowed.
+            if await scope.__aexit__(type(exc), exc, exc.__traceback__):
+                return  # pragma: no cover - get_session re-raises
+        raise
+    with anyio.CancelScope(shield=True):
+        await scope.__aexit__(None, None, None)
 
 
 # scope="function": the commit happens before the response is sent, so a client that

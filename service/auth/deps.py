@@ -86,7 +86,9 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 Finance = Annotated[Principal, Depends(require(Role.admin, Role.finance))]
 AdminOrPartner = Annotated[Principal, Depends(require(Role.admin, Role.partner))]
-Merchant = Annotated[Principal, Depends(require(Role.admin, Role.merchant))]
+# Called as it is where FastAPI does not solve dependencies (service.kit.leanroute).
+merchant_check = require(Role.admin, Role.merchant)
+Merchant = Annotated[Principal, Depends(merchant_check)]
 Reader = Annotated[
     Principal, Depends(require(Role.admin, Role.finance, Role.merchant, Role.partner))
 ]
