@@ -153,7 +153,9 @@ async def test_reconciliation_holds_after_any_sequence(client, admin, finance, a
             assert row["balanced"]
 
 
-async def test_a_tampered_ledger_is_flagged(client, admin, finance, app):
+async def one_entry_in_a_payout(client, admin, finance, app):
+    """A new program and partner, one entry of 15.00 and the open payout a run put it in
+    (noted in BOOKS): the program, the entry and the payout."""
     prog, (p,) = await setup(client, admin, min_payout="0.00")
     entry = await add_entry(app, p["id"], prog["id"], 1500)
     r = await client.post(
@@ -163,6 +165,11 @@ async def test_a_tampered_ledger_is_flagged(client, admin, finance, app):
     )
     (payout,) = r.json()["payouts"]
     BOOKS.append(Model(entries={0: [[1500, payout["id"]]]}, status={payout["id"]: "open"}))
+    return prog, entry, payout
+
+
+async def test_a_tampered_ledger_is_flagged(client, admin, finance, app):
+    prog, entry, payout = await one_entry_in_a_payout(client, admin, finance, app)
     body = await reconcile(client, finance, prog["id"])
     assert body["balanced"]
     assert body["totals"]["USD"]["open"] == "15.00"
@@ -186,15 +193,7 @@ async def test_a_tampered_ledger_is_flagged(client, admin, finance, app):
 async def test_a_payout_of_no_run_or_no_partner_is_flagged(client, admin, finance, app):
     # payouts.run_id and partner_id have no foreign keys (migration 0804): the
     # reconciliation is what says a payout points nowhere.
-    prog, (p,) = await setup(client, admin, min_payout="0.00")
-    await add_entry(app, p["id"], prog["id"], 1500)
-    r = await client.post(
-        "/v1/payout-runs",
-        json={"as_of": rfc3339(ago(seconds=0)), "program_id": prog["id"]},
-        headers={**finance, "Idempotency-Key": secrets.token_hex(8)},
-    )
-    (payout,) = r.json()["payouts"]
-    BOOKS.append(Model(entries={0: [[1500, payout["id"]]]}, status={payout["id"]: "open"}))
+    _, _, payout = await one_entry_in_a_payout(client, admin, finance, app)
     assert (await reconcile(client, finance))["balanced"]
     change = text("UPDATE payouts SET run_id = :run, partner_id = :partner WHERE id = :id")
     run_id = (await client.get(f"/v1/payouts/{payout['id']}", headers=finance)).json()["run_id"]
@@ -204,7 +203,8 @@ async def test_a_payout_of_no_run_or_no_partner_is_flagged(client, admin, financ
             await session.execute(change, {"run": run, "partner": partner, "id": payout["id"]})
             await session.commit()
 
-    await point(str(uuid.uuid4()), p["id"])
+    partner_id = payout["partner_id"]
+    await point(str(uuid.uuid4()), partner_id)
     body = await reconcile(client, finance)
     assert not body["balanced"]
     (m,) = [m for m in body["mismatches"] if m["payout_id"] == payout["id"]]
@@ -218,6 +218,6 @@ async def test_a_payout_of_no_run_or_no_partner_is_flagged(client, admin, financ
     assert (item["entries_total"], item["open"], item["balanced"]) == ("0.00", "15.00", False)
 
     # Put it back: the module's other tests reconcile the whole database.
-    await point(run_id, p["id"])
+    await point(run_id, partner_id)
     body = await reconcile(client, finance)
     assert body["balanced"] and totals_of(body) == books_totals()
