@@ -58,15 +58,15 @@ from service.secrets_store import load_secrets
 
 log = logging.getLogger(__name__)
 
+# Dependencies of every route that has them: run on each request before any route's own.
+REQUEST_CHECKS = (storable_input,)
+# Routes served in front of FastAPI's (path, method, body model, handler).
+LEAN_ROUTES = conversion_lean_routes
+
 # Requests are matched against the routers in this order, route by route. Conversions come
 # first: the busiest API path is found without walking every other router's routes. No
 # route of one router answers another's paths (tests/foundation/test_routes.py), so the
 # order changes no answer.
-# Dependencies of every route that has them: run on each request before any route's own.
-REQUEST_CHECKS = (storable_input,)
-# Routes served in front of FastAPI's (method, path, body model, handler).
-LEAN_ROUTES = conversion_lean_routes
-
 ROUTERS = [
     conversions_router,
     health_router,
