@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, or_, select, text
+from sqlalchemy import and_, bindparam, join, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
@@ -291,14 +292,16 @@ async def list_agreements(
 # objects, read-only to the callers.
 _AGREEMENT = Columns(Agreement)
 _VERSION = Columns(AgreementVersion)
-_PAIR = Prepared(
-    select(*_AGREEMENT.columns, *_VERSION.columns)
-    .join_from(Agreement, AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
-    .where(
-        Agreement.partner_id == bindparam("partner_id", type_=Agreement.partner_id.type),
-        Agreement.program_id == bindparam("program_id", type_=Agreement.program_id.type),
-    )
+# A pair's agreements joined with their versions, for `OF_PAIR`'s partner_id and
+# program_id: `PAIR_COLUMNS` of them make the rows in_force_of reads, so that a statement
+# reading them with something else (ledger.service) needs no round trip of its own.
+PAIR = join(Agreement, AgreementVersion, AgreementVersion.agreement_id == Agreement.id)
+OF_PAIR = and_(
+    Agreement.partner_id == bindparam("partner_id", type_=Agreement.partner_id.type),
+    Agreement.program_id == bindparam("program_id", type_=Agreement.program_id.type),
 )
+PAIR_COLUMNS = (*_AGREEMENT.columns, *_VERSION.columns)
+_PAIR = Prepared(select(*PAIR_COLUMNS).select_from(PAIR).where(OF_PAIR))
 
 
 async def in_force(
@@ -309,10 +312,22 @@ async def in_force(
     currency: str,
 ) -> InForce | None:
     """The agreement version governing a partner's conversion at `at`, or None."""
-    # One round trip (this runs for every conversion): the pair's agreements with their
-    # versions, of which version_in_force picks; a pair has few of either.
+    # One round trip: the pair's agreements with their versions, of which version_in_force
+    # picks; a pair has few of either.
     rows = await _PAIR.fetch(session, {"partner_id": partner_id, "program_id": program_id})
-    pairs = [(_AGREEMENT.detached(row), _VERSION.detached(row, len(_AGREEMENT))) for row in rows]
+    return in_force_of(rows, 0, at, currency)
+
+
+def in_force_of(
+    rows: Sequence[Sequence[Any]], start: int, at: datetime, currency: str
+) -> InForce | None:
+    """in_force over rows of `PAIR_COLUMNS` from column `start`; a row whose agreement is
+    NULL (an outer join that found none) holds none."""
+    pairs = [
+        (_AGREEMENT.detached(row, start), _VERSION.detached(row, start + len(_AGREEMENT)))
+        for row in rows
+        if row[start] is not None
+    ]
     found = version_in_force(pairs, at)
     if found is None:
         return None

@@ -45,7 +45,8 @@ def _key_params() -> list[Any]:
     return [_month_totals.c[k] == bindparam(f"k_{k}", type_=_month_totals.c[k].type) for k in _KEY]
 
 
-def _key(partner_id: uuid.UUID, program_id: uuid.UUID, month: date, event: str) -> dict[str, Any]:
+def key(partner_id: uuid.UUID, program_id: uuid.UUID, month: date, event: str) -> dict[str, Any]:
+    """The parameters naming one month row, for LOCK and SAVE."""
     return {
         "k_partner_id": partner_id,
         "k_program_id": program_id,
@@ -56,12 +57,16 @@ def _key(partner_id: uuid.UUID, program_id: uuid.UUID, month: date, event: str) 
 
 # Built once: as Core statements on the table, so that neither the ORM's DML paths nor
 # the statement's construction run per conversion.
-_LOCK = Prepared(
+# The month's row, made if new and locked either way, with its state: an upsert that touches
+# the row takes its lock and returns it in one round trip (as a statement of its own, or as
+# a CTE of the statement that reads the terms too, in ledger.service).
+LOCK = (
     insert(_month_totals)
     .values({**{k: bindparam(f"k_{k}", type_=_month_totals.c[k].type) for k in _KEY}, "state": {}})
     .on_conflict_do_update(index_elements=list(_KEY), set_={"state": _month_totals.c.state})
     .returning(_month_totals.c.state)
 )
+_LOCK = Prepared(LOCK)
 # The save, as a statement of its own or as a CTE of the entries' insert (see save_params).
 SAVE = (
     update(_month_totals)
@@ -83,9 +88,7 @@ async def lock_month(
     The lock serialises every conversion, refund and rejection of one partner-month,
     so that two of them cannot both take the same tier or cap room.
     """
-    # An upsert that touches the row takes its lock and returns it in one round trip.
-    key = _key(partner_id, program_id, month, event)
-    row = await _LOCK.fetchrow(session, key)
+    row = await _LOCK.fetchrow(session, key(partner_id, program_id, month, event))
     assert row is not None  # the upsert returns the row it inserted or locked
     return state_from_json(row[0] or {})
 
@@ -106,4 +109,4 @@ def save_params(
     partner_id: uuid.UUID, program_id: uuid.UUID, month: date, event: str, state: MonthState
 ) -> dict[str, Any]:
     """The parameters of SAVE."""
-    return {**_key(partner_id, program_id, month, event), "new_state": state_to_json(state)}
+    return {**key(partner_id, program_id, month, event), "new_state": state_to_json(state)}

@@ -12,7 +12,13 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.agreements.service import in_force, load_terms
+from service.agreements.service import (
+    OF_PAIR,
+    PAIR,
+    PAIR_COLUMNS,
+    in_force_of,
+    load_terms,
+)
 from service.commissions.engine import compute_conversion, compute_refund
 from service.commissions.state import (
     ConversionInput,
@@ -145,6 +151,16 @@ class Earning:
     hold_days: int
 
 
+# Built once: one round trip where two were, for every conversion that has a partner. The
+# month's row is upserted and locked (months.LOCK, a CTE) and the pair's agreements with
+# their versions are read beside it: a row per version, or one with NULLs when the pair has
+# none, each with the month's state first.
+_month = months.LOCK.cte("month")
+_TERMS_AND_MONTH = Prepared(
+    select(_month.c.state, *PAIR_COLUMNS).select_from(_month.outerjoin(PAIR, OF_PAIR))
+)
+
+
 async def plan_earning(
     session: AsyncSession,
     conversion: Conversion,
@@ -156,18 +172,29 @@ async def plan_earning(
     until the transaction ends, and note on the conversion what it counted; None when it
     earns nothing (the note says why). Nothing is written until write_earning."""
     at = conversion.occurred_at
-    found = await in_force(session, partner.id, program.id, at, program.currency)
+    event = conversion.type
+    month = month_start(at, program.time_zone)
+    # The month is locked with the terms' read, before they say whether it earns: a
+    # conversion that earns nothing leaves an empty month row, locked until the
+    # transaction ends, which is harmless (a replay leaves the same).
+    rows = await _TERMS_AND_MONTH.fetch(
+        session,
+        {
+            "partner_id": partner.id,
+            "program_id": program.id,
+            **months.key(partner.id, program.id, month, event),
+        },
+    )
+    state = months.state_from_json(rows[0][0] or {})
+    found = in_force_of(rows, 1, at, program.currency)
     if found is None:
         conversion.commission_note = "no agreement in force at occurred_at"
         return None
     conversion.agreement_id = found.agreement.id
     conversion.agreement_version = found.version.version
-    event = conversion.type
     if found.terms.rule_for(event) is None:
         conversion.commission_note = f"the terms have no {event} rule"
         return None
-    month = month_start(at, program.time_zone)
-    state = await lock_month(session, partner.id, program.id, month, event)
     amount_minor = conversion.program_amount_minor
     outcome = compute_conversion(
         found.terms,

@@ -2,7 +2,9 @@
 
 import uuid
 
-from service.models import Conversion
+from sqlalchemy import select
+
+from service.models import Conversion, MonthTotal
 from tests.conversions.factories import add_link, click_id, sale, setup
 
 TERMS = {"rules": [{"event": "sale", "type": "percent", "percent": "10"}], "hold_days": 0}
@@ -52,3 +54,13 @@ async def test_a_partner_without_terms_counts_nothing_and_says_why(client, app, 
     assert row.hold_days is None
     assert row.commission_note == "no agreement in force at occurred_at"
     assert "ledger" not in row.attribution
+    # Its month is locked with the read of the terms, before they say it earns nothing:
+    # the row may be there, holding nothing counted.
+    async with app.state.sessionmaker() as session:
+        states = await session.scalars(
+            select(MonthTotal.state).where(
+                MonthTotal.partner_id == uuid.UUID(partner["id"]),
+                MonthTotal.program_id == uuid.UUID(other["id"]),
+            )
+        )
+        assert list(states) in ([], [{}])
