@@ -179,9 +179,8 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
-            # Rolls back and raises `exc` again; True would mean it was swallowed.
-            if await scope.__aexit__(type(exc), exc, exc.__traceback__):
-                return  # pragma: no cover - get_session re-raises
+            # get_session rolls back and raises `exc` again, which __aexit__ reports as False.
+            await scope.__aexit__(type(exc), exc, exc.__traceback__)
         raise
     with anyio.CancelScope(shield=True):
         await scope.__aexit__(None, None, None)

@@ -4,6 +4,8 @@ models describe tables that do not exist yet."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 
 import asyncpg
@@ -13,6 +15,16 @@ AVAILABLE = datetime(2026, 11, 1, tzinfo=UTC)
 
 async def connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+
+
+@asynccontextmanager
+async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the database at `url`, closed on the way out."""
+    conn = await connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def program_partner_payout(conn: asyncpg.Connection, ids: dict[str, uuid.UUID]) -> None:

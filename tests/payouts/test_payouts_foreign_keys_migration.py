@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from service import migrate
-from tests.payouts.migration_rows import connect, program_partner_payout
+from tests.payouts.migration_rows import connected, program_partner_payout
 
 
 async def _keys(conn: asyncpg.Connection) -> set[str]:
@@ -44,48 +44,33 @@ async def test_payouts_keep_their_rows_with_or_without_the_keys(pg_server):
     url = await pg_server.new_database()
     await asyncio.to_thread(migrate.upgrade, url, "0803")
     ids = {k: uuid.uuid4() for k in ("program", "partner", "run", "payout")}
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         await program_partner_payout(conn, ids)
         assert await _keys(conn) == KEYS
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             await _orphan(conn, ids)
         rows = await _payouts(conn)
-    finally:
-        await conn.close()
     assert rows == {(ids["payout"], ids["run"], ids["partner"])}
 
     await asyncio.to_thread(migrate.upgrade, url, "0804")
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         assert await _keys(conn) == set()
         assert await _payouts(conn) == rows
         orphan = await _orphan(conn, ids)
-    finally:
-        await conn.close()
 
     # The keys cannot come back while a payout names no partner: nothing changes.
     with pytest.raises(Exception, match="fk_payouts_partner_id_partners"):
         await asyncio.to_thread(migrate.downgrade, url, "0803")
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0804"
         assert await _keys(conn) == set()
         await conn.execute("DELETE FROM payouts WHERE id = $1", orphan)
-    finally:
-        await conn.close()
 
     await asyncio.to_thread(migrate.downgrade, url, "0803")
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         assert await _keys(conn) == KEYS
         assert await _payouts(conn) == rows
-    finally:
-        await conn.close()
 
     await asyncio.to_thread(migrate.upgrade, url, "head")
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         assert await _payouts(conn) == rows
-    finally:
-        await conn.close()
