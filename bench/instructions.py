@@ -1,6 +1,6 @@
-"""Instructions per conversion: the service's own work for one sale, counted by valgrind.
+"""Instructions per conversion or per click: the service's own work, counted by valgrind.
 
-    python bench/instructions.py [--small 100] [--large 300]
+    python bench/instructions.py [--path sales|clicks] [--small N] [--large N]
 
 Rates and CPU seconds on a shared machine drift by a tenth or more within minutes, so a
 change of a few percent in what a conversion costs cannot be told from the drift. This
@@ -9,7 +9,12 @@ instructions it executes (the database runs apart, natively, and is not counted)
 processes, alike but for how many sales they record (`--small` and `--large`, one at a time
 through the whole ASGI stack: body limit, FastAPI, auth, the intake, the ledger), each on a
 fresh database; the difference of their totals over the difference of their sales is what
-one sale costs, start-up and seeding cancelling out. Needs valgrind (apt-get install
+one sale costs, start-up and seeding cancelling out.
+
+`--path clicks` counts GET /r/{code} the same way: the redirect's clicks, 32 at a time (as
+concurrent requests are, so that the click writer commits them in batches of 32), each a new
+visitor, in durable mode, on uvloop when installed (as uvicorn runs it). The app is called
+as uvicorn calls it, so uvicorn's own HTTP handling is not in the count. Needs valgrind (apt-get install
 valgrind); uses an embedded PostgreSQL, or fresh databases on the server named by
 DATABASE_URL (dropped afterwards). A figure, not a test: a count for comparing two versions
 of the code on one machine, not a time.
@@ -44,6 +49,9 @@ from service.db import EmbeddedPostgres, to_async_url
 PARTNERS = 5
 CLICKS_EACH = 4
 WARM_UP = 50
+# Clicks go in groups of this many concurrent requests; counts are rounded to a multiple.
+CLICK_GROUP = 32
+DEFAULTS = {"sales": (100, 300), "clicks": (640, 1920)}
 
 
 async def record(url: str, count: int) -> dict[int, int]:
@@ -128,6 +136,93 @@ async def record(url: str, count: int) -> dict[int, int]:
         return statuses
 
 
+async def record_clicks(url: str, count: int) -> dict[int, int]:
+    """In this process: the app on `url` with a link made through its API, then `count`
+    clicks on it, CLICK_GROUP at a time, straight into its ASGI app; the answers' statuses."""
+    from asgi_lifespan import LifespanManager
+
+    from service.app import create_asgi
+    from service.auth.keys import create_key
+    from service.config import Settings
+    from service.models import Role
+
+    settings = Settings(
+        worker=False,
+        migrate=False,
+        client_ip_header="X-Forwarded-For",
+        trusted_proxies="127.0.0.1/32",
+    )
+    asgi = create_asgi(settings, database_url=url)
+    async with LifespanManager(asgi, startup_timeout=600, shutdown_timeout=600):
+        async with asgi.fastapi.state.sessionmaker() as session:
+            _, key = await create_key(session, Role.admin)
+            await session.commit()
+        transport = httpx.ASGITransport(app=asgi)
+        admin = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", headers=admin
+        ) as c:
+            program = await c.post(
+                "/v1/programs",
+                json={
+                    "name": "Bench shop",
+                    "currency": "USD",
+                    "default_url": "https://shop.example/",
+                },
+            )
+            partner = await c.post(
+                "/v1/partners", json={"name": "Bench", "email": "bench@bench.example"}
+            )
+            link = await c.post(
+                "/v1/links",
+                json={
+                    "program_id": program.json()["id"],
+                    "partner_id": partner.json()["id"],
+                    "destination_url": "https://shop.example/product/42?color=blue",
+                    "params": {"utm_medium": "affiliate"},
+                },
+            )
+            assert link.status_code == 201, link.text
+        code = link.json()["code"]
+        statuses: dict[int, int] = {}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+        async def one(n: int) -> None:
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": f"/r/{code}",
+                "raw_path": f"/r/{code}".encode(),
+                "query_string": b"sub1=bench",
+                "root_path": "",
+                "headers": [
+                    (b"host", b"bench"),
+                    (b"user-agent", USER_AGENT),
+                    (b"x-forwarded-for", f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}".encode()),
+                ],
+                "client": ("127.0.0.1", 50000),
+                "server": ("127.0.0.1", 80),
+            }
+            await asgi(scope, receive, send)
+
+        total = WARM_UP + count
+        for start in range(0, total, CLICK_GROUP):
+            await asyncio.gather(*(one(n) for n in range(start, min(total, start + CLICK_GROUP))))
+        return statuses
+
+
+USER_AGENT = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
 def counted(out: Path) -> int:
     """The total of instructions in a callgrind output file."""
     found = re.search(r"^totals: (\d+)$", out.read_text(), re.MULTILINE)
@@ -138,15 +233,29 @@ def counted(out: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--small", type=int, default=100)
-    parser.add_argument("--large", type=int, default=300)
+    parser.add_argument("--path", choices=sorted(DEFAULTS), default="sales")
+    parser.add_argument("--small", type=int)
+    parser.add_argument("--large", type=int)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.path == "clicks":
+            statuses = _loop_run(record_clicks(args.child, args.count))
+            print(json.dumps(statuses))
+            return 0 if set(statuses) == {302} else 1
         statuses = asyncio.run(record(args.child, args.count))
         print(json.dumps(statuses))
         return 0 if set(statuses) == {201} else 1
+    small, large = DEFAULTS[args.path]
+    args.small = small if args.small is None else args.small
+    args.large = large if args.large is None else args.large
+    if args.path == "clicks":
+        # Whole groups only, so that every batch the writer commits is as big.
+        args.small, args.large = (
+            -(-n // CLICK_GROUP) * CLICK_GROUP for n in (args.small, args.large)
+        )
+    unit = "sale" if args.path == "sales" else "click"
     if args.large <= args.small:
         raise SystemExit("--large must be more than --small")
     if shutil.which("valgrind") is None:
@@ -183,6 +292,8 @@ def main() -> int:
                 f"--callgrind-out-file={out}",
                 sys.executable,
                 __file__,
+                "--path",
+                args.path,
                 "--child",
                 url,
                 "--count",
@@ -195,14 +306,18 @@ def main() -> int:
             log.close()
             text = (tmp / f"run.{count}.log").read_text()
             if proc.returncode != 0:
-                raise SystemExit(f"the run of {count} sales failed:\n{text[-3000:]}")
-            print(f"{count} sales (and {WARM_UP} to warm up): {counted(out):,} instructions")
+                raise SystemExit(f"the run of {count} {unit}s failed:\n{text[-3000:]}")
+            print(f"{count} {unit}s (and {WARM_UP} to warm up): {counted(out):,} instructions")
         small, large = (counted(out) for _, out, _, _ in runs)
-        per_sale = (large - small) / (args.large - args.small)
+        each = (large - small) / (args.large - args.small)
+        how = (
+            "through the whole ASGI stack, one sale at a time"
+            if args.path == "sales"
+            else f"through the ASGI app (uvicorn's HTTP aside), {CLICK_GROUP} at a time, durable"
+        )
         print(
-            f"instructions per sale: {per_sale:,.0f} in the service's process, through the whole"
-            f" ASGI stack, one sale at a time ({time.perf_counter() - started:.0f} s under"
-            " valgrind)"
+            f"instructions per {unit}: {each:,.0f} in the service's process, {how}"
+            f" ({time.perf_counter() - started:.0f} s under valgrind)"
         )
     finally:
         for name in names:
@@ -213,6 +328,15 @@ def main() -> int:
             embedded.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _loop_run(coro: Any) -> Any:
+    # The event loop uvicorn picks: uvloop when installed.
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 if __name__ == "__main__":
