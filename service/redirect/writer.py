@@ -264,7 +264,13 @@ class ClickWriter:
         async with self._pool.acquire() as conn:
             with BATCH_SECONDS.time():
                 await write_batch(
-                    conn, records, maybe_stored=maybe_stored, known_agents=self._known_agents
+                    conn,
+                    records,
+                    maybe_stored=maybe_stored,
+                    known_agents=self._known_agents,
+                    # Every click of a durable batch waits for the commit: nothing it
+                    # answered can be left out by committing on the statement's own.
+                    own_transaction=self.durable,
                 )
 
     async def _flush(

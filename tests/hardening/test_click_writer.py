@@ -17,7 +17,8 @@ from fastapi import FastAPI
 
 from service.errors import install_database_error_handlers, install_error_handlers
 from service.redirect import writer as writer_module
-from service.redirect.batches import write_batch
+from service.redirect.batches import FIRST_TRY_SQL, write_batch
+from service.redirect.runtime import nothing_to_reset
 from service.redirect.writer import ClickWriter
 from tests.hardening.served import UA, make_link, plain
 from tests.helpers import assert_problem
@@ -111,6 +112,16 @@ class _AmbiguousConnection:
     async def transaction(self) -> AsyncIterator[None]:
         async with self._conn.transaction():
             yield
+        self._committed()
+
+    async def execute(self, query: str, *args: Any) -> str:
+        status = await self._conn.execute(query, *args)
+        if not self._conn.is_in_transaction():
+            # A statement of its own (a durable batch's first try) has committed.
+            self._committed()
+        return status
+
+    def _committed(self) -> None:
         self._pool.commits += 1
         # Every other commit, so that each batch's immediate retry is the one that answers.
         if self._pool.failures > 0 and self._pool.commits % 2:
@@ -137,6 +148,40 @@ async def test_the_writer_survives_commits_it_never_saw_succeed(pool, link, dura
     # A click whose commit did happen is answered as committed, not as a failure.
     assert [o for o in outcomes if o is not None] == []
     assert w.committed == 20 and w.lost == 0
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_a_durable_batch_commits_in_one_round_trip_an_async_one_after_it_answers(
+    database_url, link, durable
+):
+    sent: list[str] = []
+
+    async def init(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda record: sent.append(record.query))
+
+    one = await asyncpg.create_pool(
+        plain(database_url), min_size=1, max_size=1, init=init, reset=nothing_to_reset
+    )
+    try:
+        w = ClickWriter(one, durable=durable, flush_interval=0.01, batch_max=10, in_flight=1)
+        w.start()
+        for i in range(5):
+            w.submit(_record(link, f"v{i}".encode()))
+        await asyncio.wait_for(w.close(), 10)
+        await asyncio.sleep(0.01)  # query loggers are called soon after, not at once
+        assert await _stored(one, link) == (5, 5, 5, 0, 5)
+    finally:
+        await one.close()
+    # What a batch sends, in order (asyncpg's type lookups aside).
+    words = {"BEGIN;": "BEGIN", "COMMIT;": "COMMIT", FIRST_TRY_SQL: "batch"}
+    statements = [words[q] for q in sent if q in words]
+    if durable:
+        # Every click waits for this commit: the statement is its own transaction.
+        assert statements == ["batch"]
+    else:
+        # Answered clicks ride on it: COMMIT only once the statement has answered, so that a
+        # process killed meanwhile leaves none of them committed (tests/hardening/test_kill9.py).
+        assert statements == ["BEGIN", "batch", "COMMIT"]
 
 
 async def test_a_click_the_database_refuses_is_dropped_and_counted_at_once(pool, link):
