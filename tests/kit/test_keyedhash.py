@@ -4,6 +4,8 @@ import hmac
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.kit.keyedhash import HmacSha256
 
@@ -16,3 +18,10 @@ def test_same_digest_as_hmac(key_len: int, message: bytes) -> None:
     assert mac.digest(message) == hmac.digest(key, message, "sha256")
     # The prepared states are copied, never used up.
     assert mac.digest(message) == hmac.digest(key, message, "sha256")
+
+
+@given(key=st.binary(max_size=200), messages=st.lists(st.binary(max_size=300), max_size=4))
+def test_any_key_and_messages_digest_as_hmac_does(key: bytes, messages: list[bytes]) -> None:
+    mac = HmacSha256(key)
+    for message in messages:
+        assert mac.digest(message) == hmac.digest(key, message, "sha256")
