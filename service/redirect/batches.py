@@ -224,7 +224,11 @@ FIRST_TRY_SQL = ROLLUP_SQL.replace(
 def _arrays(rows: list[ClickRecord]) -> list[list[Any]]:
     columns = [list(column) for column in zip(*rows, strict=True)]
     columns[_MARKERS] = [",".join(m) if m else None for m in columns[_MARKERS]]
-    return columns
+    # A column no click of the batch has a value in (sub2-sub5, most often referer, country
+    # and markers too) goes as an empty array: unnest pads the shorter arrays with NULLs, so
+    # its rows are NULL all the same, and asyncpg encodes none of its elements. The click id
+    # always has one, so the batch's rows are as many.
+    return [[] if column.count(None) == len(column) else column for column in columns]
 
 
 async def write_batch(

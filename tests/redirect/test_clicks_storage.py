@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from service.redirect.batches import write_batch
+from service.redirect.batches import CLICK_COLUMNS, write_batch
 from service.redirect.cache import LinkCache, LinkEntry
 from service.redirect.partitions import ensure_partitions, months_to_cover, partition_name
 from tests.factories import create_partner, create_program
@@ -60,6 +60,35 @@ async def test_batch_rollup_and_uniques(client, admin, conn):
         "SELECT count(*) FROM clicks WHERE link_id = $1", uuid.UUID(link["id"])
     )
     assert stored == 8
+
+
+@pytest.mark.parametrize("maybe_stored", [False, True])
+async def test_every_column_is_stored_as_given_whether_a_batch_has_values_in_it_or_not(
+    client, admin, conn, maybe_stored
+):
+    program = await create_program(client, admin)
+    partner = await create_partner(client, admin)
+    link = await create_link(client, admin, program, partner)
+    at = datetime(2026, 3, 5, 10, 15, tzinfo=UTC)
+    full = list(_record(link, at, b"full"))
+    full[5:11] = ["c1full", b"ip", b"full", "ua", "https://blog.example/", "DE"]
+    full[11:16] = ["s1", "s2", "s3", "s4", "s5"]
+    full[18] = ["gclid", "fbclid"]
+    sparse = _record(link, at, b"sparse")
+    # The optional columns have values in some clicks of the first batch and in none of the
+    # second: a column with no value goes as an empty array, padded back to NULLs.
+    batches = [[sparse, tuple(full), _record(link, at, b"other")], [_record(link, at, b"none")]]
+    for batch in batches:
+        assert await write_batch(conn, batch, maybe_stored=maybe_stored) == len(batch)
+    columns = ", ".join("a.user_agent" if c == "user_agent" else f"c.{c}" for c in CLICK_COLUMNS)
+    for batch in batches:
+        for record in batch:
+            row = await conn.fetchrow(
+                f"SELECT {columns} FROM clicks c LEFT JOIN user_agents a"
+                " ON a.id = c.user_agent_id WHERE c.id = $1",
+                record[0],
+            )
+            assert tuple(row) == record
 
 
 async def test_concurrent_batches_on_the_same_rows(client, admin, conn, database_url):
