@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from service.errors import install_database_error_handlers, install_error_handlers
 from service.redirect import writer as writer_module
-from service.redirect.batches import FIRST_TRY_SQL, write_batch
+from service.redirect.batches import BATCH_SQL, write_batch
 from service.redirect.runtime import nothing_to_reset
 from service.redirect.writer import ClickWriter
 from tests.hardening.served import UA, make_link, plain
@@ -114,12 +114,12 @@ class _AmbiguousConnection:
             yield
         self._committed()
 
-    async def execute(self, query: str, *args: Any) -> str:
-        status = await self._conn.execute(query, *args)
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        value = await self._conn.fetchval(query, *args)
         if not self._conn.is_in_transaction():
-            # A statement of its own (a durable batch's first try) has committed.
+            # A statement of its own (a durable batch) has committed.
             self._committed()
-        return status
+        return value
 
     def _committed(self) -> None:
         self._pool.commits += 1
@@ -173,7 +173,7 @@ async def test_a_durable_batch_commits_in_one_round_trip_an_async_one_after_it_a
     finally:
         await one.close()
     # What a batch sends, in order (asyncpg's type lookups aside).
-    words = {"BEGIN;": "BEGIN", "COMMIT;": "COMMIT", FIRST_TRY_SQL: "batch"}
+    words = {"BEGIN;": "BEGIN", "COMMIT;": "COMMIT", BATCH_SQL: "batch"}
     statements = [words[q] for q in sent if q in words]
     if durable:
         # Every click waits for this commit: the statement is its own transaction.

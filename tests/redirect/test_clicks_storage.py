@@ -62,9 +62,9 @@ async def test_batch_rollup_and_uniques(client, admin, conn):
     assert stored == 8
 
 
-@pytest.mark.parametrize("maybe_stored", [False, True])
+@pytest.mark.parametrize("own_transaction", [False, True])
 async def test_every_column_is_stored_as_given_whether_a_batch_has_values_in_it_or_not(
-    client, admin, conn, maybe_stored
+    client, admin, conn, own_transaction
 ):
     program = await create_program(client, admin)
     partner = await create_partner(client, admin)
@@ -79,7 +79,7 @@ async def test_every_column_is_stored_as_given_whether_a_batch_has_values_in_it_
     # second: a column with no value goes as an empty array, padded back to NULLs.
     batches = [[sparse, tuple(full), _record(link, at, b"other")], [_record(link, at, b"none")]]
     for batch in batches:
-        assert await write_batch(conn, batch, maybe_stored=maybe_stored) == len(batch)
+        assert await write_batch(conn, batch, own_transaction=own_transaction) == len(batch)
     columns = ", ".join("a.user_agent" if c == "user_agent" else f"c.{c}" for c in CLICK_COLUMNS)
     for batch in batches:
         for record in batch:
