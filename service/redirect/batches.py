@@ -206,7 +206,8 @@ async def write_batch(
     this batch. With `own_transaction` the statement commits on its own: one round trip,
     where BEGIN, it and COMMIT take three (on this machine's loopback, the two more cost a
     batch of 32 clicks about a tenth of its CPU in the service). It is for batches whose
-    every click waits for that commit (the durable click writer's). Otherwise it runs in an
+    every click waits for that commit: the durable click writer's, whose 302s wait for it,
+    and the stream loaders', whose messages are acked after it. Otherwise it runs in an
     explicit block: COMMIT is sent only once the statement has answered, so a process killed
     while its batch waits (on a lock, say) leaves none of it committed, which is what the
     unconfirmed-clicks gauge of async mode promises. A statement of its own may still commit

@@ -15,9 +15,11 @@ import pytest
 import sqlalchemy.exc
 from fastapi import FastAPI
 
+from service.config import Settings
 from service.errors import install_database_error_handlers, install_error_handlers
 from service.redirect import writer as writer_module
 from service.redirect.batches import BATCH_SQL, write_batch
+from service.redirect.clickloader import ClickLoader
 from service.redirect.runtime import nothing_to_reset
 from service.redirect.writer import ClickWriter
 from tests.hardening.served import UA, make_link, plain
@@ -150,10 +152,22 @@ async def test_the_writer_survives_commits_it_never_saw_succeed(pool, link, dura
     assert w.committed == 20 and w.lost == 0
 
 
-@pytest.mark.parametrize("durable", [True, False])
-async def test_a_durable_batch_commits_in_one_round_trip_an_async_one_after_it_answers(
-    database_url, link, durable
-):
+class _Logged:
+    """A pool of one connection that notes every statement sent, and what a batch sent."""
+
+    def __init__(self, pool: asyncpg.Pool, sent: list[str]) -> None:
+        self.pool = pool
+        self.sent = sent
+
+    async def batch_statements(self) -> list[str]:
+        await asyncio.sleep(0.01)  # query loggers are called soon after, not at once
+        # In order, asyncpg's type lookups aside.
+        words = {"BEGIN;": "BEGIN", "COMMIT;": "COMMIT", BATCH_SQL: "batch"}
+        return [words[q] for q in self.sent if q in words]
+
+
+@pytest.fixture
+async def logged(database_url) -> AsyncIterator[_Logged]:
     sent: list[str] = []
 
     async def init(conn: asyncpg.Connection) -> None:
@@ -162,26 +176,39 @@ async def test_a_durable_batch_commits_in_one_round_trip_an_async_one_after_it_a
     one = await asyncpg.create_pool(
         plain(database_url), min_size=1, max_size=1, init=init, reset=nothing_to_reset
     )
-    try:
-        w = ClickWriter(one, durable=durable, flush_interval=0.01, batch_max=10, in_flight=1)
-        w.start()
-        for i in range(5):
-            w.submit(_record(link, f"v{i}".encode()))
-        await asyncio.wait_for(w.close(), 10)
-        await asyncio.sleep(0.01)  # query loggers are called soon after, not at once
-        assert await _stored(one, link) == (5, 5, 5, 0, 5)
-    finally:
-        await one.close()
-    # What a batch sends, in order (asyncpg's type lookups aside).
-    words = {"BEGIN;": "BEGIN", "COMMIT;": "COMMIT", BATCH_SQL: "batch"}
-    statements = [words[q] for q in sent if q in words]
+    yield _Logged(one, sent)
+    await one.close()
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_a_durable_batch_commits_in_one_round_trip_an_async_one_after_it_answers(
+    logged, link, durable
+):
+    w = ClickWriter(logged.pool, durable=durable, flush_interval=0.01, batch_max=10, in_flight=1)
+    w.start()
+    for i in range(5):
+        w.submit(_record(link, f"v{i}".encode()))
+    await asyncio.wait_for(w.close(), 10)
+    assert await _stored(logged.pool, link) == (5, 5, 5, 0, 5)
     if durable:
         # Every click waits for this commit: the statement is its own transaction.
-        assert statements == ["batch"]
+        assert await logged.batch_statements() == ["batch"]
     else:
         # Answered clicks ride on it: COMMIT only once the statement has answered, so that a
         # process killed meanwhile leaves none of them committed (tests/hardening/test_kill9.py).
-        assert statements == ["BEGIN", "batch", "COMMIT"]
+        assert await logged.batch_statements() == ["BEGIN", "batch", "COMMIT"]
+
+
+async def test_a_stream_loader_batch_commits_in_one_round_trip(logged, link):
+    class _NoStream:
+        def jetstream(self) -> None:
+            return None
+
+    loader = ClickLoader(_NoStream(), logged.pool, Settings(click_log="nats://127.0.0.1:1"))  # type: ignore[arg-type]
+    assert await loader._write([_record(link, b"A"), _record(link, b"B")]) == 2
+    # Its messages are acked only after the commit: nothing rides on the statement's own.
+    assert await logged.batch_statements() == ["batch"]
+    assert await _stored(logged.pool, link) == (2, 2, 2, 0, 2)
 
 
 async def test_a_click_the_database_refuses_is_dropped_and_counted_at_once(pool, link):
