@@ -28,8 +28,8 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from service.kit.ids import RANDOM_BITS, uuid7_from
 from service.kit.keyedhash import HmacSha256
@@ -45,6 +45,9 @@ _TAG_LEN = 16  # 128-bit tag: online forgery is hopeless and it costs only 5 cha
 _TIME_LEN = 6  # 48-bit milliseconds last until the year 10889
 _FLAGS_LEN = 1
 _BOT = 0x01
+_BOT_FLAG, _NO_FLAG = bytes([_BOT]), b"\x00"
+# base64 to base64url, as base64.urlsafe_b64encode translates.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FIXED_LEN = 16 + _TIME_LEN + _FLAGS_LEN + _NONCE_LEN + _TAG_LEN
 # Fixed part's length per version: c1 had no flags byte.
 _FIXED = {VERSION: _FIXED_LEN, LEGACY_VERSION: _FIXED_LEN - _FLAGS_LEN}
@@ -63,8 +66,10 @@ class ClickIdInvalid(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class ClickId:
+class ClickId(NamedTuple):
+    """A click id's contents. A named tuple, immutable, because one is made on every click:
+    a frozen dataclass took three times as long to build."""
+
     key_id: str
     link_id: uuid.UUID
     clicked_at: datetime
@@ -101,25 +106,23 @@ class ClickIdSigner:
 
     def issue(self, link_id: uuid.UUID, now: datetime, *, bot: bool = False) -> ClickId:
         """A new signed click id for `link_id` at `now` (kept to the millisecond)."""
-        ms = (ensure_aware(now) - _EPOCH) // _MS
+        # Issued on every click: what it calls is C where it can be (a tenth of the
+        # redirect's own CPU went here).
+        ms = ((now if now.tzinfo is UTC else ensure_aware(now)) - _EPOCH) // _MS
         nonce = os.urandom(_NONCE_LEN)
-        payload = (
-            self._current_prefix
-            + link_id.bytes
-            + ms.to_bytes(_TIME_LEN, "big")
-            + (b"\x01" if bot else b"\x00")
-            + nonce
+        payload = b"".join(
+            (
+                self._current_prefix,
+                link_id.bytes,
+                ms.to_bytes(_TIME_LEN, "big"),
+                _BOT_FLAG if bot else _NO_FLAG,
+                nonce,
+            )
         )
         tag = self._current_mac.digest(_VERSION_BYTES + payload)[:_TAG_LEN]
-        token = VERSION + base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode("ascii")
-        return ClickId(
-            key_id=self._current_key_id,
-            link_id=link_id,
-            clicked_at=_EPOCH + ms * _MS,
-            nonce=nonce,
-            token=token,
-            bot=bot,
-        )
+        encoded = binascii.b2a_base64(payload + tag, newline=False)
+        token = VERSION + encoded.translate(_URLSAFE).rstrip(b"=").decode("ascii")
+        return ClickId(self._current_key_id, link_id, _EPOCH + ms * _MS, nonce, token, bot)
 
     def verify(self, token: str) -> ClickId:
         """The click id inside `token`, or ClickIdInvalid saying why not."""
