@@ -99,7 +99,9 @@ def passthrough_params(query_string: bytes) -> list[tuple[str, str]]:
         value = _decode(raw_value[: MAX_PASSTHROUGH_VALUE_LEN * 12])
         # Control characters (NUL above all, which PostgreSQL cannot store) would fail the
         # whole COPY batch of other visitors' clicks; they carry no tracking meaning.
-        value = value.translate(_CONTROL)[:MAX_PASSTHROUGH_VALUE_LEN]
+        if not value.isprintable():  # a printable text has no control character
+            value = value.translate(_CONTROL)
+        value = value[:MAX_PASSTHROUGH_VALUE_LEN]
         if not value:
             continue
         kept.append((key, value))
@@ -112,6 +114,8 @@ _CONTROL = dict.fromkeys([*range(0x20), 0x7F])
 
 
 def _decode(raw: bytes) -> str:
+    if b"%" not in raw and b"+" not in raw:  # most keys and values: nothing to unquote
+        return raw.decode("utf-8", "replace")
     return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "replace")
 
 

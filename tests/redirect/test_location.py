@@ -1,6 +1,10 @@
+import re
 from collections.abc import Sequence
+from urllib.parse import unquote_to_bytes
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.redirect.location import build_location, deep_link_target, passthrough_params
 from service.tracking.urls import (
@@ -179,6 +183,64 @@ def test_passthrough_count_limited() -> None:
 def test_passthrough_empty() -> None:
     assert passthrough_params(b"") == []
     assert passthrough_params(b"&&=&") == []
+
+
+def _passthrough_reference(query: bytes) -> list[tuple[str, str]]:
+    # passthrough_params as first written, with no fast path: every key and value unquoted,
+    # every value's control characters removed.
+    kept: list[tuple[str, str]] = []
+    for segment in query.split(b"&"):
+        raw_key, sep, raw_value = segment.partition(b"=")
+        if not sep or not raw_value or len(raw_key) > 40:
+            continue
+        key = unquote_to_bytes(raw_key.replace(b"+", b" ")).decode("utf-8", "replace")
+        if key not in {"sub1", "sub2", "sub3", "sub4", "sub5"} and not re.fullmatch(
+            r"utm_[a-z0-9_]{1,28}", key
+        ):
+            continue
+        value = unquote_to_bytes(raw_value[: 255 * 12].replace(b"+", b" "))
+        text = value.decode("utf-8", "replace").translate(dict.fromkeys([*range(32), 127]))
+        if text[:255]:
+            kept.append((key, text[:255]))
+        if len(kept) == 20:
+            break
+    return kept
+
+
+_KEYS = st.sampled_from(
+    [b"sub1", b"sub2", b"utm_source", b"utm_x", b"utm_%41", b"url", b"", b"s+b"]
+)
+_VALUE_PARTS = st.sampled_from(
+    [
+        b"a",
+        b" ",
+        b"+",
+        b"%",
+        b"%2",
+        b"%41",
+        b"%20",
+        b"%C3%A9",
+        b"%00",
+        b"%1f",
+        b"%7F",
+        b"=",
+        b"\x00",
+        b"\x1f",
+        b"\x7f",
+        b"\xc3\xa9",
+        b"\xff",
+        b"\xe2\x80\x8b",
+    ]
+)
+_SEGMENTS = st.tuples(_KEYS, st.sampled_from([b"=", b""]), st.lists(_VALUE_PARTS, max_size=8))
+
+
+@given(st.lists(_SEGMENTS, max_size=24))
+def test_passthrough_keeps_what_the_plain_unquoting_kept(
+    segments: list[tuple[bytes, bytes, list[bytes]]],
+) -> None:
+    query = b"&".join(key + sep + b"".join(value) for key, sep, value in segments)
+    assert passthrough_params(query) == _passthrough_reference(query)
 
 
 # --- deep_link_target -----------------------------------------------------------------------
