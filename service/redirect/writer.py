@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 import asyncpg
@@ -90,6 +91,8 @@ class ClickWriter:
         # once answered), and when it was queued (monotonic seconds).
         self._records: list[ClickRecord] = []
         self._futures: list[asyncio.Future[None] | None] = []
+        # Ids of clicks whose earlier try may have committed.
+        self._suspect: set[uuid.UUID] = set()
         self._known_agents = KnownAgents()
         self._queued_at: list[float] = []
         # A request waits on a queued click: flush now, not at the end of the interval.
@@ -240,24 +243,30 @@ class ClickWriter:
         self._wakeup.set()
 
     async def _write(self, records: list[ClickRecord]) -> None:
-        # Any batch may be written again: the click id is the key (write_batch).
+        # A batch holding a click from a try that failed may be partly stored already: it
+        # skips what is (write_batch's maybe_stored). Every other batch is all new.
+        suspect = bool(self._suspect) and any(rec[0] in self._suspect for rec in records)
         try:
-            await self._write_once(records)
+            await self._write_once(records, maybe_stored=suspect)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
             # Most often a pooled connection the server closed (restart,
             # pg_terminate_backend) that asyncpg had not noticed yet; the pool replaces
-            # it. The first try may have committed; the second stores only what it did not.
+            # it. The first try may have committed, so the second is the idempotent one.
             log.info("click batch retried on a fresh connection: %s", exc)
-            await self._write_once(records)
+            self._suspect.update(rec[0] for rec in records)
+            await self._write_once(records, maybe_stored=True)
+        if suspect or self._suspect:
+            self._suspect.difference_update(rec[0] for rec in records)
 
-    async def _write_once(self, records: list[ClickRecord]) -> None:
+    async def _write_once(self, records: list[ClickRecord], *, maybe_stored: bool) -> None:
         async with self._pool.acquire() as conn:
             with BATCH_SECONDS.time():
                 await write_batch(
                     conn,
                     records,
+                    maybe_stored=maybe_stored,
                     known_agents=self._known_agents,
                     # Every click of a durable batch waits for the commit: nothing it
                     # answered can be left out by committing on the statement's own.
@@ -307,6 +316,7 @@ class ClickWriter:
         # it whole would fail forever and every later click would queue behind it. Each
         # click goes alone; those refused alone are dropped (counted as lost if answered).
         log.error("click batch of %d refused, writing one by one: %s", len(records), exc)
+        self._suspect.update(rec[0] for rec in records)
         for i, (record, future) in enumerate(zip(records, futures, strict=True)):
             try:
                 await self._write([record])
@@ -351,6 +361,7 @@ class ClickWriter:
             self._records.clear()
             self._futures.clear()
             self._queued_at.clear()
+            self._suspect.clear()
             return
         log.warning("click batch of %d failed, will retry: %s", len(records), exc)
         # Clicks whose request is waiting answer now (503); the others are retried, and
@@ -362,8 +373,8 @@ class ClickWriter:
             elif not future.done():
                 future.set_exception(exc)
                 future.exception()
-        # Their try may have committed (an error after COMMIT): the next one stores only
-        # what it did not.
+        # Their try may have committed (an error after COMMIT): the next one is idempotent.
+        self._suspect.update(rec[0] for rec in kept)
         self._records[:0] = kept
         self._futures[:0] = [None] * len(kept)
         self._queued_at[:0] = [oldest] * len(kept)

@@ -62,9 +62,9 @@ async def test_batch_rollup_and_uniques(client, admin, conn):
     assert stored == 8
 
 
-@pytest.mark.parametrize("own_transaction", [False, True])
+@pytest.mark.parametrize(("maybe_stored", "own_transaction"), [(False, True), (True, False)])
 async def test_every_column_is_stored_as_given_whether_a_batch_has_values_in_it_or_not(
-    client, admin, conn, own_transaction
+    client, admin, conn, maybe_stored, own_transaction
 ):
     program = await create_program(client, admin)
     partner = await create_partner(client, admin)
@@ -79,7 +79,9 @@ async def test_every_column_is_stored_as_given_whether_a_batch_has_values_in_it_
     # second: a column with no value goes as an empty array, padded back to NULLs.
     batches = [[sparse, tuple(full), _record(link, at, b"other")], [_record(link, at, b"none")]]
     for batch in batches:
-        assert await write_batch(conn, batch, own_transaction=own_transaction) == len(batch)
+        assert await write_batch(
+            conn, batch, maybe_stored=maybe_stored, own_transaction=own_transaction
+        ) == len(batch)
     columns = ", ".join("a.user_agent" if c == "user_agent" else f"c.{c}" for c in CLICK_COLUMNS)
     for batch in batches:
         for record in batch:
@@ -89,6 +91,28 @@ async def test_every_column_is_stored_as_given_whether_a_batch_has_values_in_it_
                 record[0],
             )
             assert tuple(row) == record
+
+
+async def test_a_new_batch_holding_a_stored_click_fails_whole_one_that_may_skips_it(
+    client, admin, conn
+):
+    program = await create_program(client, admin)
+    partner = await create_partner(client, admin)
+    link = await create_link(client, admin, program, partner)
+    at = datetime(2026, 3, 5, 10, 15, tzinfo=UTC)
+    stored = _record(link, at, b"A")
+    assert await write_batch(conn, [stored], maybe_stored=False) == 1
+    other = _record(link, at, b"B")
+    # A first try holds no stored click; were one there, it fails, and stores nothing else.
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await write_batch(conn, [other, stored], maybe_stored=False, own_transaction=True)
+    # A retry skips it, and counts the others once.
+    assert await write_batch(conn, [other, stored]) == 1
+    rows = await conn.fetch(
+        "SELECT clicks, unique_clicks FROM click_rollups_hourly WHERE link_id = $1",
+        uuid.UUID(link["id"]),
+    )
+    assert [tuple(r) for r in rows] == [(2, 2)]
 
 
 async def test_concurrent_batches_on_the_same_rows(client, admin, conn, database_url):

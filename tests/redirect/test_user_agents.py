@@ -59,7 +59,7 @@ async def test_clicks_share_one_row_per_user_agent(conn, link):
         _record(link, SAFARI),
         _record(link, None),
     ]
-    await write_batch(conn, batch[:2], own_transaction=True)
+    await write_batch(conn, batch[:2], maybe_stored=False, own_transaction=True)
     await write_batch(conn, batch[2:])
     assert await _agents(conn, FIREFOX) == 1
     assert await _agents(conn, SAFARI) == 1
@@ -87,18 +87,18 @@ async def test_agents_known_only_after_their_commit(conn, link):
     assert user_agent_id(agent) not in known
     assert await _agents(conn, agent) == 0
     first = _record(link, agent)
-    assert await write_batch(conn, [first], known_agents=known) == 1
+    assert await write_batch(conn, [first], maybe_stored=False, known_agents=known) == 1
     assert user_agent_id(agent) in known
     # Known now: the next batch skips its insert, and its click still reads it back.
     second = _record(link, agent)
-    assert await write_batch(conn, [second], known_agents=known) == 1
+    assert await write_batch(conn, [second], maybe_stored=False, known_agents=known) == 1
     assert await _stored(conn, link) == {first[0]: agent, second[0]: agent}
 
 
 async def test_a_retried_batch_stores_its_agents_and_counts_once(conn, link):
     known = KnownAgents()
     batch = [_record(link, FIREFOX), _record(link, SAFARI)]
-    assert await write_batch(conn, batch, known_agents=known) == 2
+    assert await write_batch(conn, batch, maybe_stored=False, known_agents=known) == 2
     # The retry of a batch whose commit went unseen, with a process that forgot its agents.
     assert await write_batch(conn, batch, known_agents=KnownAgents()) == 0
     assert await write_batch(conn, [*batch, _record(link, FIREFOX)]) == 1
