@@ -43,6 +43,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import conversions as sales
+import redirect as clicks
 
 from service.db import EmbeddedPostgres, to_async_url
 
@@ -101,20 +102,8 @@ async def record(url: str, count: int) -> dict[int, int]:
                     "click_id": rng.choice(clicks),
                 }
             ).encode()
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": "/v1/conversions",
-                "raw_path": b"/v1/conversions",
-                "query_string": b"",
-                "root_path": "",
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
-                "client": ("127.0.0.1", 50000),
-                "server": ("127.0.0.1", 80),
-            }
+            length = (b"content-length", str(len(body)).encode())
+            scope = _scope("POST", "/v1/conversions", b"", [*headers, length])
             received = False
 
             async def receive() -> dict[str, Any]:
@@ -174,16 +163,11 @@ async def record_clicks(url: str, count: int) -> dict[int, int]:
                 "/v1/partners", json={"name": "Bench", "email": "bench@bench.example"}
             )
             link = await c.post(
-                "/v1/links",
-                json={
-                    "program_id": program.json()["id"],
-                    "partner_id": partner.json()["id"],
-                    "destination_url": "https://shop.example/product/42?color=blue",
-                    "params": {"utm_medium": "affiliate"},
-                },
+                "/v1/links", json=clicks.link_body(program.json()["id"], partner.json()["id"])
             )
             assert link.status_code == 201, link.text
         code = link.json()["code"]
+        agent = clicks.USER_AGENT.encode()
         statuses: dict[int, int] = {}
 
         async def receive() -> dict[str, Any]:
@@ -194,24 +178,9 @@ async def record_clicks(url: str, count: int) -> dict[int, int]:
                 statuses[message["status"]] = statuses.get(message["status"], 0) + 1
 
         async def one(n: int) -> None:
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "GET",
-                "scheme": "http",
-                "path": f"/r/{code}",
-                "raw_path": f"/r/{code}".encode(),
-                "query_string": b"sub1=bench",
-                "root_path": "",
-                "headers": [
-                    (b"host", b"bench"),
-                    (b"user-agent", USER_AGENT),
-                    (b"x-forwarded-for", f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}".encode()),
-                ],
-                "client": ("127.0.0.1", 50000),
-                "server": ("127.0.0.1", 80),
-            }
+            visitor = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}".encode()
+            headers = [(b"host", b"bench"), (b"user-agent", agent), (b"x-forwarded-for", visitor)]
+            scope = _scope("GET", f"/r/{code}", b"sub1=bench", headers)
             await asgi(scope, receive, send)
 
         total = WARM_UP + count
@@ -220,7 +189,22 @@ async def record_clicks(url: str, count: int) -> dict[int, int]:
         return statuses
 
 
-USER_AGENT = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+def _scope(method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
+    # An HTTP request's ASGI scope, as uvicorn makes it for a client on 127.0.0.1.
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
 
 
 def counted(out: Path) -> int:

@@ -367,6 +367,16 @@ def _fmt_service_cpu(mode: str, seconds: float, clicks: int) -> str:
     )
 
 
+def link_body(program_id: str, partner_id: str) -> dict[str, Any]:
+    """The bench's link: a destination with a query of its own and a fixed param."""
+    return {
+        "program_id": program_id,
+        "partner_id": partner_id,
+        "destination_url": "https://shop.example/product/42?color=blue",
+        "params": {"utm_medium": "affiliate"},
+    }
+
+
 def _setup_link(port: int, key: str) -> tuple[str, str]:
     """A program, a partner and a link through the real API; the link code and a Location."""
     import httpx
@@ -389,15 +399,7 @@ def _setup_link(port: int, key: str) -> tuple[str, str]:
             "/v1/partners", json={"name": "Bench", "email": f"bench-{port}@bench.example"}
         )
         partner.raise_for_status()
-        link = c.post(
-            "/v1/links",
-            json={
-                "program_id": program.json()["id"],
-                "partner_id": partner.json()["id"],
-                "destination_url": "https://shop.example/product/42?color=blue",
-                "params": {"utm_medium": "affiliate"},
-            },
-        )
+        link = c.post("/v1/links", json=link_body(program.json()["id"], partner.json()["id"]))
         link.raise_for_status()
         code = link.json()["code"]
         r = c.get(
