@@ -73,13 +73,14 @@ _ARRAYS = ", ".join(
 )
 
 # One statement stores a batch: its new user agents, its clicks, and from those (RETURNING),
-# their visitor-days and the hourly rollups. Two forms:
+# their visitor-days and the hourly rollups. It comes in two forms:
 # - BATCH_SQL, for a batch that may be stored already (a batch retried after a commit whose
 #   outcome was never seen, a redelivered stream message): a click already stored is skipped
 #   (ON CONFLICT DO NOTHING) and counted nowhere, so it may be written again safely.
 # - NEW_BATCH_SQL, for a batch no earlier try can have committed (the click writer's first
 #   try): a plain INSERT, which a click already stored fails, as COPY did. ON CONFLICT costs
 #   the database a sixth more per click (its speculative insertion), measured.
+# What they count:
 # - A visitor's first sight of the (UTC) day on a link goes into click_visitors_daily; those
 #   it did not know yet count as unique clicks in the hour of their first click in the batch.
 #   Bots count only as bots.
