@@ -243,8 +243,9 @@ class ClickWriter:
         self._wakeup.set()
 
     async def _write(self, records: list[ClickRecord]) -> None:
-        # A batch holding a click from a try that failed may be partly stored already: it
-        # skips what is (write_batch's maybe_stored). Every other batch is all new.
+        # A batch holding a click from a try that failed may be partly stored already: its
+        # statement skips the clicks stored (write_batch's maybe_stored). Every other batch
+        # is all new, and goes in with a plain INSERT.
         suspect = bool(self._suspect) and any(rec[0] in self._suspect for rec in records)
         try:
             await self._write_once(records, maybe_stored=suspect)
