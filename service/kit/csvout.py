@@ -118,10 +118,32 @@ def wanted(request: Request, fmt: str | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
+# What one chunk of a streamed export holds, at least (but for the last): a line per chunk
+# made a preview of 10,000 partners 10,000 body messages, each a hop to a worker thread
+# and back (Starlette iterates a plain iterator in its thread pool), about 1.5 s of 1.6.
+CHUNK_CHARS = 64 * 1024
+
+
+def chunks(lines: Iterable[str], size: int = CHUNK_CHARS) -> Iterator[str]:
+    """The lines joined into chunks of at least `size` characters, the last one shorter."""
+    held: list[str] = []
+    length = 0
+    for line in lines:
+        held.append(line)
+        length += len(line)
+        if length >= size:
+            yield "".join(held)
+            held.clear()
+            length = 0
+    if length:
+        yield "".join(held)
+
+
 def response(body: Iterable[str], filename: str) -> StreamingResponse:
-    """A streamed CSV download under the given file name."""
+    """A streamed CSV download under the given file name, in chunks of CHUNK_CHARS: the
+    rows are made in a worker thread, a chunk at a time, off the event loop."""
     return StreamingResponse(
-        iter(body),
+        chunks(body),
         media_type=MEDIA_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
