@@ -38,7 +38,13 @@ def check_document(
         raise ValueError(f"must nest at most {max_depth} levels deep")
     if keys > max_keys:
         raise ValueError(f"must have at most {max_keys} keys in all")
-    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        # json.loads takes NaN and Infinity in, though JSON has no such numbers; the
+        # database refuses them.
+        raise ValueError("must not hold NaN or Infinity: JSON has no such numbers") from None
+    size = len(text.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise ValueError(f"must be at most {max_bytes} bytes as JSON")
     return value

@@ -60,7 +60,16 @@ AMOUNTS = (
     "1e-1000000",
 )
 BIG_INTS = (10**30, -(10**30), 2**63, 2**31)
-METADATA = (_nested(9), _nested(300), _nested(900), {f"k{i}": i for i in range(101)})
+METADATA = (
+    _nested(9),
+    _nested(300),
+    _nested(900),
+    {f"k{i}": i for i in range(101)},
+    # json.loads takes these in (json.dumps writes them); JSON has no such numbers.
+    {"k": float("nan")},
+    {"k": [1, float("inf")]},
+    {"k": {"k": float("-inf")}},
+)
 LONG = "x" * 100_000
 
 
