@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio
+import orjson
 from fastapi import Depends, Request
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
@@ -113,10 +114,22 @@ def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | No
     return embedded.start(), embedded
 
 
+def json_text(value: Any) -> str:
+    """A JSON column's value as the text sent to the database: orjson's, about a tenth of
+    json.dumps' CPU (a sale writes ten JSON values); json.dumps' where orjson refuses (an
+    integer past 64 bits, a key that is not a string), so that what was stored before
+    still is. Non-finite floats never get here: the API refuses them (kit.jsondoc)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value)
+
+
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
     """An asyncpg engine with the configured pool."""
     engine = create_async_engine(
         url,
+        json_serializer=json_text,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         connect_args={"server_settings": {"timezone": "UTC", "application_name": "affiliate-api"}},
