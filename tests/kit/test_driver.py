@@ -3,6 +3,7 @@ SQLAlchemy would bind them, errors as asyncpg's."""
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,10 +21,19 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import make_transient_to_detached
 
 from service.kit.dberrors import database_unavailable
 from service.kit.driver import Columns, Prepared, connection
-from service.models import CommissionEntry
+from service.models import (
+    Agreement,
+    AgreementVersion,
+    CommissionEntry,
+    Conversion,
+    Link,
+    Partner,
+    Program,
+)
 
 _meta = MetaData()
 _probe = Table(
@@ -183,3 +193,36 @@ def test_new_holds_the_values_as_the_constructor_would_without_pending_changes()
     assert state.modified and built.kind == "override"
     with pytest.raises(TypeError, match="amount"):
         entries.new(amount="12.50")
+
+
+def _loaded_the_old_way(columns: Columns[Any], row: list[Any]) -> Any:
+    instance = columns._manager.new_instance()
+    instance.__dict__.update(zip(columns._keys, row, strict=True))
+    make_transient_to_detached(instance)
+    return instance
+
+
+@pytest.mark.parametrize(
+    "model", [Link, Partner, Agreement, AgreementVersion, CommissionEntry, Conversion, Program]
+)
+def test_detached_leaves_the_state_make_transient_to_detached_leaves(model):
+    columns = Columns(model)
+    # Every column a distinct value, the key's columns included (composite keys too).
+    row = [uuid.uuid4() for _ in range(len(columns))]
+    fast = columns.detached([None, *row], start=1)
+    slow = _loaded_the_old_way(columns, row)
+    a, b = inspect(fast), inspect(slow)
+    assert a.key == b.key and a.key is not None
+    assert a.identity_key == b.identity_key
+    assert a.detached and b.detached
+    for name in ("committed_state", "expired_attributes", "callables", "modified", "expired"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert a.unloaded == b.unloaded
+    assert {k: v for k, v in vars(fast).items() if k != "_sa_instance_state"} == {
+        k: v for k, v in vars(slow).items() if k != "_sa_instance_state"
+    }
+
+
+def test_detached_refuses_a_row_too_short():
+    with pytest.raises(ValueError, match="columns of Link"):
+        Columns(Link).detached([uuid.uuid4()])
