@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from service.fraud.markers import DEFAULT_MARKERS, PAID_MARKERS
@@ -146,14 +147,22 @@ _STORED: TypeAdapter[list[FraudRule]] = TypeAdapter(list[FraudRule])
 
 # Validated settings by their stored JSON: every conversion asks for its program's, which
 # change seldom, and validating them again cost more than the rest of the fraud check.
-_RULES_CACHE: dict[str, Rules] = {}
+_RULES_CACHE: dict[bytes, Rules] = {}
 _RULES_CACHE_SIZE = 256
+
+
+def _cache_key(stored: list[dict[str, Any]]) -> bytes:
+    # The stored JSON as text, keys sorted: two lists get one key only when they are the
+    # same JSON. orjson's, json.dumps' for what orjson refuses (an integer past 64 bits).
+    try:
+        return orjson.dumps(stored, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(stored, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
 def rules_in_force(stored: list[dict[str, Any]]) -> Rules:
     """A program's settings from what it stored (the rules it named); read-only."""
-    key = json.dumps(stored, sort_keys=True, separators=(",", ":"), default=str)
-    rules = _RULES_CACHE.get(key)
+    rules = _RULES_CACHE.get(key := _cache_key(stored))
     if rules is None:
         named = {r.rule: r for r in _STORED.validate_python(stored)}
         rules = Rules(**named)

@@ -126,6 +126,13 @@ def test_settings_are_validated_once_per_stored_content():
     assert changed.velocity.max_per_hour == 6 and first.velocity.max_per_hour == 5
 
 
+def test_stored_settings_orjson_refuses_still_get_a_key_of_their_own():
+    big = [{"rule": "velocity", "action": "hold", "max_per_hour": 2**70}]
+    bigger = [{"rule": "velocity", "action": "hold", "max_per_hour": 2**70 + 1}]
+    assert schemas._cache_key(big) != schemas._cache_key(bigger)
+    assert schemas._cache_key(big) == schemas._cache_key([dict(reversed(big[0].items()))])
+
+
 def test_the_settings_cache_is_bounded():
     for n in range(1, 2 * schemas._RULES_CACHE_SIZE):
         rules_in_force([{"rule": "velocity", "action": "hold", "max_per_hour": n}])
