@@ -4,8 +4,8 @@
                                 [--workers 1]
 
 - floor: the statements one conversion needs, as the service issues them (read link and
-  partner, read the click's fraud facts, read the agreement, lock the month's totals,
-  insert the conversion with its audit row and read the event subscriptions' version,
+  partner, read the click's fraud facts, lock the month's totals and read the agreements in
+  the same statement, insert the conversion with its audit row and read the event subscriptions' version,
   insert the partner's and the parent's entries with the month's new totals; the program
   comes from the service's cache), in one transaction each, through bare asyncpg:
   concurrency 32 over one pool of 10. It writes the JSON the service stored for one of its
@@ -148,15 +148,15 @@ SQL_FACTS = (
     " FROM (SELECT 1 AS one) AS one LEFT JOIN (SELECT referer, paid_markers, visitor_hash,"
     " partner_id FROM clicks WHERE id = $3 AND clicked_at = $4) AS click ON true"
 )
-SQL_AGREEMENT = (
-    "SELECT a.*, v.agreement_id, v.version, v.effective_from, v.terms, v.created_at, v.id"
-    " FROM agreements a JOIN agreement_versions v ON v.agreement_id = a.id"
-    " WHERE a.partner_id = $1 AND a.program_id = $2"
-)
-SQL_LOCK_MONTH = (
-    "INSERT INTO month_totals (partner_id, program_id, month, event, state)"
+# The month's row upserted and locked, and the pair's agreements with their versions read
+# beside it, in one statement, as the service sends them (service.ledger.service).
+SQL_TERMS_AND_MONTH = (
+    "WITH month AS (INSERT INTO month_totals (partner_id, program_id, month, event, state)"
     " VALUES ($1, $2, $3, 'sale', '{}') ON CONFLICT (partner_id, program_id, month, event)"
-    " DO UPDATE SET state = month_totals.state RETURNING state"
+    " DO UPDATE SET state = month_totals.state RETURNING month_totals.state)"
+    " SELECT month.state, a.*, v.agreement_id, v.version, v.effective_from, v.terms,"
+    " v.created_at, v.id FROM month LEFT JOIN (agreements a JOIN agreement_versions v"
+    " ON v.agreement_id = a.id) ON a.partner_id = $1 AND a.program_id = $2"
 )
 SQL_INSERT = (
     "WITH inserted AS (INSERT INTO conversions (id, program_id, type, order_id, status, amount_minor, currency,"
@@ -180,7 +180,7 @@ SQL_ENTRIES = (
     " ($10, $2, $3, 'override', $11, 'USD', $5, $6, 1, $7, 'sale', $12, $13)"
     " RETURNING id, created_at"
 )
-FLOOR_STATEMENTS = 6
+FLOOR_STATEMENTS = 5
 
 
 async def service_payloads(url: str) -> dict[str, str]:
@@ -243,8 +243,7 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
             await db.fetchrow(SQL_LINK, c["link_id"])
             hour = c["clicked_at"]
             await db.fetchrow(SQL_FACTS, hour - timedelta(hours=1), hour, c["id"], hour)
-            await db.fetch(SQL_AGREEMENT, c["partner_id"], program)
-            await db.fetchrow(SQL_LOCK_MONTH, c["partner_id"], program, month)
+            await db.fetch(SQL_TERMS_AND_MONTH, c["partner_id"], program, month)
             await db.fetchrow(
                 SQL_INSERT,
                 conv,
