@@ -46,23 +46,28 @@ def explain_for(row: CommissionEntry, principal: Principal) -> dict[str, Any]:
     return {k: v for k, v in explain.items() if k != "override"}
 
 
-def entry_out(row: CommissionEntry, principal: Principal) -> EntryOut:
-    """The API shape of a ledger entry, as this key may read it."""
+def entry_body(row: CommissionEntry, principal: Principal) -> dict[str, Any]:
+    """EntryOut's fields of a ledger entry, in the model's order, as this key may read it."""
     # A parent's override is computed under its child's agreement, which is not the parent's.
     childs = is_partner(principal) and row.explain.get("beneficiary") == "parent"
-    return EntryOut(
-        id=row.id,
-        partner_id=row.partner_id,
-        program_id=row.program_id,
-        conversion_id=row.conversion_id,
-        refund_id=row.refund_id,
-        kind=row.kind,
-        amount=format_minor(row.amount_minor, row.currency),
-        currency=row.currency,
-        available_at=row.available_at,
-        payout_id=row.payout_id,
-        agreement_id=None if childs else row.agreement_id,
-        agreement_version=None if childs else row.agreement_version,
-        created_at=row.created_at,
-        explain=explain_for(row, principal),
-    )
+    return {
+        "id": row.id,
+        "partner_id": row.partner_id,
+        "program_id": row.program_id,
+        "conversion_id": row.conversion_id,
+        "refund_id": row.refund_id,
+        "kind": row.kind,
+        "amount": format_minor(row.amount_minor, row.currency),
+        "currency": row.currency,
+        "available_at": row.available_at,
+        "payout_id": row.payout_id,
+        "agreement_id": None if childs else row.agreement_id,
+        "agreement_version": None if childs else row.agreement_version,
+        "created_at": row.created_at,
+        "explain": explain_for(row, principal),
+    }
+
+
+def entry_out(row: CommissionEntry, principal: Principal) -> EntryOut:
+    """The API shape of a ledger entry, as this key may read it."""
+    return EntryOut.model_validate(entry_body(row, principal))
