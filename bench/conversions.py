@@ -5,10 +5,10 @@
 
 - floor: the statements one conversion needs, as the service issues them (read link and
   partner, read the click's fraud facts, lock the month's totals and read the agreements in
-  the same statement, insert the conversion with its audit row and read the event subscriptions' version,
-  insert the partner's and the parent's entries with the month's new totals; the program
-  comes from the service's cache), in one transaction each, through bare asyncpg:
-  concurrency 32 over one pool of 10. It writes the JSON the service stored for one of its
+  the same statement, insert the conversion with its audit row and read the event
+  subscriptions' version, insert the partner's and the parent's entries with the month's
+  new totals; the program comes from the service's cache), in one transaction each,
+  through bare asyncpg: concurrency 32 over one pool of 10. It writes the JSON the service stored for one of its
   warm-up sales, so the rows are the size of the service's.
 - service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, with the
   floor's 10 connections shared among its workers (AFFILIATE_DB_POOL_SIZE=10/N), loaded by wrk

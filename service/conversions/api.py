@@ -74,7 +74,8 @@ def conversion_body(
     """ConversionOut's fields of a conversion, in the model's order, as this key may read it.
 
     The values are the row's, already of their fields' types; what is stored as JSON of a
-    shape of its own (the attribution, the fraud hits) is validated here."""
+    shape of its own (the attribution, the fraud hits) is validated here, into its model,
+    which ConversionOut takes as it is."""
     return {
         "id": row.id,
         "program_id": row.program_id,
@@ -82,7 +83,7 @@ def conversion_body(
         "order_id": row.order_id,
         "status": row.status,
         "review_reason": row.review_reason,
-        "fraud": [FraudHit.model_validate(h).model_dump() for h in row.fraud],
+        "fraud": [FraudHit.model_validate(h) for h in row.fraud],
         "amount": None
         if row.amount_minor is None
         else format_minor(row.amount_minor, row.currency),
@@ -101,7 +102,7 @@ def conversion_body(
         "customer_id": None if is_partner(principal) else row.customer_external_id,
         "items": row.items,
         "metadata": row.metadata_,
-        "attribution": Attribution.model_validate(_attribution(row, principal)).model_dump(),
+        "attribution": Attribution.model_validate(_attribution(row, principal)),
         "commissions": [entry_body(e, principal) for e in entries],
         "created_at": row.created_at,
         "updated_at": row.updated_at,
@@ -124,15 +125,18 @@ def answer_json(body: dict[str, Any]) -> bytes:
     quarter of the time; the tests compare the two). A value orjson refuses (an integer
     past 64 bits in the metadata) goes through the model."""
     try:
-        return orjson.dumps(body, default=_uuid_text, option=orjson.OPT_UTC_Z)
+        return orjson.dumps(body, default=_not_native, option=orjson.OPT_UTC_Z)
     except TypeError:  # orjson.JSONEncodeError
         return _dump(ConversionOut.model_validate(body), by_alias=True)
 
 
-def _uuid_text(value: object) -> str:
-    # asyncpg's UUIDs are a subclass orjson does not take; anything else is refused.
+def _not_native(value: object) -> Any:
+    # What orjson does not take itself: asyncpg's UUIDs (a subclass) and the nested models
+    # (their fields, in order). Anything else is refused.
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, Attribution | FraudHit):
+        return value.model_dump()
     raise TypeError(f"{type(value).__name__} is not written by orjson here")
 
 

@@ -211,7 +211,7 @@ class Columns(Generic[M]):
             raise ValueError(f"{len(self._keys)} columns of {self._model.__name__} expected")
         instance: M = self._manager.new_instance()
         held = instance.__dict__
-        held.update(zip(self._keys, values, strict=True))
+        held.update(zip(self._keys, values, strict=False))  # lengths checked above
         held["_sa_instance_state"].key = (
             self._identity,
             tuple([values[i] for i in self._primary]),

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.conversions.api import _dump, answer_json
-from service.conversions.schemas import ConversionOut
+from service.conversions.schemas import Attribution, ConversionOut, FraudHit
 
 uuids = st.uuids() | st.uuids().map(lambda u: pgproto.UUID(str(u)))  # asyncpg's, as rows hold
 times = st.datetimes(
@@ -70,7 +70,9 @@ bodies = in_order(
         "status": st.sampled_from(["accepted", "review", "rejected"]),
         "review_reason": st.none() | text,
         "fraud": st.lists(
-            in_order({"rule": text, "action": st.sampled_from(["hold", "reject"]), "detail": text}),
+            in_order(
+                {"rule": text, "action": st.sampled_from(["hold", "reject"]), "detail": text}
+            ).map(FraudHit.model_validate),  # as conversion_body holds them
             max_size=2,
         ),
         "amount": amounts,
@@ -92,7 +94,7 @@ bodies = in_order(
                 "reasons": st.lists(in_order({"method": text, "reason": text}), max_size=2),
                 "detail": st.none() | st.dictionaries(text, text, max_size=2),
             }
-        ),
+        ).map(Attribution.model_validate),
         "commissions": st.lists(entry(), max_size=2),
         "created_at": times,
         "updated_at": times,
