@@ -1,6 +1,6 @@
 """Instructions per conversion or per click: the service's own work, counted by valgrind.
 
-    python bench/instructions.py [--path sales|clicks] [--small N] [--large N]
+    python bench/instructions.py [--path sales|clicks] [--small N] [--large N] [--customers K]
 
 Rates and CPU seconds on a shared machine drift by a tenth or more within minutes, so a
 change of a few percent in what a conversion costs cannot be told from the drift. This
@@ -9,7 +9,9 @@ instructions it executes (the database runs apart, natively, and is not counted)
 processes, alike but for how many sales they record (`--small` and `--large`, one at a time
 through the whole ASGI stack: body limit, FastAPI, auth, the intake, the ledger), each on a
 fresh database; the difference of their totals over the difference of their sales is what
-one sale costs, start-up and seeding cancelling out.
+one sale costs, start-up and seeding cancelling out. With `--customers K`, each sale also
+names one of K customers (`customer_id`), most of them seen before: the customer's row is
+then upserted, locked and, on its first attributed sale, bound to the partner.
 
 `--path clicks` counts GET /r/{code} the same way: the redirect's clicks, 32 at a time (as
 concurrent requests are, so that the click writer commits them in batches of 32), each a new
@@ -55,7 +57,7 @@ CLICK_GROUP = 32
 DEFAULTS = {"sales": (100, 300), "clicks": (640, 1920)}
 
 
-async def record(url: str, count: int) -> dict[int, int]:
+async def record(url: str, count: int, customers: int = 0) -> dict[int, int]:
     """In this process: the app on `url`, seeded through its API, then `count` sales one at
     a time straight through its ASGI stack; the answers' statuses, counted."""
     from asgi_lifespan import LifespanManager
@@ -92,16 +94,17 @@ async def record(url: str, count: int) -> dict[int, int]:
         rng = random.Random(7)
 
         async def one(order: str) -> None:
-            body = json.dumps(
-                {
-                    "program_id": program_id,
-                    "type": "sale",
-                    "order_id": order,
-                    "amount": f"{rng.randint(1000, 90000) / 100:.2f}",
-                    "currency": "USD",
-                    "click_id": rng.choice(clicks),
-                }
-            ).encode()
+            sale = {
+                "program_id": program_id,
+                "type": "sale",
+                "order_id": order,
+                "amount": f"{rng.randint(1000, 90000) / 100:.2f}",
+                "currency": "USD",
+                "click_id": rng.choice(clicks),
+            }
+            if customers:
+                sale["customer_id"] = f"customer-{rng.randrange(customers)}"
+            body = json.dumps(sale).encode()
             length = (b"content-length", str(len(body)).encode())
             scope = _scope("POST", "/v1/conversions", b"", [*headers, length])
             received = False
@@ -221,6 +224,7 @@ def main() -> int:
     parser.add_argument("--small", type=int)
     parser.add_argument("--large", type=int)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--customers", type=int, default=0, help="sales name one of K customers")
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -228,7 +232,7 @@ def main() -> int:
             statuses = _loop_run(record_clicks(args.child, args.count))
             print(json.dumps(statuses))
             return 0 if set(statuses) == {302} else 1
-        statuses = asyncio.run(record(args.child, args.count))
+        statuses = asyncio.run(record(args.child, args.count, args.customers))
         print(json.dumps(statuses))
         return 0 if set(statuses) == {201} else 1
     small, large = DEFAULTS[args.path]
@@ -282,6 +286,8 @@ def main() -> int:
                 url,
                 "--count",
                 str(count),
+                "--customers",
+                str(args.customers),
             ]
             log = (tmp / f"run.{count}.log").open("w")
             runs.append((count, out, log, subprocess.Popen(cmd, stdout=log, stderr=log, env=env)))
@@ -299,6 +305,8 @@ def main() -> int:
             if args.path == "sales"
             else f"through the ASGI app (uvicorn's HTTP aside), {CLICK_GROUP} at a time, durable"
         )
+        if args.path == "sales" and args.customers:
+            how += f", each naming one of {args.customers} customers"
         print(
             f"instructions per {unit}: {each:,.0f} in the service's process, {how}"
             f" ({time.perf_counter() - started:.0f} s under valgrind)"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -168,22 +169,39 @@ async def _by_click(
     return Candidate(partner_id=link.partner_id, detail=detail), click
 
 
+# The customer's row, inserted on first sight, locked and read back in one statement. The
+# update that changes nothing is what makes the row come back and stay locked whether it
+# was new or not (DO NOTHING returns no row, and a SELECT in the same statement would miss
+# a row another transaction committed while this one waited on it); the row version it
+# writes is a HOT update, no index touched.
+CUSTOMER = Columns(Customer)
+_customers = typing.cast(Table, Customer.__table__)
+_customer_insert = insert(_customers).values(
+    id=bindparam("id", type_=_customers.c.id.type),
+    program_id=bindparam("program_id", type_=_customers.c.program_id.type),
+    external_id=bindparam("external_id", type_=_customers.c.external_id.type),
+)
+_CUSTOMER_UPSERT = Prepared(
+    _customer_insert.on_conflict_do_update(
+        index_elements=["program_id", "external_id"],
+        set_={"external_id": _customer_insert.excluded.external_id},
+    ).returning(*CUSTOMER.columns)
+)
+
+
 async def customer_of(
     session: AsyncSession, program: Program, external_id: str | None
 ) -> Customer | None:
-    """The program's customer of this id, created on first sight and locked, or None."""
+    """The program's customer of this id, created on first sight and locked until the
+    transaction ends, or None. The object is detached: a change to it is written by
+    `intake.bind_customer`'s caller, not by the session."""
     if not external_id:
         return None
-    await session.execute(
-        insert(Customer)
-        .values(id=new_id(), program_id=program.id, external_id=external_id)
-        .on_conflict_do_nothing(index_elements=["program_id", "external_id"])
+    row = await _CUSTOMER_UPSERT.fetchrow(
+        session, {"id": new_id(), "program_id": program.id, "external_id": external_id}
     )
-    return await session.scalar(
-        select(Customer)
-        .where(Customer.program_id == program.id, Customer.external_id == external_id)
-        .with_for_update()
-    )
+    assert row is not None  # an upsert always returns its row
+    return CUSTOMER.detached(row)
 
 
 async def _by_customer(session: AsyncSession, customer: Customer | None, seen: Seen) -> Candidate:

@@ -13,7 +13,16 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BindParameter, ColumnElement, Table, bindparam, inspect, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Table,
+    bindparam,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
@@ -297,10 +306,10 @@ async def record_conversion(
 
     entries: list[CommissionEntry] | None = []
     if partner is not None:
-        if customer is not None:
-            bind_customer(
-                customer, partner.id, conversion, rejected=verdict == ConversionStatus.rejected
-            )
+        if customer is not None and bind_customer(
+            customer, partner.id, conversion, rejected=verdict == ConversionStatus.rejected
+        ):
+            await _CUSTOMER_BOUND.fetch(session, _binding(customer))
         if earning is not None:
             entries = await ledger.write_earning(session, earning, conversion.id)
         if verdict == ConversionStatus.rejected:
@@ -401,16 +410,49 @@ async def _replayed(
 
 def bind_customer(
     customer: Customer, partner_id: uuid.UUID, conversion: Conversion, *, rejected: bool
-) -> None:
-    """Bind the customer to the partner of its first attributed conversion."""
+) -> bool:
+    """Bind the customer to the partner of its first attributed conversion; True when this
+    changed the customer (a session's object is then written at its flush; the intake's
+    customer is detached, and written by the intake)."""
+    changed = False
     # A rejected sale binds no customer to the partner for later ones.
     if customer.partner_id is None and not rejected:
         customer.partner_id = partner_id
+        changed = True
     # The recurring window counts from the first attributed sale: a lead earns
     # by its own rule and starts nothing.
     if conversion.type == "sale" and customer.first_attributed_at is None:
         customer.first_conversion_id = conversion.id
         customer.first_attributed_at = conversion.occurred_at
+        changed = True
+    return changed
+
+
+# The customer's binding as bind_customer left it; its row is locked since customer_of.
+_customers = typing.cast(Table, Customer.__table__)
+_CUSTOMER_BOUND = Prepared(
+    update(_customers)
+    .where(_customers.c.id == bindparam("customer_id", type_=_customers.c.id.type))
+    .values(
+        partner_id=bindparam("partner_id", type_=_customers.c.partner_id.type),
+        first_conversion_id=bindparam(
+            "first_conversion_id", type_=_customers.c.first_conversion_id.type
+        ),
+        first_attributed_at=bindparam(
+            "first_attributed_at", type_=_customers.c.first_attributed_at.type
+        ),
+        updated_at=func.now(),
+    )
+)
+
+
+def _binding(customer: Customer) -> dict[str, Any]:
+    return {
+        "customer_id": customer.id,
+        "partner_id": customer.partner_id,
+        "first_conversion_id": customer.first_conversion_id,
+        "first_attributed_at": customer.first_attributed_at,
+    }
 
 
 async def _fraud_hits(

@@ -1,6 +1,7 @@
 """Ids in time order, the recurring window, holds of zero days, stored FX rates and
 normalized request hashes: what the intake records is what it answers, every time."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -218,3 +219,85 @@ async def test_a_request_stored_under_the_old_hash_still_replays(client, app, ad
         )
         await session.commit()
     assert (await client.post("/v1/conversions", json=body, headers=admin)).status_code == 200
+
+
+async def test_a_sale_waits_for_its_customer_and_sees_the_binding_made_meanwhile(
+    client, app, admin
+):
+    # The customer's row is locked from its upsert to the commit: two sales of one customer
+    # take turns, the second seeing what the first bound. Here the first is a transaction
+    # of the test's own, holding the row while it binds the customer to a partner.
+    program, partner = await setup(client, admin)
+    customer_id = unique("cust-")
+    seen = await client.post(
+        "/v1/conversions", json=sale(program, customer_id=customer_id), headers=admin
+    )
+    assert seen.json()["attribution"]["partner_id"] is None  # the row exists, unbound
+    first_at = datetime.now(UTC) - timedelta(days=1)
+    first_conversion = uuid.UUID(seen.json()["id"])
+    async with app.state.sessionmaker() as holder:
+        customer = await holder.scalar(
+            select(Customer)
+            .where(
+                Customer.program_id == uuid.UUID(program["id"]),
+                Customer.external_id == customer_id,
+            )
+            .with_for_update()
+        )
+        assert customer is not None and customer.partner_id is None
+        waiting = asyncio.create_task(
+            client.post(
+                "/v1/conversions", json=sale(program, customer_id=customer_id), headers=admin
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # blocked on the customer's row
+        customer.partner_id = uuid.UUID(partner["id"])
+        customer.first_conversion_id = first_conversion
+        customer.first_attributed_at = first_at
+        await holder.commit()
+    answer = await asyncio.wait_for(waiting, 30)
+    assert answer.status_code == 201
+    assert answer.json()["attribution"]["method"] == "customer"
+    assert answer.json()["attribution"]["partner_id"] == partner["id"]
+    async with app.state.sessionmaker() as session:
+        stored = await session.scalar(
+            select(Customer).where(
+                Customer.program_id == uuid.UUID(program["id"]),
+                Customer.external_id == customer_id,
+            )
+        )
+    # Bound once: the later sale changed nothing.
+    assert stored is not None
+    assert (stored.partner_id, stored.first_conversion_id, stored.first_attributed_at) == (
+        uuid.UUID(partner["id"]),
+        first_conversion,
+        first_at,
+    )
+
+
+async def test_a_customers_first_attributed_sale_binds_it_in_the_database(client, app, admin):
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    customer_id = unique("cust-")
+    first = await client.post(
+        "/v1/conversions",
+        json=sale(program, customer_id=customer_id, click_id=click_id(app, link)),
+        headers=admin,
+    )
+    assert first.json()["attribution"]["method"] == "click"
+    again = await client.post(
+        "/v1/conversions", json=sale(program, customer_id=customer_id), headers=admin
+    )
+    assert again.json()["attribution"]["method"] == "customer"
+    async with app.state.sessionmaker() as session:
+        stored = await session.scalar(
+            select(Customer).where(
+                Customer.program_id == uuid.UUID(program["id"]),
+                Customer.external_id == customer_id,
+            )
+        )
+    assert stored is not None
+    assert stored.partner_id == uuid.UUID(partner["id"])
+    assert stored.first_conversion_id == uuid.UUID(first.json()["id"])
+    assert stored.first_attributed_at == datetime.fromisoformat(first.json()["occurred_at"])
