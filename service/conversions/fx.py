@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +13,7 @@ from service import audit
 from service.auth.keys import Principal
 from service.conversions.schemas import FxRateIn, FxRateOut
 from service.errors import ValidationFailed
+from service.kit.driver import Prepared
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, is_currency, parse_decimal
 from service.kit.time import utc_now
@@ -104,22 +105,33 @@ async def list_rates(session: AsyncSession, base: str | None, quote: str | None)
     ]
 
 
+def _latest(base: str, quote: str) -> ScalarSelect[Decimal]:
+    # The latest rate of base->quote dated on or before :day (the primary key's order).
+    return (
+        select(FxRate.rate)
+        .where(
+            FxRate.base_currency == bindparam(base, type_=FxRate.base_currency.type),
+            FxRate.quote_currency == bindparam(quote, type_=FxRate.quote_currency.type),
+            FxRate.date <= bindparam("day", type_=FxRate.date.type),
+        )
+        .order_by(FxRate.date.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+# Both ways round in one statement: a sale in another currency pays one round trip for its
+# rate, whichever way it was stored.
+_RATES = Prepared(select(_latest("base", "quote"), _latest("quote", "base")))
+
+
 async def rate_on(session: AsyncSession, base: str, quote: str, day: date) -> Decimal | None:
     """Quote units per base unit on `day`: the latest rate dated on or before it, either way round."""
-    direct = await session.scalar(
-        select(FxRate.rate)
-        .where(FxRate.base_currency == base, FxRate.quote_currency == quote, FxRate.date <= day)
-        .order_by(FxRate.date.desc())
-        .limit(1)
-    )
+    rates = await _RATES.fetchrow(session, {"base": base, "quote": quote, "day": day})
+    assert rates is not None  # a SELECT without FROM: always one row
+    direct, inverse = rates[0], rates[1]
     if direct is not None:
         return Decimal(direct)
-    inverse = await session.scalar(
-        select(FxRate.rate)
-        .where(FxRate.base_currency == quote, FxRate.quote_currency == base, FxRate.date <= day)
-        .order_by(FxRate.date.desc())
-        .limit(1)
-    )
     if inverse is None:
         return None
     # Rounded as the conversion stores it (12 places), so the first answer, its replay

@@ -150,3 +150,44 @@ async def test_jpy_and_kwd_programs(client, app, admin):
         headers=admin,
     )
     assert [e["amount"] for e in r.json()["commissions"]] == ["1.234"]
+
+
+async def test_a_rate_either_way_round_in_one_lookup(client, app, admin):
+    # JPY: no other test of the module stores it. Stored only as USD->JPY, a sale in JPY
+    # is converted at its inverse; once JPY->USD is stored too, that direct rate is used.
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    occurred = datetime(2026, 10, 15, 12, tzinfo=UTC)
+
+    async def store(base: str, quote: str, rate: str, day: date) -> None:
+        r = await client.post(
+            "/v1/fx-rates",
+            json={
+                "base_currency": base,
+                "quote_currency": quote,
+                "rate": rate,
+                "date": day.isoformat(),
+            },
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+
+    def jpy_sale() -> dict:
+        return sale(
+            program,
+            amount="1000",
+            currency="JPY",
+            click_id=click_id(app, link, occurred - timedelta(hours=1)),
+            occurred_at=occurred.isoformat(),
+        )
+
+    await store("USD", "JPY", "160", date(2026, 10, 10))
+    await store("USD", "JPY", "100", date(2026, 10, 20))  # after the sale: not used
+    inverse = await client.post("/v1/conversions", json=jpy_sale(), headers=admin)
+    assert inverse.status_code == 201, inverse.text
+    assert inverse.json()["fx_rate"] == "0.00625"  # 1/160
+    assert inverse.json()["program_amount"] == "6.25"
+    await store("JPY", "USD", "0.0065", date(2026, 10, 1))
+    direct = await client.post("/v1/conversions", json=jpy_sale(), headers=admin)
+    assert direct.json()["fx_rate"] == "0.0065"
+    assert direct.json()["program_amount"] == "6.50"
