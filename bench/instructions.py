@@ -1,6 +1,7 @@
 """Instructions per conversion or per click: the service's own work, counted by valgrind.
 
     python bench/instructions.py [--path sales|clicks] [--small N] [--large N] [--customers K]
+                                 [--promo] [--currency EUR]
 
 Rates and CPU seconds on a shared machine drift by a tenth or more within minutes, so a
 change of a few percent in what a conversion costs cannot be told from the drift. This
@@ -11,7 +12,10 @@ through the whole ASGI stack: body limit, FastAPI, auth, the intake, the ledger)
 fresh database; the difference of their totals over the difference of their sales is what
 one sale costs, start-up and seeding cancelling out. With `--customers K`, each sale also
 names one of K customers (`customer_id`), most of them seen before: the customer's row is
-then upserted, locked and, on its first attributed sale, bound to the partner.
+then upserted, locked and, on its first attributed sale, bound to the partner. With
+`--promo`, each sale is attributed by one of the partners' promo codes instead of a click
+id; with `--currency C`, sales are in currency C, converted at a rate C->USD stored through
+the API.
 
 `--path clicks` counts GET /r/{code} the same way: the redirect's clicks, 32 at a time (as
 concurrent requests are, so that the click writer commits them in batches of 32), each a new
@@ -36,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -57,7 +63,17 @@ CLICK_GROUP = 32
 DEFAULTS = {"sales": (100, 300), "clicks": (640, 1920)}
 
 
-async def record(url: str, count: int, customers: int = 0) -> dict[int, int]:
+@dataclass(frozen=True)
+class Shape:
+    """What each sale names besides its amount: a customer (one of `customers`), a promo
+    code instead of a click id, another currency than the program's."""
+
+    customers: int = 0
+    promo: bool = False
+    currency: str | None = None
+
+
+async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]:
     """In this process: the app on `url`, seeded through its API, then `count` sales one at
     a time straight through its ASGI stack; the answers' statuses, counted."""
     from asgi_lifespan import LifespanManager
@@ -85,6 +101,20 @@ async def record(url: str, count: int, customers: int = 0) -> dict[int, int]:
             "http://bench", admin, PARTNERS, CLICKS_EACH
         )
         clicks = [t for per in tokens for t in per]
+        codes = await _promo_codes(admin, program_id) if shape.promo else []
+        if shape.currency:
+            async with httpx.AsyncClient(base_url="http://bench", headers=admin) as c:
+                yesterday = datetime.now(UTC).date() - timedelta(days=1)
+                r = await c.post(
+                    "/v1/fx-rates",
+                    json={
+                        "base_currency": shape.currency,
+                        "quote_currency": "USD",
+                        "rate": "1.0842",
+                        "date": yesterday.isoformat(),
+                    },
+                )
+                assert r.status_code == 201, r.text
         headers = [
             (b"authorization", f"Bearer {merchant}".encode()),
             (b"content-type", b"application/json"),
@@ -99,11 +129,14 @@ async def record(url: str, count: int, customers: int = 0) -> dict[int, int]:
                 "type": "sale",
                 "order_id": order,
                 "amount": f"{rng.randint(1000, 90000) / 100:.2f}",
-                "currency": "USD",
-                "click_id": rng.choice(clicks),
+                "currency": shape.currency or "USD",
             }
-            if customers:
-                sale["customer_id"] = f"customer-{rng.randrange(customers)}"
+            if codes:
+                sale["promo_code"] = rng.choice(codes)
+            else:
+                sale["click_id"] = rng.choice(clicks)
+            if shape.customers:
+                sale["customer_id"] = f"customer-{rng.randrange(shape.customers)}"
             body = json.dumps(sale).encode()
             length = (b"content-length", str(len(body)).encode())
             scope = _scope("POST", "/v1/conversions", b"", [*headers, length])
@@ -126,6 +159,24 @@ async def record(url: str, count: int, customers: int = 0) -> dict[int, int]:
         for n in range(WARM_UP + count):
             await one(f"instructions-{n}")
         return statuses
+
+
+async def _promo_codes(admin: dict[str, str], program_id: str) -> list[str]:
+    """A promo code for each seeded partner (not the parent), through the API."""
+    async with httpx.AsyncClient(base_url="http://bench", headers=admin) as c:
+        partners = (await c.get("/v1/partners", params={"limit": 200})).json()["items"]
+        codes = []
+        for partner in partners:
+            if not partner["name"].startswith("Blog "):
+                continue
+            code = f"BENCH{len(codes)}"
+            r = await c.post(
+                "/v1/promo-codes",
+                json={"program_id": program_id, "partner_id": partner["id"], "code": code},
+            )
+            assert r.status_code == 201, r.text
+            codes.append(code)
+    return codes
 
 
 async def record_clicks(url: str, count: int) -> dict[int, int]:
@@ -225,6 +276,8 @@ def main() -> int:
     parser.add_argument("--large", type=int)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--customers", type=int, default=0, help="sales name one of K customers")
+    parser.add_argument("--promo", action="store_true", help="sales name a promo code")
+    parser.add_argument("--currency", help="sales in this currency (not USD)")
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -232,7 +285,8 @@ def main() -> int:
             statuses = _loop_run(record_clicks(args.child, args.count))
             print(json.dumps(statuses))
             return 0 if set(statuses) == {302} else 1
-        statuses = asyncio.run(record(args.child, args.count, args.customers))
+        shape = Shape(args.customers, args.promo, args.currency)
+        statuses = asyncio.run(record(args.child, args.count, shape))
         print(json.dumps(statuses))
         return 0 if set(statuses) == {201} else 1
     small, large = DEFAULTS[args.path]
@@ -288,6 +342,8 @@ def main() -> int:
                 str(count),
                 "--customers",
                 str(args.customers),
+                *(["--promo"] if args.promo else []),
+                *(["--currency", args.currency] if args.currency else []),
             ]
             log = (tmp / f"run.{count}.log").open("w")
             runs.append((count, out, log, subprocess.Popen(cmd, stdout=log, stderr=log, env=env)))
@@ -307,6 +363,10 @@ def main() -> int:
         )
         if args.path == "sales" and args.customers:
             how += f", each naming one of {args.customers} customers"
+        if args.path == "sales" and args.promo:
+            how += ", attributed by promo code"
+        if args.path == "sales" and args.currency:
+            how += f", in {args.currency}"
         print(
             f"instructions per {unit}: {each:,.0f} in the service's process, {how}"
             f" ({time.perf_counter() - started:.0f} s under valgrind)"

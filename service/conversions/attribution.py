@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.kit.driver import Columns, Prepared
 from service.kit.ids import new_id
-from service.links.promo_codes import check_promo_code, consume_promo_code
+from service.links.promo_codes import consume_promo_code, find_promo_code, refusal
 from service.models import Click, Customer, Link, Partner, PartnerStatus, Program
 from service.partnering.deals import repository as deals
 from service.partnering.deals.domains import email_domain
@@ -99,14 +99,18 @@ async def _by_promo(
 ) -> tuple[Candidate, uuid.UUID | None]:
     if not code:
         return Candidate(reason="no promo code sent"), None
-    row, reason = await check_promo_code(session, program.id, code, at)
-    if row is None:
-        return Candidate(reason=reason or "promo code unknown"), None
-    partner = await _partner(session, row.partner_id, seen)
+    found = await find_promo_code(session, program.id, code)
+    if found is None:
+        return Candidate(reason="promo code unknown"), None
+    promo, partner = found
+    reason = refusal(promo, at)
+    if reason:
+        return Candidate(reason=reason), None
+    seen[partner.id] = partner
     unavailable = _partner_unavailable(partner)
     if unavailable:
         return Candidate(reason=unavailable), None
-    return Candidate(partner_id=row.partner_id, detail={"promo_code": row.code}), row.id
+    return Candidate(partner_id=promo.partner_id, detail={"promo_code": promo.code}), promo.id
 
 
 # Built once: the statement runs for every conversion that comes with a click id.

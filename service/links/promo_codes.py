@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -18,6 +18,7 @@ from sqlalchemy.orm.util import identity_key
 from service import audit
 from service.auth.keys import Principal
 from service.errors import Conflict, NotFound, field_error
+from service.kit.driver import Columns, Prepared
 from service.kit.pagination import PageParams
 from service.kit.time import utc_now
 from service.links import repository
@@ -234,48 +235,77 @@ async def list_promo_codes(
     )
 
 
+# The code with its partner, in one statement: a sale that names a code needs both. Rows
+# come back as detached objects, to read.
+PROMO = Columns(PromoCode)
+PARTNER = Columns(Partner)
+_PROMO_AND_PARTNER = Prepared(
+    select(*PROMO.columns, *PARTNER.columns)
+    .join_from(PromoCode, Partner, Partner.id == PromoCode.partner_id)
+    .where(
+        PromoCode.program_id == bindparam("program_id", type_=PromoCode.program_id.type),
+        PromoCode.code_normalized == bindparam("code", type_=PromoCode.code_normalized.type),
+    )
+)
+
+
+def refusal(promo: PromoCode, at: datetime) -> str | None:
+    """Why the code is not usable at `at`, or None when it is."""
+    if promo.status != PromoCodeStatus.active:
+        return "promo code disabled"
+    if promo.valid_from is not None and at < promo.valid_from:
+        return "promo code not yet valid"
+    if promo.valid_to is not None and at >= promo.valid_to:
+        return "promo code expired"
+    if promo.max_uses is not None and promo.uses >= promo.max_uses:
+        return "promo code used up"
+    return None
+
+
+async def find_promo_code(
+    session: AsyncSession, program_id: uuid.UUID, code: str
+) -> tuple[PromoCode, Partner] | None:
+    """The program's code matching `code` (ignoring case), with its partner; detached."""
+    row = await _PROMO_AND_PARTNER.fetchrow(
+        session, {"program_id": program_id, "code": normalise_promo_code(code.strip())}
+    )
+    if row is None:
+        return None
+    return PROMO.detached(row), PARTNER.detached(row, len(PROMO))
+
+
 async def check_promo_code(
     session: AsyncSession, program_id: uuid.UUID, code: str, at: datetime
 ) -> tuple[PromoCode | None, str | None]:
     """(the code, None) when `code` is usable in the program at `at`; else (None, why not)."""
-    promo = await session.scalar(
-        select(PromoCode).where(
-            PromoCode.program_id == program_id,
-            PromoCode.code_normalized == normalise_promo_code(code.strip()),
-        )
-    )
-    if promo is None:
+    found = await find_promo_code(session, program_id, code)
+    if found is None:
         return None, "promo code unknown"
-    if promo.status != PromoCodeStatus.active:
-        return None, "promo code disabled"
-    if promo.valid_from is not None and at < promo.valid_from:
-        return None, "promo code not yet valid"
-    if promo.valid_to is not None and at >= promo.valid_to:
-        return None, "promo code expired"
-    if promo.max_uses is not None and promo.uses >= promo.max_uses:
-        return None, "promo code used up"
-    return promo, None
+    promo = found[0]
+    reason = refusal(promo, at)
+    return (None, reason) if reason else (promo, None)
+
+
+_CONSUME = Prepared(
+    update(PromoCode)
+    .where(
+        PromoCode.id == bindparam("promo_code_id", type_=PromoCode.id.type),
+        or_(PromoCode.max_uses.is_(None), PromoCode.uses < PromoCode.max_uses),
+    )
+    .values(uses=PromoCode.uses + 1, updated_at=func.now())
+    .returning(PromoCode.uses)
+)
 
 
 async def consume_promo_code(session: AsyncSession, promo_code_id: uuid.UUID) -> bool:
     """Count one use, atomically, only while under max_uses; False when used up."""
-    result = await session.execute(
-        update(PromoCode)
-        .where(
-            PromoCode.id == promo_code_id,
-            or_(PromoCode.max_uses.is_(None), PromoCode.uses < PromoCode.max_uses),
-        )
-        .values(uses=PromoCode.uses + 1, updated_at=utc_now())
-        .returning(PromoCode.id, PromoCode.uses)
-        .execution_options(synchronize_session=False)
-    )
-    row = result.one_or_none()
+    row = await _CONSUME.fetchrow(session, {"promo_code_id": promo_code_id})
     if row is None:
         return False
-    # A copy already loaded in this session (from check_promo_code) shows the new count.
+    # A copy loaded into this session through the ORM shows the new count.
     loaded = session.identity_map.get(identity_key(PromoCode, promo_code_id))
     if loaded is not None:
-        set_committed_value(loaded, "uses", row.uses)
+        set_committed_value(loaded, "uses", row[0])
     return True
 
 

@@ -145,6 +145,12 @@ async def test_suspended_partner_is_not_attributed(client, app, admin):
         "/v1/conversions", json=sale(program, click_id=click_id(app, link)), headers=admin
     )
     assert reasons(r.json())["click"] == "partner suspended"
+    code = await add_promo(app, program["id"], partner["id"])
+    by_code = await client.post(
+        "/v1/conversions", json=sale(program, promo_code=code.lower()), headers=admin
+    )
+    assert by_code.json()["attribution"]["partner_id"] is None
+    assert reasons(by_code.json())["promo_code"] == "partner suspended"
 
 
 async def test_customer_attribution_and_recurring_window(client, app, admin):

@@ -3,9 +3,11 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from service.kit.time import utc_now
 from service.links.promo_codes import check_promo_code, consume_promo_code
+from service.models import PromoCode
 from tests.conftest import make_key
 from tests.factories import create_partner, create_program, unique
 from tests.helpers import assert_problem, error_fields
@@ -136,7 +138,9 @@ async def test_check_and_consume(app, client, admin, program, partner):
             "promo code expired"
         )
         assert await consume_promo_code(s, row.id)
-        assert row.uses == 1
+        # The code as checked is a detached copy: the count is the database's.
+        assert row.uses == 0
+        assert await s.scalar(select(PromoCode.uses).where(PromoCode.id == row.id)) == 1
         assert await consume_promo_code(s, row.id)
         assert not await consume_promo_code(s, row.id)
         assert (await check_promo_code(s, pid, "flash", now))[1] == "promo code used up"
