@@ -1,6 +1,6 @@
 """Instructions per conversion or per click: the service's own work, counted by valgrind.
 
-    python bench/instructions.py [--path sales|clicks] [--small N] [--large N] [--customers K]
+    python bench/instructions.py [--path sales|refunds|clicks] [--small N] [--large N] [--customers K]
                                  [--promo] [--currency EUR]
 
 Rates and CPU seconds on a shared machine drift by a tenth or more within minutes, so a
@@ -16,6 +16,9 @@ then upserted, locked and, on its first attributed sale, bound to the partner. W
 `--promo`, each sale is attributed by one of the partners' promo codes instead of a click
 id; with `--currency C`, sales are in currency C, converted at a rate C->USD stored through
 the API.
+
+`--path refunds` counts a refund the same way: both processes record as many sales first,
+then refund 1.00 of as many of them as they count (through POST /v1/refunds, one at a time).
 
 `--path clicks` counts GET /r/{code} the same way: the redirect's clicks, 32 at a time (as
 concurrent requests are, so that the click writer commits them in batches of 32), each a new
@@ -60,7 +63,7 @@ CLICKS_EACH = 4
 WARM_UP = 50
 # Clicks go in groups of this many concurrent requests; counts are rounded to a multiple.
 CLICK_GROUP = 32
-DEFAULTS = {"sales": (100, 300), "clicks": (640, 1920)}
+DEFAULTS = {"sales": (100, 300), "refunds": (100, 300), "clicks": (640, 1920)}
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class Shape:
     customers: int = 0
     promo: bool = False
     currency: str | None = None
+    # --path refunds: this many sales first, then the counted refunds.
+    refunded_sales: int = 0
 
 
 async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]:
@@ -137,9 +142,12 @@ async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]
                 sale["click_id"] = rng.choice(clicks)
             if shape.customers:
                 sale["customer_id"] = f"customer-{rng.randrange(shape.customers)}"
-            body = json.dumps(sale).encode()
+            await post("/v1/conversions", sale)
+
+        async def post(path: str, payload: dict[str, Any]) -> None:
+            body = json.dumps(payload).encode()
             length = (b"content-length", str(len(body)).encode())
-            scope = _scope("POST", "/v1/conversions", b"", [*headers, length])
+            scope = _scope("POST", path, b"", [*headers, length])
             received = False
 
             async def receive() -> dict[str, Any]:
@@ -156,8 +164,20 @@ async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]
 
             await asgi(scope, receive, send)
 
-        for n in range(WARM_UP + count):
+        if not shape.refunded_sales:
+            for n in range(WARM_UP + count):
+                await one(f"instructions-{n}")
+            return statuses
+        # Refunds: as many sales in every run, then `count` refunds (after the warm-up's),
+        # each of another sale, so that only the refunds differ between two runs.
+        for n in range(shape.refunded_sales):
             await one(f"instructions-{n}")
+        if set(statuses) != {201}:
+            return statuses
+        statuses.clear()
+        for n in range(WARM_UP + count):
+            refund = {"program_id": program_id, "order_id": f"instructions-{n}", "amount": "1.00"}
+            await post("/v1/refunds", {**refund, "refund_id": f"refund-{n}"})
         return statuses
 
 
@@ -279,13 +299,14 @@ def main() -> int:
     parser.add_argument("--promo", action="store_true", help="sales name a promo code")
     parser.add_argument("--currency", help="sales in this currency (not USD)")
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--refunded-sales", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.path == "clicks":
             statuses = _loop_run(record_clicks(args.child, args.count))
             print(json.dumps(statuses))
             return 0 if set(statuses) == {302} else 1
-        shape = Shape(args.customers, args.promo, args.currency)
+        shape = Shape(args.customers, args.promo, args.currency, args.refunded_sales)
         statuses = asyncio.run(record(args.child, args.count, shape))
         print(json.dumps(statuses))
         return 0 if set(statuses) == {201} else 1
@@ -297,7 +318,7 @@ def main() -> int:
         args.small, args.large = (
             -(-n // CLICK_GROUP) * CLICK_GROUP for n in (args.small, args.large)
         )
-    unit = "sale" if args.path == "sales" else "click"
+    unit = {"sales": "sale", "refunds": "refund", "clicks": "click"}[args.path]
     if args.large <= args.small:
         raise SystemExit("--large must be more than --small")
     if shutil.which("valgrind") is None:
@@ -344,6 +365,13 @@ def main() -> int:
                 str(args.customers),
                 *(["--promo"] if args.promo else []),
                 *(["--currency", args.currency] if args.currency else []),
+                # Refunds: every run records as many sales first (the warm-up's and the
+                # larger run's refunds each refund one).
+                *(
+                    ["--refunded-sales", str(WARM_UP + args.large)]
+                    if args.path == "refunds"
+                    else []
+                ),
             ]
             log = (tmp / f"run.{count}.log").open("w")
             runs.append((count, out, log, subprocess.Popen(cmd, stdout=log, stderr=log, env=env)))
@@ -356,17 +384,18 @@ def main() -> int:
             print(f"{count} {unit}s (and {WARM_UP} to warm up): {counted(out):,} instructions")
         small, large = (counted(out) for _, out, _, _ in runs)
         each = (large - small) / (args.large - args.small)
-        how = (
-            "through the whole ASGI stack, one sale at a time"
-            if args.path == "sales"
-            else f"through the ASGI app (uvicorn's HTTP aside), {CLICK_GROUP} at a time, durable"
-        )
-        if args.path == "sales" and args.customers:
-            how += f", each naming one of {args.customers} customers"
-        if args.path == "sales" and args.promo:
-            how += ", attributed by promo code"
-        if args.path == "sales" and args.currency:
-            how += f", in {args.currency}"
+        if args.path == "clicks":
+            how = f"through the ASGI app (uvicorn's HTTP aside), {CLICK_GROUP} at a time, durable"
+        else:
+            how = f"through the whole ASGI stack, one {unit} at a time"
+            if args.path == "refunds":
+                how += " (a partial refund of a sale)"
+            if args.customers:
+                how += f", sales naming one of {args.customers} customers"
+            if args.promo:
+                how += ", attributed by promo code"
+            if args.currency:
+                how += f", in {args.currency}"
         print(
             f"instructions per {unit}: {each:,.0f} in the service's process, {how}"
             f" ({time.perf_counter() - started:.0f} s under valgrind)"

@@ -18,7 +18,8 @@ from service.kit.idempotency import request_hash
 from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor
 from service.kit.time import utc_now
 from service.ledger import service as ledger
-from service.models import Conversion, ConversionStatus, Program, Refund
+from service.models import Conversion, ConversionStatus, Refund
+from service.programs.cache import cached_program
 
 
 def _refund_hash(body: RefundCreate) -> bytes:
@@ -46,15 +47,13 @@ async def record_refund(
     session: AsyncSession, body: RefundCreate, by: Principal
 ) -> tuple[Refund, bool]:
     """A refund of part or all of a sale, once per refund_id; True when it is new."""
-    program = await session.get(Program, body.program_id)
+    program = await cached_program(session, body.program_id)
     if program is None or not by.sees_program(program.id):
         raise field_error("program_id", "no such program")
     digest = _refund_hash(body)
-    existing = await session.scalar(
-        select(Refund).where(Refund.program_id == program.id, Refund.refund_id == body.refund_id)
-    )
-    if existing is not None:
-        return _replayed(existing, digest, body), False
+    # The sale first: a refund, new or replayed, is of a stored sale (a stored refund keeps
+    # its sale by a foreign key), and under the sale's row lock the refund id is looked up
+    # once, settled by whatever refund of the order committed before.
     conversion = await session.scalar(
         select(Conversion)
         .where(
@@ -66,7 +65,7 @@ async def record_refund(
     )
     if conversion is None:
         raise field_error("order_id", "no sale with this order id in the program")
-    # The conversion row lock serialises refunds of one order; look again under it.
+    # The conversion row lock serialises refunds of one order.
     existing = await session.scalar(
         select(Refund).where(Refund.program_id == program.id, Refund.refund_id == body.refund_id)
     )

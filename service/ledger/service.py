@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, and_, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agreements.service import (
@@ -33,7 +33,6 @@ from service.kit.ids import new_id
 from service.kit.money import from_minor, to_minor
 from service.kit.time import month_start
 from service.ledger import months
-from service.ledger.months import lock_month
 from service.models import AgreementVersion, CommissionEntry, Conversion, Partner, Program
 
 # Built once per number of rows: the entries of one outcome go in as one multi-row INSERT
@@ -268,6 +267,45 @@ async def earn(
     return await write_earning(session, earning, conversion.id)
 
 
+# Built once: what a reversal reads, in one round trip where five were. The month's row is
+# upserted and locked (months.LOCK, a CTE; the lock the reversal's entries are computed
+# under), and beside it: what the conversion earned its partner so far and when its first
+# entry became available (both kept steady by the conversion's row lock, which every writer
+# of a conversion's entries holds), the partner, and the agreement version the conversion
+# was computed under.
+_PARTNER = Columns(Partner)
+_VERSION = Columns(AgreementVersion)
+_reversed_month = months.LOCK.cte("month")
+_of_conversion = bindparam("conversion_id", type_=CommissionEntry.conversion_id.type)
+_REVERSAL = Prepared(
+    select(
+        _reversed_month.c.state,
+        select(func.coalesce(func.sum(CommissionEntry.amount_minor), 0))
+        .where(
+            CommissionEntry.conversion_id == _of_conversion,
+            CommissionEntry.partner_id == bindparam("partner_id", type_=Partner.id.type),
+        )
+        .scalar_subquery(),
+        select(func.min(CommissionEntry.available_at))
+        .where(CommissionEntry.conversion_id == _of_conversion)
+        .scalar_subquery(),
+        *_PARTNER.columns,
+        *_VERSION.columns,
+    )
+    .select_from(_reversed_month)
+    .join(Partner, Partner.id == bindparam("partner_id", type_=Partner.id.type))
+    .join(
+        AgreementVersion,
+        and_(
+            AgreementVersion.agreement_id
+            == bindparam("agreement_id", type_=AgreementVersion.agreement_id.type),
+            AgreementVersion.version
+            == bindparam("agreement_version", type_=AgreementVersion.version.type),
+        ),
+    )
+)
+
+
 async def reverse(
     session: AsyncSession,
     conversion: Conversion,
@@ -282,26 +320,26 @@ async def reverse(
     """Reversal entries for part or all of a conversion (program currency minor units)."""
     if conversion.partner_id is None or not conversion.counted:
         return {"reversed": "0", "note": "the conversion earned nothing to reverse"}
-    partner = await session.get(Partner, conversion.partner_id)
-    assert partner is not None and conversion.agreement_id is not None
-    # Reversals use the terms the conversion was computed under, whatever came since.
-    version = await session.scalar(
-        select(AgreementVersion).where(
-            AgreementVersion.agreement_id == conversion.agreement_id,
-            AgreementVersion.version == conversion.agreement_version,
-        )
-    )
-    assert version is not None
-    terms = load_terms(version, program.currency)
+    assert conversion.agreement_id is not None and conversion.agreement_version is not None
     event = conversion.type
     month = month_start(conversion.occurred_at, program.time_zone)
-    state = await lock_month(session, partner.id, program.id, month, event)
-    earned = await session.scalar(
-        select(func.coalesce(func.sum(CommissionEntry.amount_minor), 0)).where(
-            CommissionEntry.conversion_id == conversion.id,
-            CommissionEntry.partner_id == partner.id,
-        )
+    rows = await _REVERSAL.fetch(
+        session,
+        {
+            "partner_id": conversion.partner_id,
+            "conversion_id": conversion.id,
+            "agreement_id": conversion.agreement_id,
+            "agreement_version": conversion.agreement_version,
+            **months.key(conversion.partner_id, program.id, month, event),
+        },
     )
+    assert rows, "the conversion's partner and agreement version are kept by foreign keys"
+    found = rows[0]
+    state = months.state_from_json(found[0] or {})
+    earned, original_available = found[1], found[2]
+    partner = _PARTNER.detached(found, 3)
+    # Reversals use the terms the conversion was computed under, whatever came since.
+    terms = load_terms(_VERSION.detached(found, 3 + len(_PARTNER)), program.currency)
     total_minor = conversion.program_amount_minor or 0
     outcome = compute_refund(
         terms,
@@ -318,11 +356,6 @@ async def reverse(
         state,
         program.currency,
         has_parent=partner.parent_id is not None,
-    )
-    original_available = await session.scalar(
-        select(func.min(CommissionEntry.available_at)).where(
-            CommissionEntry.conversion_id == conversion.id
-        )
     )
     # A terms' hold of 0 days is a hold of 0 days, not "use the program's".
     hold_days = conversion.hold_days if conversion.hold_days is not None else program.hold_days

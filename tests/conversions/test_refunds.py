@@ -86,6 +86,28 @@ async def test_refund_is_idempotent_on_refund_id(client, app, admin):
     )
 
 
+async def test_a_refund_id_is_the_programs_once_whatever_order_it_names(client, app, admin):
+    program, partner, conv = await _sale(client, app, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    other = await client.post(
+        "/v1/conversions", json=sale(program, click_id=click_id(app, link)), headers=admin
+    )
+    body = refund(program, conv, "20.00")
+    assert (await client.post("/v1/refunds", json=body, headers=admin)).status_code == 201
+    moved = await client.post(
+        "/v1/refunds", json={**body, "order_id": other.json()["order_id"]}, headers=admin
+    )
+    assert error_fields(moved, 409) == ["refund_id"]
+    # An order the program never recorded: no refund of it can exist, whatever its id.
+    nowhere = await client.post(
+        "/v1/refunds", json={**body, "order_id": "no-such-order"}, headers=admin
+    )
+    assert error_fields(nowhere) == ["order_id"]
+    got = await client.get(f"/v1/conversions/{other.json()['id']}", headers=admin)
+    assert got.json()["refunded_amount"] == "0.00"
+    assert await _balance(app, partner["id"]) == 2000 - 200 + 1000
+
+
 async def test_refund_after_payout_leaves_a_negative_balance(client, app, admin):
     program, partner, conv = await _sale(client, app, admin)
     async with app.state.sessionmaker() as session:
