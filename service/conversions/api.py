@@ -24,6 +24,7 @@ from service.conversions.schemas import (
     ReviewDecision,
 )
 from service.db import Session, request_session
+from service.kit.leanroute import LeanRoute
 from service.kit.money import format_minor
 from service.kit.pagination import Page, Pagination
 from service.kit.time import Instant
@@ -177,10 +178,6 @@ async def create_lean(request: Request, body: ConversionCreate) -> Response:
     return Response(answer_json(out), 201 if created else 200, media_type=JSON)
 
 
-# The route in front of FastAPI's for the most frequent write of all.
-LEAN_ROUTES = (("/v1/conversions", "POST", ConversionCreate, create_lean),)
-
-
 @router.get("/v1/conversions", responses=ERRORS)
 async def list_(
     auth: AdminMerchantPartner,
@@ -253,13 +250,35 @@ async def reject(
 async def refund(
     body: RefundCreate, auth: Merchant, session: Session, response: Response
 ) -> RefundOut:
-    row, created = await refunds.record_refund(session, body, auth)
+    out, created = await record_refund(session, body, auth)
     if not created:
         response.status_code = 200
-    conversion = await session.get(Conversion, row.conversion_id)
-    assert conversion is not None
-    entries = await ledger.of_refund(session, auth, row.id)
-    return refund_out(row, conversion, entries, auth)
+    return out
+
+
+async def record_refund(
+    session: AsyncSession, body: RefundCreate, auth: Principal
+) -> tuple[RefundOut, bool]:
+    """POST /v1/refunds: the refund as recorded, and True when it is new."""
+    recorded = await refunds.record_refund(session, body, auth)
+    entries = recorded.reversals
+    if entries is None:
+        entries = await ledger.of_refund(session, auth, recorded.refund.id)
+    # Otherwise the reversals just written, each of the key's program (a merchant or admin
+    # key reads all of a program's entries): the ledger need not be read back.
+    return refund_out(recorded.refund, recorded.conversion, entries, auth), recorded.created
+
+
+async def refund_lean(request: Request, body: RefundCreate) -> Response:
+    """POST /v1/refunds as `refund` answers it, served by a LeanJsonRoute: the same checks
+    in the same order, the same session, the same model dumped as FastAPI dumps it."""
+    async with request_session(request) as session:
+        auth = await merchant_check(request, session)
+        out, created = await record_refund(session, body, auth)
+    return Response(_dump_refund(out, by_alias=True), 201 if created else 200, media_type=JSON)
+
+
+_dump_refund = RefundOut.__pydantic_serializer__.to_json
 
 
 def refund_out(
@@ -292,3 +311,10 @@ async def list_rates(
     quote_currency: Annotated[str | None, Query()] = None,
 ) -> list[FxRateOut]:
     return await fx.list_rates(session, base_currency, quote_currency)
+
+
+# The routes in front of FastAPI's for the most frequent writes of all.
+LEAN_ROUTES: tuple[LeanRoute, ...] = (
+    LeanRoute("/v1/conversions", "POST", ConversionCreate, create_lean),
+    LeanRoute("/v1/refunds", "POST", RefundCreate, refund_lean),
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 
@@ -18,7 +20,7 @@ from service.kit.idempotency import request_hash
 from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor
 from service.kit.time import utc_now
 from service.ledger import service as ledger
-from service.models import Conversion, ConversionStatus, Refund
+from service.models import CommissionEntry, Conversion, ConversionStatus, Refund
 from service.programs.cache import cached_program
 
 
@@ -34,6 +36,17 @@ def _refund_hash(body: RefundCreate) -> bytes:
     )
 
 
+@dataclass(frozen=True)
+class RecordedRefund:
+    """A refund as recorded, with its sale: new (with the reversals it wrote) or replayed
+    (None: read them from the ledger)."""
+
+    refund: Refund
+    conversion: Conversion
+    created: bool
+    reversals: list[CommissionEntry] | None
+
+
 def _replayed(existing: Refund, digest: bytes, body: RefundCreate) -> Refund:
     if not same_request(existing.request_hash, digest, body):
         raise Conflict(
@@ -43,10 +56,8 @@ def _replayed(existing: Refund, digest: bytes, body: RefundCreate) -> Refund:
     return existing
 
 
-async def record_refund(
-    session: AsyncSession, body: RefundCreate, by: Principal
-) -> tuple[Refund, bool]:
-    """A refund of part or all of a sale, once per refund_id; True when it is new."""
+async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal) -> RecordedRefund:
+    """A refund of part or all of a sale, once per refund_id."""
     program = await cached_program(session, body.program_id)
     if program is None or not by.sees_program(program.id):
         raise field_error("program_id", "no such program")
@@ -70,7 +81,7 @@ async def record_refund(
         select(Refund).where(Refund.program_id == program.id, Refund.refund_id == body.refund_id)
     )
     if existing is not None:
-        return _replayed(existing, digest, body), False
+        return RecordedRefund(_replayed(existing, digest, body), conversion, False, None)
     if conversion.status == ConversionStatus.rejected:
         raise Conflict("the conversion was rejected; its commissions are already reversed")
     try:
@@ -113,7 +124,7 @@ async def record_refund(
     session.add(refund)
     await session.flush()
     conversion.refunded_minor = after
-    result = await ledger.reverse(
+    reversal = await ledger.reverse(
         session,
         conversion,
         program,
@@ -134,8 +145,13 @@ async def record_refund(
             "refund_id": body.refund_id,
             "amount": f"{amount:f}",
             "refunded_total": f"{from_minor(after, conversion.currency):f}",
-            **result,
+            **reversal.summary,
         },
     )
     await announce.refund(session, refund, conversion)
-    return refund, True
+    # In the ledger's order (by id) as the refund's GET reads them.
+    return RecordedRefund(refund, conversion, True, sorted(reversal.entries, key=_by_id))
+
+
+def _by_id(entry: CommissionEntry) -> uuid.UUID:
+    return entry.id

@@ -1,5 +1,5 @@
-"""The hottest JSON write served without FastAPI's per-request work; anything out of the
-ordinary handed to FastAPI's own route for it.
+"""The hottest JSON writes (sales, refunds) served without FastAPI's per-request work; anything
+out of the ordinary handed to FastAPI's own route for it.
 
 FastAPI's handling of one request (finding the route among the included routers, reading
 the content type, solving the dependencies, validating the body, validating and dumping
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -29,6 +29,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 HANDED_ON = "lean_route.handed_on"
 
 RequestCheck = Callable[[Request], Awaitable[None]]
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+class LeanRoute(NamedTuple):
+    """What a LeanJsonRoute serves: `method path` with a JSON body of `model`."""
+
+    path: str
+    method: str
+    model: type[BaseModel]
+    handler: Handler
 
 
 class LeanJsonRoute(Route):
@@ -44,7 +54,7 @@ class LeanJsonRoute(Route):
         path: str,
         method: str,
         model: type[BaseModel],
-        handler: Callable[[Request, Any], Awaitable[Response]],
+        handler: Handler,
         *,
         checks: Sequence[RequestCheck],
         fallback: ASGIApp,

@@ -27,7 +27,7 @@ from service.commissions.state import (
     RefundInput,
     stored_items,
 )
-from service.events import announce
+from service.events import announce, outbox
 from service.kit.driver import Columns, Prepared
 from service.kit.ids import new_id
 from service.kit.money import from_minor, to_minor
@@ -267,6 +267,15 @@ async def earn(
     return await write_earning(session, earning, conversion.id)
 
 
+@dataclass(frozen=True)
+class Reversal:
+    """The entries a reversal wrote (as write_entries returned them) and what it reversed,
+    for the audit trail."""
+
+    entries: list[CommissionEntry]
+    summary: dict[str, Any]
+
+
 # Built once: what a reversal reads, in one round trip where five were. The month's row is
 # upserted and locked (months.LOCK, a CTE; the lock the reversal's entries are computed
 # under), and beside it: what the conversion earned its partner so far and when its first
@@ -289,6 +298,8 @@ _REVERSAL = Prepared(
         select(func.min(CommissionEntry.available_at))
         .where(CommissionEntry.conversion_id == _of_conversion)
         .scalar_subquery(),
+        # The event subscriptions' version: the reversal's entries are announced next.
+        outbox.VERSION,
         *_PARTNER.columns,
         *_VERSION.columns,
     )
@@ -316,10 +327,10 @@ async def reverse(
     refund_id: uuid.UUID | None,
     full: bool,
     reason: str,
-) -> dict[str, Any]:
+) -> Reversal:
     """Reversal entries for part or all of a conversion (program currency minor units)."""
     if conversion.partner_id is None or not conversion.counted:
-        return {"reversed": "0", "note": "the conversion earned nothing to reverse"}
+        return Reversal([], {"reversed": "0", "note": "the conversion earned nothing to reverse"})
     assert conversion.agreement_id is not None and conversion.agreement_version is not None
     event = conversion.type
     month = month_start(conversion.occurred_at, program.time_zone)
@@ -337,9 +348,10 @@ async def reverse(
     found = rows[0]
     state = months.state_from_json(found[0] or {})
     earned, original_available = found[1], found[2]
-    partner = _PARTNER.detached(found, 3)
+    await outbox.hold(session, found[3])
+    partner = _PARTNER.detached(found, 4)
     # Reversals use the terms the conversion was computed under, whatever came since.
-    terms = load_terms(_VERSION.detached(found, 3 + len(_PARTNER)), program.currency)
+    terms = load_terms(_VERSION.detached(found, 4 + len(_PARTNER)), program.currency)
     total_minor = conversion.program_amount_minor or 0
     outcome = compute_refund(
         terms,
@@ -380,7 +392,10 @@ async def reverse(
     await announce.entries(session, rows)
     if full:
         conversion.counted = False
-    return {
-        "reversed": f"{outcome.partner_total():f}",
-        "parent_reversed": f"{outcome.parent_total():f}",
-    }
+    return Reversal(
+        rows,
+        {
+            "reversed": f"{outcome.partner_total():f}",
+            "parent_reversed": f"{outcome.parent_total():f}",
+        },
+    )

@@ -22,7 +22,7 @@ HANDED_ON = {"Content-Type": "application/vnd.api+json"}
 _VARYING = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
     r"|\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d)"
-    r'|"(order_id|click_id)":"[^"]*"'
+    r'|"(order_id|click_id|refund_id)":"[^"]*"'
 )
 
 
@@ -147,3 +147,91 @@ async def test_requests_it_serves_are_counted_under_the_route_template(client, a
     r = await post(client, sale(program), admin, JSON)
     assert r.status_code == 201
     assert REGISTRY.get_sample_value("affiliate_http_requests_total", labels) == before + 1
+
+
+# --- POST /v1/refunds, the other route served in front of FastAPI's ----------------------
+
+
+async def post_refund(client: Any, body: Any, headers: dict[str, str], kind: dict[str, str]) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await client.post("/v1/refunds", content=raw, headers={**headers, **kind})
+
+
+async def _two_sales(app: Any, client: Any, admin: dict[str, str]) -> list[tuple[Any, Any]]:
+    """Two programs alike, each with its partner and one sale: refunds of the two reverse
+    alike (each month holds only its own sale)."""
+    sold = []
+    for _ in range(2):
+        program, partner = await setup(client, admin)
+        link = await add_link(app, program["id"], partner["id"])
+        r = await client.post(
+            "/v1/conversions", json=sale(program, click_id=click_id(app, link)), headers=admin
+        )
+        assert r.status_code == 201, r.text
+        sold.append((program, r.json()))
+    return sold
+
+
+def refund_of(program: Any, sold: Any, amount: str = "25.00") -> dict[str, Any]:
+    return {
+        "program_id": program["id"],
+        "order_id": sold["order_id"],
+        "refund_id": f"rf-{uuid.uuid4().hex[:10]}",
+        "amount": amount,
+    }
+
+
+async def test_a_refund_is_served_in_front_of_fastapi_as_fastapi_answers_it(
+    app, client, admin, handed_on
+):
+    (program, one), (other_program, other) = await _two_sales(app, client, admin)
+    body = refund_of(program, one)
+    lean = await post_refund(client, body, admin, JSON)
+    assert lean.status_code == 201, lean.text
+    assert handed_on == []
+    # The same refund id (each program has its own): its reason is in the explanation.
+    alike = {**refund_of(other_program, other), "refund_id": body["refund_id"]}
+    fastapi = await post_refund(client, alike, admin, HANDED_ON)
+    assert handed_on == ["/v1/refunds"]
+    same_answer(lean, fastapi)
+    (reversal,) = lean.json()["reversals"]
+    assert reversal["amount"] == "-2.50" and reversal["kind"] == "reversal"
+    # Replays: 200 and the stored refund, byte for byte, either way.
+    replay_lean = await post_refund(client, body, admin, JSON)
+    replay_fastapi = await post_refund(client, body, admin, HANDED_ON)
+    assert (replay_lean.status_code, replay_fastapi.status_code) == (200, 200)
+    assert replay_lean.content == replay_fastapi.content
+    assert replay_lean.json()["id"] == lean.json()["id"]
+
+
+async def test_refund_refusals_are_fastapis(app, client, admin, handed_on):
+    ((program, one),) = (await _two_sales(app, client, admin))[:1]
+    partner_key = await make_key(
+        app, "partner", partner_id=uuid.UUID(one["attribution"]["partner_id"])
+    )
+    body = refund_of(program, one)
+    cases: list[tuple[Any, dict[str, str], int]] = [
+        (body, {}, 401),
+        (body, partner_key, 403),
+        ({**body, "order_id": "no-such-order"}, admin, 422),
+        ({**body, "amount": "0"}, admin, 422),
+        ({**body, "amount": "1000.00"}, admin, 422),  # more than the sale
+        ({**body, "program_id": str(uuid.uuid4())}, admin, 422),
+    ]
+    for case, headers, status in cases:
+        lean = await post_refund(client, case, headers, JSON)
+        fastapi = await post_refund(client, case, headers, HANDED_ON)
+        assert lean.status_code == status, (case, lean.text)
+        same_answer(lean, fastapi)
+    assert len(handed_on) == len(cases)
+    # A refund id already used, with other content: 409 either way.
+    assert (await post_refund(client, body, admin, JSON)).status_code == 201
+    changed = {**body, "amount": "1.00"}
+    lean = await post_refund(client, changed, admin, JSON)
+    fastapi = await post_refund(client, changed, admin, HANDED_ON)
+    assert lean.status_code == 409
+    same_answer(lean, fastapi)
+    # A body that is not the model is FastAPI's to answer.
+    r = await post_refund(client, {**body, "amount": 5}, admin, JSON)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert handed_on[-1] == "/v1/refunds"

@@ -6,7 +6,7 @@ from sqlalchemy import delete, exists, func, insert, literal, select
 
 from service.models import CommissionEntry, Payout, PayoutEntry, PayoutRun, UnpaidEntry
 from tests.conversions.factories import add_link, click_id, sale, setup
-from tests.factories import unique
+from tests.factories import create_partner, unique
 from tests.helpers import assert_problem, error_fields
 
 
@@ -106,6 +106,34 @@ async def test_a_refund_id_is_the_programs_once_whatever_order_it_names(client, 
     got = await client.get(f"/v1/conversions/{other.json()['id']}", headers=admin)
     assert got.json()["refunded_amount"] == "0.00"
     assert await _balance(app, partner["id"]) == 2000 - 200 + 1000
+
+
+async def test_a_new_refund_answers_its_reversals_as_its_replay_reads_them(client, app, admin):
+    # A partner with a parent: the refund reverses the commission and the override.
+    parent = await create_partner(client, admin)
+    child = await create_partner(client, admin, parent_id=parent["id"])
+    terms = {
+        "rules": [{"event": "sale", "type": "percent", "percent": "10"}],
+        "parent_override_percent": "5",
+    }
+    program, partner = await setup(client, admin, terms=terms, partner=child)
+    link = await add_link(app, program["id"], partner["id"])
+    sold = await client.post(
+        "/v1/conversions",
+        json=sale(program, amount="80.00", click_id=click_id(app, link)),
+        headers=admin,
+    )
+    body = refund(program, sold.json(), "30.00")
+    new = await client.post("/v1/refunds", json=body, headers=admin)
+    assert new.status_code == 201, new.text
+    reversals = new.json()["reversals"]
+    assert sorted((e["partner_id"], e["amount"]) for e in reversals) == sorted(
+        [(partner["id"], "-3.00"), (parent["id"], "-0.15")]
+    )
+    replayed = await client.post("/v1/refunds", json=body, headers=admin)
+    assert replayed.status_code == 200
+    # The same values (an explanation's keys come back from the database in JSONB's order).
+    assert replayed.json() == new.json(), (new.text, replayed.text)
 
 
 async def test_refund_after_payout_leaves_a_negative_balance(client, app, admin):
