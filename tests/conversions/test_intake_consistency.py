@@ -221,6 +221,16 @@ async def test_a_request_stored_under_the_old_hash_still_replays(client, app, ad
     assert (await client.post("/v1/conversions", json=body, headers=admin)).status_code == 200
 
 
+async def stored_customer(app, program, external_id):
+    async with app.state.sessionmaker() as session:
+        return await session.scalar(
+            select(Customer).where(
+                Customer.program_id == uuid.UUID(program["id"]),
+                Customer.external_id == external_id,
+            )
+        )
+
+
 async def test_a_sale_waits_for_its_customer_and_sees_the_binding_made_meanwhile(
     client, app, admin
 ):
@@ -260,13 +270,7 @@ async def test_a_sale_waits_for_its_customer_and_sees_the_binding_made_meanwhile
     assert answer.status_code == 201
     assert answer.json()["attribution"]["method"] == "customer"
     assert answer.json()["attribution"]["partner_id"] == partner["id"]
-    async with app.state.sessionmaker() as session:
-        stored = await session.scalar(
-            select(Customer).where(
-                Customer.program_id == uuid.UUID(program["id"]),
-                Customer.external_id == customer_id,
-            )
-        )
+    stored = await stored_customer(app, program, customer_id)
     # Bound once: the later sale changed nothing.
     assert stored is not None
     assert (stored.partner_id, stored.first_conversion_id, stored.first_attributed_at) == (
@@ -290,13 +294,7 @@ async def test_a_customers_first_attributed_sale_binds_it_in_the_database(client
         "/v1/conversions", json=sale(program, customer_id=customer_id), headers=admin
     )
     assert again.json()["attribution"]["method"] == "customer"
-    async with app.state.sessionmaker() as session:
-        stored = await session.scalar(
-            select(Customer).where(
-                Customer.program_id == uuid.UUID(program["id"]),
-                Customer.external_id == customer_id,
-            )
-        )
+    stored = await stored_customer(app, program, customer_id)
     assert stored is not None
     assert stored.partner_id == uuid.UUID(partner["id"])
     assert stored.first_conversion_id == uuid.UUID(first.json()["id"])

@@ -40,9 +40,15 @@ def handed_on(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def post(client: Any, body: Any, headers: dict[str, str], kind: dict[str, str]) -> Any:
+async def post(
+    client: Any,
+    body: Any,
+    headers: dict[str, str],
+    kind: dict[str, str],
+    path: str = "/v1/conversions",
+) -> Any:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return await client.post("/v1/conversions", content=raw, headers={**headers, **kind})
+    return await client.post(path, content=raw, headers={**headers, **kind})
 
 
 def same_answer(lean: Any, fastapi: Any) -> None:
@@ -153,8 +159,7 @@ async def test_requests_it_serves_are_counted_under_the_route_template(client, a
 
 
 async def post_refund(client: Any, body: Any, headers: dict[str, str], kind: dict[str, str]) -> Any:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return await client.post("/v1/refunds", content=raw, headers={**headers, **kind})
+    return await post(client, body, headers, kind, "/v1/refunds")
 
 
 async def _two_sales(app: Any, client: Any, admin: dict[str, str]) -> list[tuple[Any, Any]]:
