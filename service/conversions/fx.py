@@ -126,7 +126,8 @@ _RATES = Prepared(select(_latest("base", "quote"), _latest("quote", "base")))
 
 
 async def rate_on(session: AsyncSession, base: str, quote: str, day: date) -> Decimal | None:
-    """Quote units per base unit on `day`: the latest rate dated on or before it, either way round."""
+    """Quote units per base unit on `day`: the latest base->quote rate dated on or before
+    it; without one, the inverse of the latest quote->base rate so dated."""
     rates = await _RATES.fetchrow(session, {"base": base, "quote": quote, "day": day})
     assert rates is not None  # a SELECT without FROM: always one row
     direct, inverse = rates[0], rates[1]
