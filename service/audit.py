@@ -76,6 +76,10 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# The columns `values` gives, for statements that insert an event themselves.
+COLUMNS = ("id", "actor_key_id", "actor_role", "action", "object_type", "object_id", "data")
+
+
 def values(
     principal: Principal | None,
     action: str,

@@ -340,15 +340,7 @@ _CONVERSION_COLUMNS = tuple(
     for attribute in inspect(Conversion).column_attrs
     if attribute.key not in ("created_at", "updated_at")
 )
-_AUDIT_COLUMNS = (
-    "id",
-    "actor_key_id",
-    "actor_role",
-    "action",
-    "object_type",
-    "object_id",
-    "data",
-)
+_AUDIT_COLUMNS = audit.COLUMNS
 
 
 def _param(name: str, column: ColumnElement[Any]) -> BindParameter[Any]:

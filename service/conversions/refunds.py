@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service import audit
 from service.auth.keys import Principal
@@ -16,11 +18,13 @@ from service.conversions.intake import decimal_or_text, same_request
 from service.conversions.schemas import RefundCreate
 from service.errors import Conflict, field_error
 from service.events import announce
+from service.kit.driver import Columns, Prepared
 from service.kit.idempotency import request_hash
+from service.kit.ids import new_id
 from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor
 from service.kit.time import utc_now
 from service.ledger import service as ledger
-from service.models import CommissionEntry, Conversion, ConversionStatus, Refund
+from service.models import AuditEvent, CommissionEntry, Conversion, ConversionStatus, Refund
 from service.programs.cache import cached_program
 
 
@@ -111,7 +115,9 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
         return round_to_int(Decimal(program_total) * cumulative / total)
 
     prog_before, prog_after = in_program(before), in_program(after)
-    refund = Refund(
+    # The refund's row first: its reversal entries refer to it.
+    refund = _REFUND.new(
+        id=new_id(),
         program_id=program.id,
         conversion_id=conversion.id,
         refund_id=body.refund_id,
@@ -121,9 +127,7 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
         request_hash=digest,
         created_at=(body.occurred_at or utc_now()).astimezone(UTC),
     )
-    session.add(refund)
-    await session.flush()
-    conversion.refunded_minor = after
+    await _INSERT_REFUND.fetch(session, refund.__dict__)
     reversal = await ledger.reverse(
         session,
         conversion,
@@ -134,9 +138,7 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
         full=full,
         reason=f"refund {body.refund_id}",
     )
-    await session.flush()
-    audit.record(
-        session,
+    trail = audit.values(
         by,
         "conversion.refunded",
         "conversion",
@@ -148,6 +150,25 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
             **reversal.summary,
         },
     )
+    # The sale's new total (and `counted`, which a full refund's reversal turned off) with
+    # the audit event, in one statement; the sale's object in the session holds them as
+    # written, so its flush writes nothing more.
+    written = await _SALE_REFUNDED.fetchrow(
+        session,
+        {
+            "conversion_id": conversion.id,
+            "refunded_minor": after,
+            "counted": conversion.counted,
+            **{f"audit_{k}": v for k, v in trail.items()},
+        },
+    )
+    assert written is not None  # the sale's row is locked by this transaction
+    for key, value in (
+        ("refunded_minor", after),
+        ("counted", conversion.counted),
+        ("updated_at", written[0]),
+    ):
+        set_committed_value(conversion, key, value)
     await announce.refund(session, refund, conversion)
     # In the ledger's order (by id) as the refund's GET reads them.
     return RecordedRefund(refund, conversion, True, sorted(reversal.entries, key=_by_id))
@@ -155,3 +176,29 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
 
 def _by_id(entry: CommissionEntry) -> uuid.UUID:
     return entry.id
+
+
+# Built once: a refund's row, every column given (refunds have no server defaults).
+_refunds = typing.cast(Table, Refund.__table__)
+_REFUND = Columns(Refund)
+_INSERT_REFUND = Prepared(
+    insert(_refunds).values({c.name: bindparam(c.name, type_=c.type) for c in _REFUND.columns})
+)
+# The sale's refunded total and `counted`, and the refund's audit event in the same statement.
+_conversions = typing.cast(Table, Conversion.__table__)
+_audit_events = typing.cast(Table, AuditEvent.__table__)
+_SALE_REFUNDED = Prepared(
+    update(_conversions)
+    .where(_conversions.c.id == bindparam("conversion_id", type_=_conversions.c.id.type))
+    .values(
+        refunded_minor=bindparam("refunded_minor", type_=_conversions.c.refunded_minor.type),
+        counted=bindparam("counted", type_=_conversions.c.counted.type),
+        updated_at=func.now(),
+    )
+    .returning(_conversions.c.updated_at)
+    .add_cte(
+        insert(_audit_events)
+        .values({c: bindparam(f"audit_{c}", type_=_audit_events.c[c].type) for c in audit.COLUMNS})
+        .cte("audited")
+    )
+)

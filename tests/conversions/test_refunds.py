@@ -1,10 +1,19 @@
 import asyncio
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import delete, exists, func, insert, literal, select
 
-from service.models import CommissionEntry, Payout, PayoutEntry, PayoutRun, UnpaidEntry
+from service.models import (
+    AuditEvent,
+    CommissionEntry,
+    Conversion,
+    Payout,
+    PayoutEntry,
+    PayoutRun,
+    UnpaidEntry,
+)
 from tests.conversions.factories import add_link, click_id, sale, setup
 from tests.factories import create_partner, unique
 from tests.helpers import assert_problem, error_fields
@@ -52,6 +61,33 @@ async def test_partial_then_full_refund(client, app, admin):
     got = (await client.get(f"/v1/conversions/{conv['id']}", headers=admin)).json()
     assert got["refunded_amount"] == "200.00"
     assert sum(Decimal(e["amount"]) for e in got["commissions"]) == 0
+
+
+async def test_each_refund_stores_the_sales_total_and_its_audit_event(client, app, admin):
+    program, _, conv = await _sale(client, app, admin)
+    for amount in ("50.00", "150.00"):
+        r = await client.post("/v1/refunds", json=refund(program, conv, amount), headers=admin)
+        assert r.status_code == 201, r.text
+    async with app.state.sessionmaker() as session:
+        sold = await session.get(Conversion, uuid.UUID(conv["id"]))
+        trail = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.object_id == uuid.UUID(conv["id"]),
+                    AuditEvent.action == "conversion.refunded",
+                )
+                .order_by(AuditEvent.id)
+            )
+        ).all()
+    assert sold is not None
+    assert (sold.refunded_minor, sold.counted) == (20000, False)  # refunded in full
+    assert sold.updated_at > datetime.fromisoformat(conv["updated_at"])
+    assert [(e.actor_role, e.data["amount"], e.data["refunded_total"]) for e in trail] == [
+        ("admin", "50.00", "50.00"),
+        ("admin", "150.00", "200.00"),
+    ]
+    assert [e.data["reversed"] for e in trail] == ["-5.00", "-15.00"]
 
 
 async def test_over_refund_is_422_and_changes_nothing(client, app, admin):
