@@ -1,7 +1,7 @@
 """Instructions per conversion or per click: the service's own work, counted by valgrind.
 
     python bench/instructions.py [--path sales|refunds|clicks] [--small N] [--large N] [--customers K]
-                                 [--promo] [--currency EUR]
+                                 [--promo] [--currency EUR] [--renewals]
 
 Rates and CPU seconds on a shared machine drift by a tenth or more within minutes, so a
 change of a few percent in what a conversion costs cannot be told from the drift. This
@@ -15,7 +15,9 @@ names one of K customers (`customer_id`), most of them seen before: the customer
 then upserted, locked and, on its first attributed sale, bound to the partner. With
 `--promo`, each sale is attributed by one of the partners' promo codes instead of a click
 id; with `--currency C`, sales are in currency C, converted at a rate C->USD stored through
-the API.
+the API. With `--renewals` (and `--customers K`, K at most 50), each customer's first sale
+comes with a click id in the warm-up, and the counted sales are its renewals, attributed by
+the customer alone.
 
 `--path refunds` counts a refund the same way: both processes record as many sales first,
 then refund 1.00 of as many of them as they count (through POST /v1/refunds, one at a time).
@@ -76,6 +78,8 @@ class Shape:
     currency: str | None = None
     # --path refunds: this many sales first, then the counted refunds.
     refunded_sales: int = 0
+    # Customers bought once by a click (in the warm-up), then renew without one.
+    renewals: bool = False
 
 
 async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]:
@@ -128,7 +132,7 @@ async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]
         statuses: dict[int, int] = {}
         rng = random.Random(7)
 
-        async def one(order: str) -> None:
+        async def one(order: str, n: int = 0) -> None:
             sale = {
                 "program_id": program_id,
                 "type": "sale",
@@ -136,12 +140,21 @@ async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]
                 "amount": f"{rng.randint(1000, 90000) / 100:.2f}",
                 "currency": shape.currency or "USD",
             }
-            if codes:
-                sale["promo_code"] = rng.choice(codes)
+            if shape.renewals:
+                # Each customer's first sale (in the warm-up) by a click; then renewals,
+                # attributed by the customer alone.
+                if n < shape.customers:
+                    sale["click_id"] = rng.choice(clicks)
+                    sale["customer_id"] = f"customer-{n}"
+                else:
+                    sale["customer_id"] = f"customer-{rng.randrange(shape.customers)}"
             else:
-                sale["click_id"] = rng.choice(clicks)
-            if shape.customers:
-                sale["customer_id"] = f"customer-{rng.randrange(shape.customers)}"
+                if codes:
+                    sale["promo_code"] = rng.choice(codes)
+                else:
+                    sale["click_id"] = rng.choice(clicks)
+                if shape.customers:
+                    sale["customer_id"] = f"customer-{rng.randrange(shape.customers)}"
             await post("/v1/conversions", sale)
 
         async def post(path: str, payload: dict[str, Any]) -> None:
@@ -166,7 +179,7 @@ async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]
 
         if not shape.refunded_sales:
             for n in range(WARM_UP + count):
-                await one(f"instructions-{n}")
+                await one(f"instructions-{n}", n)
             return statuses
         # Refunds: as many sales in every run, then `count` refunds (after the warm-up's),
         # each of another sale, so that only the refunds differ between two runs.
@@ -298,6 +311,9 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=0, help="sales name one of K customers")
     parser.add_argument("--promo", action="store_true", help="sales name a promo code")
     parser.add_argument("--currency", help="sales in this currency (not USD)")
+    parser.add_argument(
+        "--renewals", action="store_true", help="customers' later sales, without a click"
+    )
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--refunded-sales", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -306,7 +322,7 @@ def main() -> int:
             statuses = _loop_run(record_clicks(args.child, args.count))
             print(json.dumps(statuses))
             return 0 if set(statuses) == {302} else 1
-        shape = Shape(args.customers, args.promo, args.currency, args.refunded_sales)
+        shape = Shape(args.customers, args.promo, args.currency, args.refunded_sales, args.renewals)
         statuses = asyncio.run(record(args.child, args.count, shape))
         print(json.dumps(statuses))
         return 0 if set(statuses) == {201} else 1
@@ -319,6 +335,8 @@ def main() -> int:
             -(-n // CLICK_GROUP) * CLICK_GROUP for n in (args.small, args.large)
         )
     unit = {"sales": "sale", "refunds": "refund", "clicks": "click"}[args.path]
+    if args.renewals and not 0 < args.customers <= WARM_UP:
+        raise SystemExit(f"--renewals needs --customers K, K from 1 to {WARM_UP}")
     if args.large <= args.small:
         raise SystemExit("--large must be more than --small")
     if shutil.which("valgrind") is None:
@@ -365,6 +383,7 @@ def main() -> int:
                 str(args.customers),
                 *(["--promo"] if args.promo else []),
                 *(["--currency", args.currency] if args.currency else []),
+                *(["--renewals"] if args.renewals else []),
                 # Refunds: every run records as many sales first (the warm-up's and the
                 # larger run's refunds each refund one).
                 *(
@@ -392,6 +411,8 @@ def main() -> int:
                 how += " (a partial refund of a sale)"
             if args.customers:
                 how += f", sales naming one of {args.customers} customers"
+            if args.renewals:
+                how += " (renewals, attributed by the customer)"
             if args.promo:
                 how += ", attributed by promo code"
             if args.currency:

@@ -173,11 +173,12 @@ async def _by_click(
     return Candidate(partner_id=link.partner_id, detail=detail), click
 
 
-# The customer's row, inserted on first sight, locked and read back in one statement. The
-# update that changes nothing is what makes the row come back and stay locked whether it
-# was new or not (DO NOTHING returns no row, and a SELECT in the same statement would miss
-# a row another transaction committed while this one waited on it); the row version it
-# writes is a HOT update, no index touched.
+# The customer's row, inserted on first sight, locked and read back in one statement, with
+# the partner it is bound to (a renewal's attribution needs nothing else). The update that
+# changes nothing is what makes the row come back and stay locked whether it was new or not
+# (DO NOTHING returns no row, and a SELECT in the same statement would miss a row another
+# transaction committed while this one waited on it); the row version it writes is a HOT
+# update, no index touched.
 CUSTOMER = Columns(Customer)
 _customers = typing.cast(Table, Customer.__table__)
 _customer_insert = insert(_customers).values(
@@ -185,27 +186,49 @@ _customer_insert = insert(_customers).values(
     program_id=bindparam("program_id", type_=_customers.c.program_id.type),
     external_id=bindparam("external_id", type_=_customers.c.external_id.type),
 )
-_CUSTOMER_UPSERT = Prepared(
+_upserted = (
     _customer_insert.on_conflict_do_update(
         index_elements=["program_id", "external_id"],
         set_={"external_id": _customer_insert.excluded.external_id},
-    ).returning(*CUSTOMER.columns)
+    )
+    .returning(*CUSTOMER.columns)
+    .cte("customer")
 )
+_PARTNER_ID = _PARTNER.columns.index(typing.cast(Table, Partner.__table__).c.id)
+_CUSTOMER_UPSERT = Prepared(
+    select(*(_upserted.c[c.name] for c in CUSTOMER.columns), *_PARTNER.columns).select_from(
+        _upserted.outerjoin(Partner, Partner.id == _upserted.c.partner_id)
+    )
+)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A conversion's customer, locked, and the partner it is bound to (if any)."""
+
+    customer: Customer
+    partner: Partner | None
 
 
 async def customer_of(
     session: AsyncSession, program: Program, external_id: str | None
-) -> Customer | None:
+) -> Held | None:
     """The program's customer of this id, created on first sight and locked until the
-    transaction ends, or None. The object is detached: a change to it is written by
-    `intake.bind_customer`'s caller, not by the session."""
+    transaction ends, with its partner; None without an id. Both objects are detached: a
+    change to the customer is written by `intake.bind_customer`'s caller, not by the
+    session."""
     if not external_id:
         return None
     row = await _CUSTOMER_UPSERT.fetchrow(
         session, {"id": new_id(), "program_id": program.id, "external_id": external_id}
     )
     assert row is not None  # an upsert always returns its row
-    return CUSTOMER.detached(row)
+    customer = CUSTOMER.detached(row)
+    # No partner row: none bound, or one committed after this statement's snapshot (while it
+    # waited on the customer's lock); _by_customer then reads it.
+    if row[len(CUSTOMER) + _PARTNER_ID] is None:
+        return Held(customer, None)
+    return Held(customer, _PARTNER.detached(row, len(CUSTOMER)))
 
 
 async def _by_customer(session: AsyncSession, customer: Customer | None, seen: Seen) -> Candidate:
@@ -256,7 +279,7 @@ async def attribute(
     *,
     promo_code: str | None,
     click_token: str | None,
-    customer: Customer | None,
+    customer: Held | None,
     at: datetime,
     customer_email: str | None = None,
 ) -> Attributed:
@@ -264,9 +287,13 @@ async def attribute(
     order = [m for m in program.attribution_order if m in METHODS]
     found: dict[Method, Candidate] = {}
     seen: Seen = {}
+    if customer is not None and customer.partner is not None:
+        seen[customer.partner.id] = customer.partner
     found["promo_code"], promo_id = await _by_promo(session, program, promo_code, at, seen)
     found["click"], click = await _by_click(session, signer, program, click_token, at, seen)
-    found["customer"] = await _by_customer(session, customer, seen)
+    found["customer"] = await _by_customer(
+        session, None if customer is None else customer.customer, seen
+    )
     if "deal" in order:
         # Only programs that list the method pay for its query.
         found["deal"] = await _by_deal(session, program, customer_email, at, seen)

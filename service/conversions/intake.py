@@ -232,14 +232,15 @@ async def record_conversion(
         request_hash=digest,
     )
 
-    customer = await attr.customer_of(session, program, body.customer_id)
+    held = await attr.customer_of(session, program, body.customer_id)
+    customer = None if held is None else held.customer
     found = await attr.attribute(
         session,
         ctx.signer,
         program,
         promo_code=body.promo_code,
         click_token=body.click_id,
-        customer=customer,
+        customer=held,
         at=parsed.occurred_at,
         customer_email=body.customer_email,
     )

@@ -153,6 +153,28 @@ async def test_suspended_partner_is_not_attributed(client, app, admin):
     assert reasons(by_code.json())["promo_code"] == "partner suspended"
 
 
+async def test_a_renewal_is_its_customers_partners_while_the_partner_is_active(client, app, admin):
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    first = await client.post(
+        "/v1/conversions",
+        json=sale(program, customer_id="renewing", click_id=click_id(app, link)),
+        headers=admin,
+    )
+    assert first.json()["attribution"]["method"] == "click"
+    renewal = await client.post(
+        "/v1/conversions", json=sale(program, customer_id="renewing"), headers=admin
+    )
+    assert renewal.json()["attribution"]["method"] == "customer"
+    assert renewal.json()["attribution"]["partner_id"] == partner["id"]
+    await client.patch(f"/v1/partners/{partner['id']}", json={"status": "suspended"}, headers=admin)
+    later = await client.post(
+        "/v1/conversions", json=sale(program, customer_id="renewing"), headers=admin
+    )
+    assert later.json()["attribution"]["partner_id"] is None
+    assert reasons(later.json())["customer"] == "partner suspended"
+
+
 async def test_customer_attribution_and_recurring_window(client, app, admin):
     terms = {
         "rules": [{"event": "sale", "type": "percent", "percent": "10", "recurring_months": 2}]
