@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import typing
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Table, bindparam, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.conversions.customers import Held
 from service.kit.driver import Columns, Prepared
-from service.kit.ids import new_id
 from service.links.promo_codes import consume_promo_code, find_promo_code, refusal
 from service.models import Click, Customer, Link, Partner, PartnerStatus, Program
 from service.partnering.deals import repository as deals
@@ -171,64 +169,6 @@ async def _by_click(
         return Candidate(reason=unavailable), click
     detail = {"click_id": str(click.click_uuid), "link_id": str(link.id)}
     return Candidate(partner_id=link.partner_id, detail=detail), click
-
-
-# The customer's row, inserted on first sight, locked and read back in one statement, with
-# the partner it is bound to (a renewal's attribution needs nothing else). The update that
-# changes nothing is what makes the row come back and stay locked whether it was new or not
-# (DO NOTHING returns no row, and a SELECT in the same statement would miss a row another
-# transaction committed while this one waited on it); the row version it writes is a HOT
-# update, no index touched.
-CUSTOMER = Columns(Customer)
-_customers = typing.cast(Table, Customer.__table__)
-_customer_insert = insert(_customers).values(
-    id=bindparam("id", type_=_customers.c.id.type),
-    program_id=bindparam("program_id", type_=_customers.c.program_id.type),
-    external_id=bindparam("external_id", type_=_customers.c.external_id.type),
-)
-_upserted = (
-    _customer_insert.on_conflict_do_update(
-        index_elements=["program_id", "external_id"],
-        set_={"external_id": _customer_insert.excluded.external_id},
-    )
-    .returning(*CUSTOMER.columns)
-    .cte("customer")
-)
-_PARTNER_ID = _PARTNER.columns.index(typing.cast(Table, Partner.__table__).c.id)
-_CUSTOMER_UPSERT = Prepared(
-    select(*(_upserted.c[c.name] for c in CUSTOMER.columns), *_PARTNER.columns).select_from(
-        _upserted.outerjoin(Partner, Partner.id == _upserted.c.partner_id)
-    )
-)
-
-
-@dataclass(frozen=True)
-class Held:
-    """A conversion's customer, locked, and the partner it is bound to (if any)."""
-
-    customer: Customer
-    partner: Partner | None
-
-
-async def customer_of(
-    session: AsyncSession, program: Program, external_id: str | None
-) -> Held | None:
-    """The program's customer of this id, created on first sight and locked until the
-    transaction ends, with its partner; None without an id. Both objects are detached: a
-    change to the customer is written by `intake.bind_customer`'s caller, not by the
-    session."""
-    if not external_id:
-        return None
-    row = await _CUSTOMER_UPSERT.fetchrow(
-        session, {"id": new_id(), "program_id": program.id, "external_id": external_id}
-    )
-    assert row is not None  # an upsert always returns its row
-    customer = CUSTOMER.detached(row)
-    # No partner row: none bound, or one committed after this statement's snapshot (while it
-    # waited on the customer's lock); _by_customer then reads it.
-    if row[len(CUSTOMER) + _PARTNER_ID] is None:
-        return Held(customer, None)
-    return Held(customer, _PARTNER.detached(row, len(CUSTOMER)))
 
 
 async def _by_customer(session: AsyncSession, customer: Customer | None, seen: Seen) -> Candidate:

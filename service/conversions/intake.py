@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import typing
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,10 +17,8 @@ from sqlalchemy import (
     ColumnElement,
     Table,
     bindparam,
-    func,
     inspect,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +27,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from service import audit
 from service.auth.keys import Principal
 from service.conversions import attribution as attr
+from service.conversions.customers import bind_customer, customer_of, write_binding
 from service.conversions.fx import rate_on
 from service.conversions.schemas import ConversionCreate, RefundCreate
 from service.errors import Conflict, ValidationFailed, field_error
@@ -49,7 +47,6 @@ from service.models import (
     CommissionEntry,
     Conversion,
     ConversionStatus,
-    Customer,
     Partner,
     Program,
 )
@@ -232,7 +229,7 @@ async def record_conversion(
         request_hash=digest,
     )
 
-    held = await attr.customer_of(session, program, body.customer_id)
+    held = await customer_of(session, program, body.customer_id)
     customer = None if held is None else held.customer
     found = await attr.attribute(
         session,
@@ -310,7 +307,7 @@ async def record_conversion(
         if customer is not None and bind_customer(
             customer, partner.id, conversion, rejected=verdict == ConversionStatus.rejected
         ):
-            await _CUSTOMER_BOUND.fetch(session, _binding(customer))
+            await write_binding(session, customer)
         if earning is not None:
             entries = await ledger.write_earning(session, earning, conversion.id)
         if verdict == ConversionStatus.rejected:
@@ -399,53 +396,6 @@ async def _replayed(
             extra={"conversion_id": str(existing.id)},
         )
     return existing
-
-
-def bind_customer(
-    customer: Customer, partner_id: uuid.UUID, conversion: Conversion, *, rejected: bool
-) -> bool:
-    """Bind the customer to the partner of its first attributed conversion; True when this
-    changed the customer (a session's object is then written at its flush; the intake's
-    customer is detached, and written by the intake)."""
-    changed = False
-    # A rejected sale binds no customer to the partner for later ones.
-    if customer.partner_id is None and not rejected:
-        customer.partner_id = partner_id
-        changed = True
-    # The recurring window counts from the first attributed sale: a lead earns
-    # by its own rule and starts nothing.
-    if conversion.type == "sale" and customer.first_attributed_at is None:
-        customer.first_conversion_id = conversion.id
-        customer.first_attributed_at = conversion.occurred_at
-        changed = True
-    return changed
-
-
-# The customer's binding as bind_customer left it; its row is locked since customer_of.
-_customers = typing.cast(Table, Customer.__table__)
-_CUSTOMER_BOUND = Prepared(
-    update(_customers)
-    .where(_customers.c.id == bindparam("customer_id", type_=_customers.c.id.type))
-    .values(
-        partner_id=bindparam("partner_id", type_=_customers.c.partner_id.type),
-        first_conversion_id=bindparam(
-            "first_conversion_id", type_=_customers.c.first_conversion_id.type
-        ),
-        first_attributed_at=bindparam(
-            "first_attributed_at", type_=_customers.c.first_attributed_at.type
-        ),
-        updated_at=func.now(),
-    )
-)
-
-
-def _binding(customer: Customer) -> dict[str, Any]:
-    return {
-        "customer_id": customer.id,
-        "partner_id": customer.partner_id,
-        "first_conversion_id": customer.first_conversion_id,
-        "first_attributed_at": customer.first_attributed_at,
-    }
 
 
 async def _fraud_hits(

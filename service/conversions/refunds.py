@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typing
-import uuid
 from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
+from operator import attrgetter
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +18,7 @@ from service.conversions.intake import decimal_or_text, same_request
 from service.conversions.schemas import RefundCreate
 from service.errors import Conflict, field_error
 from service.events import announce
-from service.kit.driver import Columns, Prepared
+from service.kit.driver import Columns, Prepared, binds
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor
@@ -171,18 +171,14 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
         set_committed_value(conversion, key, value)
     await announce.refund(session, refund, conversion)
     # In the ledger's order (by id) as the refund's GET reads them.
-    return RecordedRefund(refund, conversion, True, sorted(reversal.entries, key=_by_id))
-
-
-def _by_id(entry: CommissionEntry) -> uuid.UUID:
-    return entry.id
+    return RecordedRefund(refund, conversion, True, sorted(reversal.entries, key=attrgetter("id")))
 
 
 # Built once: a refund's row, every column given (refunds have no server defaults).
 _refunds = typing.cast(Table, Refund.__table__)
 _REFUND = Columns(Refund)
 _INSERT_REFUND = Prepared(
-    insert(_refunds).values({c.name: bindparam(c.name, type_=c.type) for c in _REFUND.columns})
+    insert(_refunds).values(binds(_refunds, (c.name for c in _REFUND.columns)))
 )
 # The sale's refunded total and `counted`, and the refund's audit event in the same statement.
 _conversions = typing.cast(Table, Conversion.__table__)
@@ -190,15 +186,11 @@ _audit_events = typing.cast(Table, AuditEvent.__table__)
 _SALE_REFUNDED = Prepared(
     update(_conversions)
     .where(_conversions.c.id == bindparam("conversion_id", type_=_conversions.c.id.type))
-    .values(
-        refunded_minor=bindparam("refunded_minor", type_=_conversions.c.refunded_minor.type),
-        counted=bindparam("counted", type_=_conversions.c.counted.type),
-        updated_at=func.now(),
-    )
+    .values(**binds(_conversions, ("refunded_minor", "counted")), updated_at=func.now())
     .returning(_conversions.c.updated_at)
     .add_cte(
         insert(_audit_events)
-        .values({c: bindparam(f"audit_{c}", type_=_audit_events.c[c].type) for c in audit.COLUMNS})
+        .values(binds(_audit_events, audit.COLUMNS, prefix="audit_"))
         .cte("audited")
     )
 )

@@ -16,18 +16,25 @@ Nothing goes through the ORM: the session knows nothing of what these statements
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, NoReturn, TypeVar
 
 import asyncpg
 import sqlalchemy.exc
-from sqlalchemy import Column, inspect
+from sqlalchemy import BindParameter, Column, Table, bindparam, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 M = TypeVar("M")
+
+
+def binds(table: Table, names: Iterable[str], prefix: str = "") -> dict[str, BindParameter[Any]]:
+    """A parameter for each named column of `table`, typed as the column (so that its bind
+    processor runs), named `prefix` + the column's name: for the values of the statements
+    built once below."""
+    return {name: bindparam(prefix + name, type_=table.c[name].type) for name in names}
 
 
 class Prepared:

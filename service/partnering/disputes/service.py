@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import audit
 from service.auth.keys import Principal
 from service.conversions import review
-from service.conversions.intake import bind_customer
+from service.conversions.customers import bind_customer
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.events import announce
 from service.kit.ids import new_id
