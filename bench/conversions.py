@@ -5,9 +5,9 @@
 
 - floor: the statements one conversion needs, as the service issues them (read link and
   partner, read the click's fraud facts, lock the month's totals and read the agreements in
-  the same statement, insert the conversion with its audit row and read the event
-  subscriptions' version, insert the partner's and the parent's entries with the month's
-  new totals; the program comes from the service's cache), in one transaction each,
+  the same statement, insert the conversion with its audit row, the partner's and the
+  parent's entries and the month's new totals, and read the event subscriptions' version;
+  the program comes from the service's cache), in one transaction each,
   through bare asyncpg: concurrency 32 over one pool of 10. It writes the JSON the service stored for one of its
   warm-up sales, so the rows are the size of the service's.
 - service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, with the
@@ -158,7 +158,9 @@ SQL_TERMS_AND_MONTH = (
     " v.created_at, v.id FROM month LEFT JOIN (agreements a JOIN agreement_versions v"
     " ON v.agreement_id = a.id) ON a.partner_id = $1 AND a.program_id = $2"
 )
-SQL_INSERT = (
+# The conversion with its audit row, its entries and the month's new totals, in one
+# statement; the entries and the month only when the conversion went in (not on a replay).
+SQL_WRITE = (
     "WITH inserted AS (INSERT INTO conversions (id, program_id, type, order_id, status, amount_minor, currency,"
     " program_amount_minor, program_currency, refunded_minor, occurred_at, click_token,"
     " click_id, link_id, items, metadata, partner_id, attribution_method, attribution,"
@@ -168,19 +170,20 @@ SQL_INSERT = (
     " ON CONFLICT (program_id, type, order_id) DO NOTHING RETURNING created_at, updated_at),"
     " audited AS (INSERT INTO audit_events (id, actor_key_id, actor_role, action, object_type,"
     " object_id, data) SELECT $14, NULL, 'merchant', 'conversion.recorded', 'conversion', $1,"
-    " $15 FROM inserted)"
+    " $15 FROM inserted),"
+    " saved_month AS (UPDATE month_totals SET state = $25::jsonb, updated_at = now()"
+    " WHERE partner_id = $9 AND program_id = $2 AND month = $18::date AND event = 'sale'"
+    " AND EXISTS (SELECT * FROM inserted)),"
+    " entries AS (INSERT INTO commission_entries (partner_id, program_id, conversion_id, kind,"
+    " amount_minor, currency, available_at, agreement_id, agreement_version, period_month,"
+    " rule_event, explain, id)"
+    " SELECT $9::uuid, $2::uuid, $1::uuid, 'commission', $16::bigint, 'USD',"
+    " $17::timestamptz, $11::uuid, 1, $18::date, 'sale', $19::jsonb, $20::uuid FROM inserted"
+    " UNION ALL SELECT $21::uuid, $2::uuid, $1::uuid, 'override', $22::bigint, 'USD',"
+    " $17::timestamptz, $11::uuid, 1, $18::date, 'sale', $23::jsonb, $24::uuid FROM inserted)"
     " SELECT created_at, updated_at, event_subscriptions_version() FROM inserted"
 )
-SQL_ENTRIES = (
-    "WITH saved_month AS (UPDATE month_totals SET state = $14, updated_at = now()"
-    " WHERE partner_id = $1 AND program_id = $2 AND month = $7 AND event = 'sale')"
-    " INSERT INTO commission_entries (partner_id, program_id, conversion_id, kind, amount_minor,"
-    " currency, available_at, agreement_id, agreement_version, period_month, rule_event, explain,"
-    " id) VALUES ($1, $2, $3, 'commission', $4, 'USD', $5, $6, 1, $7, 'sale', $8, $9),"
-    " ($10, $2, $3, 'override', $11, 'USD', $5, $6, 1, $7, 'sale', $12, $13)"
-    " RETURNING id, created_at"
-)
-FLOOR_STATEMENTS = 5
+FLOOR_STATEMENTS = 4
 
 
 async def service_payloads(url: str) -> dict[str, str]:
@@ -245,7 +248,7 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
             await db.fetchrow(SQL_FACTS, hour - timedelta(hours=1), hour, c["id"], hour)
             await db.fetch(SQL_TERMS_AND_MONTH, c["partner_id"], program, month)
             await db.fetchrow(
-                SQL_INSERT,
+                SQL_WRITE,
                 conv,
                 program,
                 f"floor-{run}-{n}",
@@ -261,15 +264,8 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
                 os.urandom(32),
                 new_id(),
                 payload["audit"],
-            )
-            await db.fetch(
-                SQL_ENTRIES,
-                c["partner_id"],
-                program,
-                conv,
                 amount // 10,
                 now + timedelta(days=30),
-                c["agreement"],
                 month,
                 payload["commission"],
                 new_id(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -281,9 +282,15 @@ async def record_conversion(
             "amount": None if parsed.amount is None else f"{parsed.amount:f}",
         },
     )
-    inserted = await _INSERT.fetchrow(
-        session, {**values, **{f"audit_{k}": v for k, v in trail.items()}}
-    )
+    params = {**values, **{f"audit_{k}": v for k, v in trail.items()}}
+    entries: list[CommissionEntry] = []
+    insert_statement = _INSERT
+    if earning is not None:
+        # What it earns goes in with it, in the same statement, when it goes in at all.
+        entries = ledger.earning_entries(earning, draft.id)
+        params.update(ledger.earning_params(earning, entries))
+        insert_statement = _insert_earning(len(entries))
+    inserted = await insert_statement.fetchrow(session, params)
     if inserted is None:
         if found.promo_code_id is not None:
             await give_back_promo_use(session, found.promo_code_id)
@@ -300,18 +307,20 @@ async def record_conversion(
     loaded["created_at"] = inserted["created_at"]
     loaded["updated_at"] = inserted["updated_at"]
     make_transient_to_detached(conversion)  # every value above, committed as loaded
+    for entry in entries:
+        # The server's now(), the transaction's start, as the conversion's.
+        entry.created_at = inserted["created_at"]
     await outbox.hold(session, inserted["subscriptions"])
 
-    entries: list[CommissionEntry] | None = []
+    answered: list[CommissionEntry] | None = entries
     if partner is not None:
         if customer is not None and bind_customer(
             customer, partner.id, conversion, rejected=verdict == ConversionStatus.rejected
         ):
             await write_binding(session, customer)
-        if earning is not None:
-            entries = await ledger.write_earning(session, earning, conversion.id)
+        await announce.entries(session, entries)
         if verdict == ConversionStatus.rejected:
-            entries = None
+            answered = None
             # Stored with its entries and their reversals, so it is seen to earn nothing.
             await ledger.reverse(
                 session,
@@ -324,7 +333,7 @@ async def record_conversion(
                 reason=f"rejected by fraud rules: {conversion.review_reason}",
             )
     await announce.conversion_recorded(session, conversion)
-    return Recorded(conversion, True, entries)
+    return Recorded(conversion, True, answered)
 
 
 # Built once: the insert of a new conversion, every column a parameter (a JSON column
@@ -364,11 +373,16 @@ _audited = (
     .cte("audited")
 )
 # The event subscriptions' version comes along: the conversion's events need it next.
-_INSERT = Prepared(
-    select(
-        _inserted.c.created_at, _inserted.c.updated_at, outbox.VERSION.label("subscriptions")
-    ).add_cte(_audited)
-)
+_INSERTING = select(
+    _inserted.c.created_at, _inserted.c.updated_at, outbox.VERSION.label("subscriptions")
+).add_cte(_audited)
+_INSERT = Prepared(_INSERTING)
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_earning(entries: int) -> Prepared:
+    """The insert, with an earning's `entries` entries and its month's new totals."""
+    return Prepared(_INSERTING.add_cte(*ledger.written_after(_inserted, entries)))
 
 
 def _values(draft: Conversion) -> dict[str, Any]:

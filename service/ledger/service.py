@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select
+from sqlalchemy import CTE, Table, and_, bindparam, exists, func, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agreements.service import (
@@ -55,8 +55,7 @@ def _insert_entries(count: int, save_month: bool) -> Prepared:
     return Prepared(statement)
 
 
-async def write_entries(
-    session: AsyncSession,
+def draft_entries(
     outcome: Outcome,
     *,
     partner_id: uuid.UUID,
@@ -71,11 +70,9 @@ async def write_entries(
     month: date,
     event: str,
     context: dict[str, Any],
-    month_state: MonthState | None = None,
 ) -> list[CommissionEntry]:
-    """Insert one ledger row per drafted entry (the parent's go to the parent); the rows
-    as written, complete, outside the session (entries are never changed). With
-    `month_state`, the month's row (locked by lock_month) is saved in the same statement."""
+    """One ledger row per drafted entry (the parent's go to the parent), not yet written:
+    every column but created_at set, which the database gives."""
     rows = []
     for draft in outcome.entries:
         beneficiary = partner_id if draft.beneficiary == "partner" else parent_id
@@ -99,6 +96,50 @@ async def write_entries(
                 explain={**draft.explain, **context, "beneficiary": draft.beneficiary},
             )
         )
+    return rows
+
+
+def _entry_params(rows: list[CommissionEntry]) -> dict[str, Any]:
+    # Every column was given to _ENTRY.new: read from the instances' state.
+    return {f"{c}_{i}": row.__dict__[c] for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
+
+
+async def write_entries(
+    session: AsyncSession,
+    outcome: Outcome,
+    *,
+    partner_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    program_id: uuid.UUID,
+    currency: str,
+    conversion_id: uuid.UUID | None,
+    refund_id: uuid.UUID | None,
+    available_at: datetime,
+    agreement_id: uuid.UUID | None,
+    agreement_version: int | None,
+    month: date,
+    event: str,
+    context: dict[str, Any],
+    month_state: MonthState | None = None,
+) -> list[CommissionEntry]:
+    """Insert one ledger row per drafted entry (the parent's go to the parent); the rows
+    as written, complete, outside the session (entries are never changed). With
+    `month_state`, the month's row (locked by lock_month) is saved in the same statement."""
+    rows = draft_entries(
+        outcome,
+        partner_id=partner_id,
+        parent_id=parent_id,
+        program_id=program_id,
+        currency=currency,
+        conversion_id=conversion_id,
+        refund_id=refund_id,
+        available_at=available_at,
+        agreement_id=agreement_id,
+        agreement_version=agreement_version,
+        month=month,
+        event=event,
+        context=context,
+    )
     if not rows:
         if month_state is not None:
             await months.save_month(session, partner_id, program_id, month, event, month_state)
@@ -106,8 +147,7 @@ async def write_entries(
     if session.new:
         # The refund (or anything else new) an entry refers to goes in first.
         await session.flush(list(session.new))
-    # Every column was given to _ENTRY.new: read from the instances' state.
-    params = {f"{c}_{i}": row.__dict__[c] for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
+    params = _entry_params(rows)
     if month_state is not None:
         params.update(months.save_params(partner_id, program_id, month, event, month_state))
     written = await _insert_entries(len(rows), month_state is not None).fetch(session, params)
@@ -225,31 +265,69 @@ async def plan_earning(
     )
 
 
+def _earning_fields(earning: Earning, conversion_id: uuid.UUID) -> dict[str, Any]:
+    # What draft_entries and write_entries take, of a planned earning.
+    partner, program = earning.partner, earning.program
+    return {
+        "partner_id": partner.id,
+        "parent_id": partner.parent_id,
+        "program_id": program.id,
+        "currency": program.currency,
+        "conversion_id": conversion_id,
+        "refund_id": None,
+        "available_at": earning.available_at,
+        "agreement_id": earning.agreement_id,
+        "agreement_version": earning.agreement_version,
+        "month": earning.month,
+        "event": earning.event,
+        "context": {"hold_days": earning.hold_days},
+    }
+
+
 async def write_earning(
     session: AsyncSession, earning: Earning, conversion_id: uuid.UUID
 ) -> list[CommissionEntry]:
     """Save the month's new totals and write the entries of a planned earning (the
     conversion's row must exist by now); the entries written."""
-    partner, program = earning.partner, earning.program
     rows = await write_entries(
         session,
         earning.outcome,
-        partner_id=partner.id,
-        parent_id=partner.parent_id,
-        program_id=program.id,
-        currency=program.currency,
-        conversion_id=conversion_id,
-        refund_id=None,
-        available_at=earning.available_at,
-        agreement_id=earning.agreement_id,
-        agreement_version=earning.agreement_version,
-        month=earning.month,
-        event=earning.event,
-        context={"hold_days": earning.hold_days},
+        **_earning_fields(earning, conversion_id),
         month_state=earning.outcome.new_state,
     )
     await announce.entries(session, rows)
     return rows
+
+
+def earning_entries(earning: Earning, conversion_id: uuid.UUID) -> list[CommissionEntry]:
+    """The entries of a planned earning, not yet written: for `written_after`."""
+    return draft_entries(earning.outcome, **_earning_fields(earning, conversion_id))
+
+
+def written_after(written: CTE, count: int) -> list[CTE]:
+    """CTEs that write `count` entries of an earning and its month's new totals, each only
+    when `written` (an INSERT ... RETURNING, as a CTE) wrote a row: so that the statement
+    inserting a new conversion also writes what it earns, and a replay, whose insert finds
+    its order taken, writes neither. Their parameters: `earning_params`."""
+    wrote = exists().select_from(written)
+    ctes = [months.SAVE.where(wrote).cte("saved_month")]
+    if count:
+        rows = [
+            select(
+                *(bindparam(f"{c}_{i}", type_=_entries.c[c].type) for c in _ENTRY_COLUMNS)
+            ).select_from(written)
+            for i in range(count)
+        ]
+        source = rows[0] if count == 1 else union_all(*rows)
+        ctes.append(insert(_entries).from_select(list(_ENTRY_COLUMNS), source).cte("entries"))
+    return ctes
+
+
+def earning_params(earning: Earning, rows: list[CommissionEntry]) -> dict[str, Any]:
+    """The parameters of `written_after`'s CTEs, for these rows of the earning."""
+    partner, program = earning.partner, earning.program
+    month_key = (partner.id, program.id, earning.month, earning.event)
+    return {**_entry_params(rows), **months.save_params(*month_key, earning.outcome.new_state)}
 
 
 async def earn(
