@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _harness import DatabaseCpu, Server, percentile, process_seconds
 
 from service.db import EmbeddedPostgres
+from service.redirect.partitions import spanned
 from service.redirect.runtime import nothing_to_reset
 
 GOAL_RATIO = 0.5
@@ -144,10 +145,22 @@ SQL_LINK = (
 SQL_FACTS = (
     "SELECT click.referer, click.paid_markers, click.partner_id IS NOT NULL,"
     " (SELECT count(*) FROM clicks c1 WHERE c1.visitor_hash = click.visitor_hash"
-    " AND c1.partner_id = click.partner_id AND c1.clicked_at >= $1 AND c1.clicked_at < $2)"
+    " AND c1.partner_id = click.partner_id AND c1.clicked_at >= $1 AND c1.clicked_at < $2"
+    " AND c1.clicked_at >= '{start}'::timestamptz AND c1.clicked_at < '{end}'::timestamptz)"
     " FROM (SELECT 1 AS one) AS one LEFT JOIN (SELECT referer, paid_markers, visitor_hash,"
-    " partner_id FROM clicks WHERE id = $3 AND clicked_at = $4) AS click ON true"
+    " partner_id FROM clicks WHERE id = $3 AND clicked_at = $4"
+    " AND clicked_at >= '{start}'::timestamptz AND clicked_at < '{end}'::timestamptz) AS click"
+    " ON true"
 )
+
+
+def facts_sql(clicked_at: datetime) -> str:
+    """SQL_FACTS for a click at `clicked_at`: bounded, as the service's, by the months its
+    flood hour spans, written as constants (service.fraud.repository)."""
+    start, end = spanned(clicked_at - timedelta(hours=1), clicked_at)
+    return SQL_FACTS.format(start=start.isoformat(), end=end.isoformat())
+
+
 # The month's row upserted and locked, and the pair's agreements with their versions read
 # beside it, in one statement, as the service sends them (service.ledger.service).
 SQL_TERMS_AND_MONTH = (
@@ -245,7 +258,7 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
             conv = new_id()
             await db.fetchrow(SQL_LINK, c["link_id"])
             hour = c["clicked_at"]
-            await db.fetchrow(SQL_FACTS, hour - timedelta(hours=1), hour, c["id"], hour)
+            await db.fetchrow(facts_sql(hour), hour - timedelta(hours=1), hour, c["id"], hour)
             await db.fetch(SQL_TERMS_AND_MONTH, c["partner_id"], program, month)
             await db.fetchrow(
                 SQL_WRITE,

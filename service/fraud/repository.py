@@ -10,13 +10,24 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, Table, bindparam, func, literal, select, true
+from sqlalchemy import (
+    DateTime,
+    Select,
+    Table,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
 from service.kit.driver import Prepared
 from service.models import Click, ClickRollupHourly, Conversion
+from service.redirect.partitions import spanned
 
 HOUR = timedelta(hours=1)
 
@@ -48,26 +59,47 @@ def _param(name: str, col: Any) -> Any:
     return bindparam(name, type_=col.type)
 
 
-@functools.cache
-def _prepared_facts(click: bool, flood: bool, velocity: bool) -> Prepared:
-    return Prepared(_facts_statement(click, flood, velocity))
+# Months = the bounds of the click partitions a statement reads (partitions.spanned), or
+# None when it reads no click.
+Months = tuple[datetime, datetime] | None
 
 
-def _facts_statement(click: bool, flood: bool, velocity: bool) -> Select[Any]:
+@functools.lru_cache(maxsize=64)
+def _prepared_facts(click: bool, flood: bool, velocity: bool, months: Months) -> Prepared:
+    return Prepared(_facts_statement(click, flood, velocity, months))
+
+
+def _constant(at: datetime) -> Any:
+    # A timestamp written into the statement's text, as a constant (see _facts_statement).
+    return literal_column(f"'{at.isoformat()}'::timestamptz", DateTime(timezone=True))
+
+
+def _facts_statement(click: bool, flood: bool, velocity: bool, months: Months) -> Select[Any]:
     """The one statement for this combination of facts, built once, with bound parameters.
 
     Built per conversion, the ORM's aliasing and column adaptation cost more CPU than
     PostgreSQL spends answering it.
+
+    The clicks it reads are bounded by `months` as well, written as constants: so the
+    statement is built (and prepared) once per month or two, and PostgreSQL prunes the
+    partitions when it plans it, not only when it runs it. With the bounds as parameters,
+    its generic plan would reach into every partition, cost as much, and lose to a custom
+    plan: planned again on every call, which cost more than running it.
     """
     c = _clicks.c
     columns: list[Any] = []
     base: Any = select(literal(1).label("one")).subquery("one")
     if click:
+        assert months is not None
+        start, end = _constant(months[0]), _constant(months[1])
         # By primary key: clicked_at also prunes the partitions to the click's month.
         found = (
             select(c.referer, c.paid_markers, c.visitor_hash, c.partner_id)
             .where(
-                c.id == _param("click_id", c.id), c.clicked_at == _param("clicked_at", c.clicked_at)
+                c.id == _param("click_id", c.id),
+                c.clicked_at == _param("clicked_at", c.clicked_at),
+                c.clicked_at >= start,
+                c.clicked_at < end,
             )
             .subquery("click")
         )
@@ -85,6 +117,8 @@ def _facts_statement(click: bool, flood: bool, velocity: bool) -> Select[Any]:
                     earlier.c.partner_id == found.c.partner_id,
                     earlier.c.clicked_at >= _param("flood_from", c.clicked_at),
                     earlier.c.clicked_at < _param("clicked_at", c.clicked_at),
+                    earlier.c.clicked_at >= start,
+                    earlier.c.clicked_at < end,
                 )
                 .scalar_subquery()
             )
@@ -123,11 +157,14 @@ async def stored_facts(
     if not wants_click and not velocity:
         return Stored()
     params: dict[str, Any] = {}
+    months: Months = None
     if wants_click:
         assert clicked_at is not None
         params.update(click_id=click_id, clicked_at=clicked_at)
+        months = spanned(clicked_at, clicked_at)
         if flood:
             params["flood_from"] = clicked_at - HOUR
+            months = spanned(clicked_at - HOUR, clicked_at)
     if velocity:
         params.update(
             partner_id=partner_id,
@@ -136,7 +173,8 @@ async def stored_facts(
             occurred_at=occurred_at,
             conversion_id=conversion_id,
         )
-    found_row = await _prepared_facts(wants_click, flood, velocity).fetchrow(session, params)
+    statement = _prepared_facts(wants_click, flood, velocity, months)
+    found_row = await statement.fetchrow(session, params)
     assert found_row is not None  # one row always: the click is LEFT JOINed
     row = list(found_row)
     out: dict[str, Any] = {}

@@ -43,6 +43,15 @@ def _bounds(month: date) -> tuple[datetime, datetime]:
     return start, datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
 
 
+def spanned(first: datetime, last: datetime) -> tuple[datetime, datetime]:
+    """From the start of `first`'s month to the end of `last`'s: the bounds of the monthly
+    partitions that hold every click from `first` to `last`."""
+    first, last = first.astimezone(UTC), last.astimezone(UTC)
+    start, _ = _bounds(date(first.year, first.month, 1))
+    _, end = _bounds(date(last.year, last.month, 1))
+    return start, end
+
+
 async def ensure_partitions(
     conn: asyncpg.Connection, now: datetime | None = None, ahead: int = MONTHS_AHEAD
 ) -> list[str]:

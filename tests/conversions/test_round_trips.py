@@ -1,12 +1,19 @@
 """What one sale costs the database: its round trips, counted at the driver."""
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncpg.prepared_stmt import PreparedStatement
-from sqlalchemy import event
+from sqlalchemy import event, text
 
+from service.fraud.repository import stored_facts
+from service.kit.ids import new_id
+from service.tracking.clickid import ClickIdSigner
 from tests.conversions.factories import add_link, click_id, sale, setup
+from tests.fraud.factories import click
+from tests.links.factories import create_link
 
 
 async def test_a_sale_by_click_id_is_one_transaction_of_few_statements(
@@ -53,3 +60,39 @@ async def test_a_sale_by_click_id_is_one_transaction_of_few_statements(
     # BEGIN, link and partner, fraud facts, the month's lock with the agreements, the
     # conversion with its audit row, its entries and the month's new totals, COMMIT.
     assert len(sent) == 6, sent
+
+
+async def test_the_fraud_facts_are_planned_once_per_connection(app, client, admin):
+    # clicks is partitioned by month: with only parameters to prune by, PostgreSQL's generic
+    # plan reaches into every partition, and it planned the statement again on every sale.
+    program, partner = await setup(client, admin)
+    link = await create_link(client, admin, program, partner)
+    token = await click(client, link["code"], referer="https://blog.example/post")
+    secrets = app.state.secrets
+    clicked = ClickIdSigner(secrets.click_keys, secrets.click_key_id).verify(token)
+    async with app.state.sessionmaker() as session:
+        for _ in range(12):
+            stored = await stored_facts(
+                session,
+                frozenset({"click", "flood", "velocity"}),
+                click_id=clicked.click_uuid,
+                clicked_at=clicked.clicked_at,
+                conversion_id=new_id(),
+                partner_id=uuid.UUID(partner["id"]),
+                program_id=uuid.UUID(program["id"]),
+                occurred_at=datetime.now(UTC),
+            )
+            assert stored.referrer_host == "blog.example" and stored.visitor_clicks_before == 0
+        plans = (
+            await session.execute(
+                text(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE '%FROM clicks AS earlier%'"
+                    " AND statement NOT LIKE '%pg_prepared_statements%'"
+                )
+            )
+        ).all()
+        await session.rollback()
+    # The twelve runs here (the connection may hold other variants, run by other sales):
+    # PostgreSQL tried five custom plans before it weighed the generic one, then kept it.
+    assert (7, 5) in {tuple(row) for row in plans}, plans

@@ -2,14 +2,20 @@
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
 
+from service.fraud.repository import stored_facts
 from service.redirect.batches import CLICK_COLUMNS, write_batch
 from service.redirect.cache import LinkCache, LinkEntry
-from service.redirect.partitions import ensure_partitions, months_to_cover, partition_name
+from service.redirect.partitions import (
+    ensure_partitions,
+    months_to_cover,
+    partition_name,
+    spanned,
+)
 from tests.factories import create_partner, create_program
 from tests.links.factories import create_link
 from tests.redirect.records import click_record
@@ -229,3 +235,55 @@ async def test_cache_is_bounded_and_skips_loads_raced_by_invalidation():
     cache.enabled = False
     await cache.get("e")
     assert "e" not in cache
+
+
+async def test_a_click_in_a_months_first_hour_counts_the_visitors_clicks_of_the_month_before(
+    app, client, admin, conn
+):
+    # The fraud facts bound their clicks by the months they span, written into the
+    # statement; a click flood's hour may reach into the month before.
+    program = await create_program(client, admin)
+    partner = await create_partner(client, admin)
+    link = await create_link(client, admin, program, partner)
+    ids = [uuid.uuid4() for _ in range(4)]
+    times = [
+        datetime(2027, 1, 31, 22, 0, tzinfo=UTC),  # more than an hour before: not counted
+        datetime(2027, 1, 31, 23, 30, tzinfo=UTC),
+        datetime(2027, 1, 31, 23, 59, tzinfo=UTC),
+        datetime(2027, 2, 1, 0, 20, tzinfo=UTC),
+    ]
+    await write_batch(
+        conn,
+        [
+            click_record(link, at=at, visitor=b"V", click_id=i)
+            for i, at in zip(ids, times, strict=True)
+        ],
+    )
+    assert spanned(times[3] - timedelta(hours=1), times[3]) == (
+        datetime(2027, 1, 1, tzinfo=UTC),
+        datetime(2027, 3, 1, tzinfo=UTC),
+    )
+    async with app.state.sessionmaker() as session:
+        for clicked, before in ((3, 2), (2, 1)):
+            stored = await stored_facts(
+                session,
+                frozenset({"click", "flood"}),
+                click_id=ids[clicked],
+                clicked_at=times[clicked],
+                conversion_id=uuid.uuid4(),
+                partner_id=uuid.UUID(partner["id"]),
+                program_id=uuid.UUID(program["id"]),
+                occurred_at=times[3] + timedelta(minutes=5),
+            )
+            assert stored.paid_markers == frozenset()  # the click row was found
+            assert stored.visitor_clicks_before == before, clicked
+
+
+def test_the_months_a_span_of_clicks_reaches():
+    december = (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    at = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+    assert spanned(at, at) == december
+    assert spanned(at - timedelta(hours=1), at) == (datetime(2026, 11, 1, tzinfo=UTC), december[1])
+    # Clicks are partitioned by UTC month, whatever zone a time is given in.
+    local = datetime(2026, 12, 1, 0, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert spanned(local, local) == (datetime(2026, 11, 1, tzinfo=UTC), december[0])
