@@ -4,8 +4,8 @@
                                 [--workers 1]
 
 - floor: the statements one conversion needs, as the service issues them (read link and
-  partner, read the click's fraud facts, lock the month's totals and read the agreements in
-  the same statement, insert the conversion with its audit row, the partner's and the
+  partner; lock the month's totals, read the agreements and the click's fraud facts in one
+  statement; insert the conversion with its audit row, the partner's and the
   parent's entries and the month's new totals, and read the event subscriptions' version;
   the program comes from the service's cache), in one transaction each,
   through bare asyncpg: concurrency 32 over one pool of 10. It writes the JSON the service stored for one of its
@@ -142,35 +142,34 @@ SQL_LINK = (
     "SELECT l.*, p.name, p.email, p.status, p.parent_id, p.payout_method, p.payout_details,"
     " p.metadata FROM links l JOIN partners p ON p.id = l.partner_id WHERE l.id = $1"
 )
-SQL_FACTS = (
-    "SELECT click.referer, click.paid_markers, click.partner_id IS NOT NULL,"
-    " (SELECT count(*) FROM clicks c1 WHERE c1.visitor_hash = click.visitor_hash"
-    " AND c1.partner_id = click.partner_id AND c1.clicked_at >= $1 AND c1.clicked_at < $2"
-    " AND c1.clicked_at >= '{start}'::timestamptz AND c1.clicked_at < '{end}'::timestamptz)"
-    " FROM (SELECT 1 AS one) AS one LEFT JOIN (SELECT referer, paid_markers, visitor_hash,"
-    " partner_id FROM clicks WHERE id = $3 AND clicked_at = $4"
-    " AND clicked_at >= '{start}'::timestamptz AND clicked_at < '{end}'::timestamptz) AS click"
-    " ON true"
-)
-
-
-def facts_sql(clicked_at: datetime) -> str:
-    """SQL_FACTS for a click at `clicked_at`: bounded, as the service's, by the months its
-    flood hour spans, written as constants (service.fraud.repository)."""
-    start, end = spanned(clicked_at - timedelta(hours=1), clicked_at)
-    return SQL_FACTS.format(start=start.isoformat(), end=end.isoformat())
-
-
-# The month's row upserted and locked, and the pair's agreements with their versions read
-# beside it, in one statement, as the service sends them (service.ledger.service).
-SQL_TERMS_AND_MONTH = (
+# The month's row upserted and locked, the pair's agreements with their versions read
+# beside it, and the click's fraud facts after them, in one statement, as the service sends
+# them (service.conversions.intake): the clicks bounded, as the service's, by the months the
+# flood hour spans, written as constants (service.fraud.repository).
+SQL_READ = (
     "WITH month AS (INSERT INTO month_totals (partner_id, program_id, month, event, state)"
-    " VALUES ($1, $2, $3, 'sale', '{}') ON CONFLICT (partner_id, program_id, month, event)"
+    " VALUES ($1, $2, $3, 'sale', '{{}}') ON CONFLICT (partner_id, program_id, month, event)"
     " DO UPDATE SET state = month_totals.state RETURNING month_totals.state)"
     " SELECT month.state, a.*, v.agreement_id, v.version, v.effective_from, v.terms,"
-    " v.created_at, v.id FROM month LEFT JOIN (agreements a JOIN agreement_versions v"
+    " v.created_at, v.id, facts.* FROM month LEFT JOIN (agreements a JOIN agreement_versions v"
     " ON v.agreement_id = a.id) ON a.partner_id = $1 AND a.program_id = $2"
+    " JOIN (SELECT click.referer, click.paid_markers, click.partner_id IS NOT NULL AS found,"
+    " (SELECT count(*) FROM clicks c1 WHERE c1.visitor_hash = click.visitor_hash"
+    " AND c1.partner_id = click.partner_id AND c1.clicked_at >= $4 AND c1.clicked_at < $5"
+    " AND c1.clicked_at >= '{start}'::timestamptz AND c1.clicked_at < '{end}'::timestamptz)"
+    " AS visitors FROM (SELECT 1 AS one) AS one LEFT JOIN (SELECT referer, paid_markers,"
+    " visitor_hash, partner_id FROM clicks WHERE id = $6 AND clicked_at = $5"
+    " AND clicked_at >= '{start}'::timestamptz AND clicked_at < '{end}'::timestamptz) AS click"
+    " ON true) AS facts ON true"
 )
+
+
+def read_sql(clicked_at: datetime) -> str:
+    """SQL_READ for a click at `clicked_at`."""
+    start, end = spanned(clicked_at - timedelta(hours=1), clicked_at)
+    return SQL_READ.format(start=start.isoformat(), end=end.isoformat())
+
+
 # The conversion with its audit row, its entries and the month's new totals, in one
 # statement; the entries and the month only when the conversion went in (not on a replay).
 SQL_WRITE = (
@@ -196,7 +195,7 @@ SQL_WRITE = (
     " $17::timestamptz, $11::uuid, 1, $18::date, 'sale', $23::jsonb, $24::uuid FROM inserted)"
     " SELECT created_at, updated_at, event_subscriptions_version() FROM inserted"
 )
-FLOOR_STATEMENTS = 4
+FLOOR_STATEMENTS = 3
 
 
 async def service_payloads(url: str) -> dict[str, str]:
@@ -257,9 +256,10 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
         async with pool.acquire() as db, db.transaction():
             conv = new_id()
             await db.fetchrow(SQL_LINK, c["link_id"])
-            hour = c["clicked_at"]
-            await db.fetchrow(facts_sql(hour), hour - timedelta(hours=1), hour, c["id"], hour)
-            await db.fetch(SQL_TERMS_AND_MONTH, c["partner_id"], program, month)
+            at = c["clicked_at"]
+            await db.fetch(
+                read_sql(at), c["partner_id"], program, month, at - timedelta(hours=1), at, c["id"]
+            )
             await db.fetchrow(
                 SQL_WRITE,
                 conv,

@@ -1,13 +1,16 @@
-"""The facts the fraud rules need from the database, in one statement per conversion."""
+"""What the fraud rules need from the database: the facts of one conversion, read by one
+statement (which a conversion's intake reads beside its terms), and the quality report's
+counts."""
 
 from __future__ import annotations
 
 import functools
 import typing
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from sqlalchemy import (
@@ -25,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
-from service.kit.driver import Prepared
 from service.models import Click, ClickRollupHourly, Conversion
 from service.redirect.partitions import spanned
 
@@ -64,9 +66,27 @@ def _param(name: str, col: Any) -> Any:
 Months = tuple[datetime, datetime] | None
 
 
+class Shape(NamedTuple):
+    """Which facts one statement reads, over which months: what it is built from."""
+
+    click: bool
+    flood: bool
+    velocity: bool
+    months: Months
+
+
+@dataclass(frozen=True)
+class Facts:
+    """One conversion's facts statement: its shape, and its parameters."""
+
+    shape: Shape
+    params: dict[str, Any]
+
+
 @functools.lru_cache(maxsize=64)
-def _prepared_facts(click: bool, flood: bool, velocity: bool, months: Months) -> Prepared:
-    return Prepared(_facts_statement(click, flood, velocity, months))
+def facts_select(shape: Shape) -> Select[Any]:
+    """The statement of this shape (one row), built once; its parameters are a Facts'."""
+    return _facts_statement(*shape)
 
 
 def _constant(at: datetime) -> Any:
@@ -138,8 +158,7 @@ def _facts_statement(click: bool, flood: bool, velocity: bool, months: Months) -
     return select(*columns).select_from(base)
 
 
-async def stored_facts(
-    session: AsyncSession,
+def facts_query(
     needs: frozenset[str],
     *,
     click_id: uuid.UUID | None,
@@ -148,14 +167,15 @@ async def stored_facts(
     partner_id: uuid.UUID,
     program_id: uuid.UUID,
     occurred_at: datetime,
-) -> Stored:
-    """The click's markers, referrer and visitor's recent clicks, and the partner's
-    conversions in the past hour, as far as `needs` asks; no statement when it asks nothing."""
+) -> Facts | None:
+    """The statement that reads the click's markers, referrer and visitor's recent clicks,
+    and the partner's conversions in the past hour, as far as `needs` asks; None when it
+    asks nothing."""
     wants_click = "click" in needs and click_id is not None and clicked_at is not None
     flood = wants_click and "flood" in needs
     velocity = "velocity" in needs
     if not wants_click and not velocity:
-        return Stored()
+        return None
     params: dict[str, Any] = {}
     months: Months = None
     if wants_click:
@@ -173,21 +193,29 @@ async def stored_facts(
             occurred_at=occurred_at,
             conversion_id=conversion_id,
         )
-    statement = _prepared_facts(wants_click, flood, velocity, months)
-    found_row = await statement.fetchrow(session, params)
-    assert found_row is not None  # one row always: the click is LEFT JOINed
-    row = list(found_row)
+    return Facts(Shape(wants_click, flood, velocity, months), params)
+
+
+def facts_of(query: Facts | None, row: Sequence[Any]) -> Stored:
+    """What the statement of `query` read, from its columns in `row` (the row's first)."""
+    if query is None:
+        return Stored()
+    shape = query.shape
     out: dict[str, Any] = {}
-    if wants_click:
+    at = 0
+    if shape.click:
         referer, markers, found = row[:3]
-        del row[:3]
-        visitors = row.pop(0) if flood else None
+        at = 3
+        visitors = None
+        if shape.flood:
+            visitors = row[at]
+            at += 1
         if found:
             out["referrer_host"] = _host(referer)
             out["paid_markers"] = frozenset(markers or ())
             out["visitor_clicks_before"] = None if visitors is None else int(visitors)
-    if velocity:
-        out["partner_conversions_before"] = int(row.pop(0))
+    if shape.velocity:
+        out["partner_conversions_before"] = int(row[at])
     return Stored(**out)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import typing
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -193,11 +194,24 @@ class Earning:
 # Built once: one round trip where two were, for every conversion that has a partner. The
 # month's row is upserted and locked (months.LOCK, a CTE) and the pair's agreements with
 # their versions are read beside it: a row per version, or one with NULLs when the pair has
-# none, each with the month's state first.
+# none, each with the month's state first. More columns may follow (TERMS_WIDTH on): a
+# conversion's intake reads its fraud facts in the same statement.
 _month = months.LOCK.cte("month")
-_TERMS_AND_MONTH = Prepared(
-    select(_month.c.state, *PAIR_COLUMNS).select_from(_month.outerjoin(PAIR, OF_PAIR))
-)
+TERMS_AND_MONTH = select(_month.c.state, *PAIR_COLUMNS).select_from(_month.outerjoin(PAIR, OF_PAIR))
+TERMS_WIDTH = 1 + len(PAIR_COLUMNS)
+_TERMS_AND_MONTH = Prepared(TERMS_AND_MONTH)
+
+
+def terms_and_month_params(
+    conversion: Conversion, program: Program, partner: Partner
+) -> tuple[date, dict[str, Any]]:
+    """The month a new conversion counts in, and the parameters of TERMS_AND_MONTH for it."""
+    month = month_start(conversion.occurred_at, program.time_zone)
+    return month, {
+        "partner_id": partner.id,
+        "program_id": program.id,
+        **months.key(partner.id, program.id, month, conversion.type),
+    }
 
 
 async def plan_earning(
@@ -210,20 +224,25 @@ async def plan_earning(
     """Compute what a new conversion earns under the agreement in force, its month locked
     until the transaction ends, and note on the conversion what it counted; None when it
     earns nothing (the note says why). Nothing is written until write_earning."""
-    at = conversion.occurred_at
-    event = conversion.type
-    month = month_start(at, program.time_zone)
     # The month is locked with the terms' read, before they say whether it earns: a
     # conversion that earns nothing leaves an empty month row, locked until the
     # transaction ends, which is harmless (a replay leaves the same).
-    rows = await _TERMS_AND_MONTH.fetch(
-        session,
-        {
-            "partner_id": partner.id,
-            "program_id": program.id,
-            **months.key(partner.id, program.id, month, event),
-        },
-    )
+    month, params = terms_and_month_params(conversion, program, partner)
+    rows = await _TERMS_AND_MONTH.fetch(session, params)
+    return earning_of(rows, month, conversion, program, partner, recurring_since)
+
+
+def earning_of(
+    rows: Sequence[Sequence[Any]],
+    month: date,
+    conversion: Conversion,
+    program: Program,
+    partner: Partner,
+    recurring_since: datetime | None,
+) -> Earning | None:
+    """plan_earning, from the rows of TERMS_AND_MONTH read for the conversion's `month`."""
+    at = conversion.occurred_at
+    event = conversion.type
     state = months.state_from_json(rows[0][0] or {})
     found = in_force_of(rows, 1, at, program.currency)
     if found is None:

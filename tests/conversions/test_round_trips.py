@@ -8,8 +8,11 @@ from typing import Any
 from asyncpg.prepared_stmt import PreparedStatement
 from sqlalchemy import event, text
 
-from service.fraud.repository import stored_facts
+from service.conversions.intake import facts_terms_and_month
+from service.fraud import repository as facts
 from service.kit.ids import new_id
+from service.ledger import months
+from service.ledger.service import TERMS_WIDTH
 from service.tracking.clickid import ClickIdSigner
 from tests.conversions.factories import add_link, click_id, sale, setup
 from tests.fraud.factories import click
@@ -57,12 +60,12 @@ async def test_a_sale_by_click_id_is_one_transaction_of_few_statements(
         event.remove(pool, "checkin", detach)
     assert r.status_code == 201, r.text
     assert sent[0].startswith("BEGIN") and sent[-1] == "COMMIT;", sent
-    # BEGIN, link and partner, fraud facts, the month's lock with the agreements, the
-    # conversion with its audit row, its entries and the month's new totals, COMMIT.
-    assert len(sent) == 6, sent
+    # BEGIN, link and partner, the fraud facts with the month's lock and the agreements,
+    # the conversion with its audit row, its entries and the month's new totals, COMMIT.
+    assert len(sent) == 5, sent
 
 
-async def test_the_fraud_facts_are_planned_once_per_connection(app, client, admin):
+async def test_the_facts_and_terms_of_a_sale_are_planned_once_per_connection(app, client, admin):
     # clicks is partitioned by month: with only parameters to prune by, PostgreSQL's generic
     # plan reaches into every partition, and it planned the statement again on every sale.
     program, partner = await setup(client, admin)
@@ -70,19 +73,29 @@ async def test_the_fraud_facts_are_planned_once_per_connection(app, client, admi
     token = await click(client, link["code"], referer="https://blog.example/post")
     secrets = app.state.secrets
     clicked = ClickIdSigner(secrets.click_keys, secrets.click_key_id).verify(token)
+    query = facts.facts_query(
+        frozenset({"click", "flood", "velocity"}),
+        click_id=clicked.click_uuid,
+        clicked_at=clicked.clicked_at,
+        conversion_id=new_id(),
+        partner_id=uuid.UUID(partner["id"]),
+        program_id=uuid.UUID(program["id"]),
+        occurred_at=datetime.now(UTC),
+    )
+    assert query is not None
+    month = datetime.now(UTC).date().replace(day=1)
+    params = {
+        **query.params,
+        **months.key(query.params["partner_id"], query.params["program_id"], month, "sale"),
+    }
+    statement = facts_terms_and_month(query.shape)
     async with app.state.sessionmaker() as session:
         for _ in range(12):
-            stored = await stored_facts(
-                session,
-                frozenset({"click", "flood", "velocity"}),
-                click_id=clicked.click_uuid,
-                clicked_at=clicked.clicked_at,
-                conversion_id=new_id(),
-                partner_id=uuid.UUID(partner["id"]),
-                program_id=uuid.UUID(program["id"]),
-                occurred_at=datetime.now(UTC),
-            )
+            rows = await statement.fetch(session, params)
+            stored = facts.facts_of(query, rows[0][TERMS_WIDTH:])
             assert stored.referrer_host == "blog.example" and stored.visitor_clicks_before == 0
+            assert stored.partner_conversions_before == 0
+            assert len(rows) == 1 and rows[0][1] is not None  # the pair's one agreement
         plans = (
             await session.execute(
                 text(
@@ -93,6 +106,6 @@ async def test_the_fraud_facts_are_planned_once_per_connection(app, client, admi
             )
         ).all()
         await session.rollback()
-    # The twelve runs here (the connection may hold other variants, run by other sales):
+    # The twelve runs here (the connection may hold other shapes, run by other sales):
     # PostgreSQL tried five custom plans before it weighed the generic one, then kept it.
     assert (7, 5) in {tuple(row) for row in plans}, plans

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from service.fraud.repository import stored_facts
+from service.fraud import repository as facts
+from service.kit.driver import Prepared
 from service.redirect.batches import CLICK_COLUMNS, write_batch
 from service.redirect.cache import LinkCache, LinkEntry
 from service.redirect.partitions import (
@@ -265,8 +266,7 @@ async def test_a_click_in_a_months_first_hour_counts_the_visitors_clicks_of_the_
     )
     async with app.state.sessionmaker() as session:
         for clicked, before in ((3, 2), (2, 1)):
-            stored = await stored_facts(
-                session,
+            query = facts.facts_query(
                 frozenset({"click", "flood"}),
                 click_id=ids[clicked],
                 clicked_at=times[clicked],
@@ -275,6 +275,10 @@ async def test_a_click_in_a_months_first_hour_counts_the_visitors_clicks_of_the_
                 program_id=uuid.UUID(program["id"]),
                 occurred_at=times[3] + timedelta(minutes=5),
             )
+            assert query is not None
+            row = await Prepared(facts.facts_select(query.shape)).fetchrow(session, query.params)
+            assert row is not None
+            stored = facts.facts_of(query, row)
             assert stored.paid_markers == frozenset()  # the click row was found
             assert stored.visitor_clicks_before == before, clicked
 
