@@ -42,6 +42,7 @@ from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, is_currency, parse_amount, round_money, to_minor
 from service.kit.time import utc_now
+from service.ledger import reversals
 from service.ledger import service as ledger
 from service.links.promo_codes import give_back_promo_use
 from service.models import (
@@ -324,7 +325,7 @@ async def record_conversion(
         if verdict == ConversionStatus.rejected:
             answered = None
             # Stored with its entries and their reversals, so it is seen to earn nothing.
-            await ledger.reverse(
+            await reversals.reverse(
                 session,
                 conversion,
                 program,

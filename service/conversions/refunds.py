@@ -23,7 +23,7 @@ from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor
 from service.kit.time import utc_now
-from service.ledger import service as ledger
+from service.ledger import reversals
 from service.models import AuditEvent, CommissionEntry, Conversion, ConversionStatus, Refund
 from service.programs.cache import cached_program
 
@@ -128,7 +128,7 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
         created_at=(body.occurred_at or utc_now()).astimezone(UTC),
     )
     await _INSERT_REFUND.fetch(session, refund.__dict__)
-    reversal = await ledger.reverse(
+    reversal = await reversals.reverse(
         session,
         conversion,
         program,

@@ -12,7 +12,7 @@ from service import audit
 from service.auth.keys import Principal
 from service.errors import Conflict, NotFound
 from service.events import announce
-from service.ledger import service as ledger
+from service.ledger import reversals
 from service.models import Conversion, ConversionStatus, Program, Refund
 
 TRANSITIONS = {
@@ -58,7 +58,7 @@ async def decide(
                 Refund.conversion_id == conversion.id
             )
         )
-        reversal = await ledger.reverse(
+        reversal = await reversals.reverse(
             session,
             conversion,
             program,

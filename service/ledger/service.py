@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CTE, Table, and_, bindparam, exists, func, insert, select, union_all
+from sqlalchemy import CTE, Table, bindparam, exists, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agreements.service import (
@@ -18,23 +18,21 @@ from service.agreements.service import (
     PAIR,
     PAIR_COLUMNS,
     in_force_of,
-    load_terms,
 )
-from service.commissions.engine import compute_conversion, compute_refund
+from service.commissions.engine import compute_conversion
 from service.commissions.state import (
     ConversionInput,
     MonthState,
     Outcome,
-    RefundInput,
     stored_items,
 )
-from service.events import announce, outbox
+from service.events import announce
 from service.kit.driver import Columns, Prepared
 from service.kit.ids import new_id
 from service.kit.money import from_minor, to_minor
 from service.kit.time import month_start
 from service.ledger import months
-from service.models import AgreementVersion, CommissionEntry, Conversion, Partner, Program
+from service.models import CommissionEntry, Conversion, Partner, Program
 
 # Built once per number of rows: the entries of one outcome go in as one multi-row INSERT
 # that returns what the server set, so nothing is read back and no unit of work runs per
@@ -362,137 +360,3 @@ async def earn(
     if earning is None:
         return []
     return await write_earning(session, earning, conversion.id)
-
-
-@dataclass(frozen=True)
-class Reversal:
-    """The entries a reversal wrote (as write_entries returned them) and what it reversed,
-    for the audit trail."""
-
-    entries: list[CommissionEntry]
-    summary: dict[str, Any]
-
-
-# Built once: what a reversal reads, in one round trip where five were. The month's row is
-# upserted and locked (months.LOCK, a CTE; the lock the reversal's entries are computed
-# under), and beside it: what the conversion earned its partner so far and when its first
-# entry became available (both kept steady by the conversion's row lock, which every writer
-# of a conversion's entries holds), the partner, and the agreement version the conversion
-# was computed under.
-_PARTNER = Columns(Partner)
-_VERSION = Columns(AgreementVersion)
-_reversed_month = months.LOCK.cte("month")
-_of_conversion = bindparam("conversion_id", type_=CommissionEntry.conversion_id.type)
-_REVERSAL = Prepared(
-    select(
-        _reversed_month.c.state,
-        select(func.coalesce(func.sum(CommissionEntry.amount_minor), 0))
-        .where(
-            CommissionEntry.conversion_id == _of_conversion,
-            CommissionEntry.partner_id == bindparam("partner_id", type_=Partner.id.type),
-        )
-        .scalar_subquery(),
-        select(func.min(CommissionEntry.available_at))
-        .where(CommissionEntry.conversion_id == _of_conversion)
-        .scalar_subquery(),
-        # The event subscriptions' version: the reversal's entries are announced next.
-        outbox.VERSION,
-        *_PARTNER.columns,
-        *_VERSION.columns,
-    )
-    .select_from(_reversed_month)
-    .join(Partner, Partner.id == bindparam("partner_id", type_=Partner.id.type))
-    .join(
-        AgreementVersion,
-        and_(
-            AgreementVersion.agreement_id
-            == bindparam("agreement_id", type_=AgreementVersion.agreement_id.type),
-            AgreementVersion.version
-            == bindparam("agreement_version", type_=AgreementVersion.version.type),
-        ),
-    )
-)
-
-
-async def reverse(
-    session: AsyncSession,
-    conversion: Conversion,
-    program: Program,
-    *,
-    amount_minor: int,
-    refunded_before_minor: int,
-    refund_id: uuid.UUID | None,
-    full: bool,
-    reason: str,
-) -> Reversal:
-    """Reversal entries for part or all of a conversion (program currency minor units)."""
-    if conversion.partner_id is None or not conversion.counted:
-        return Reversal([], {"reversed": "0", "note": "the conversion earned nothing to reverse"})
-    assert conversion.agreement_id is not None and conversion.agreement_version is not None
-    event = conversion.type
-    month = month_start(conversion.occurred_at, program.time_zone)
-    rows = await _REVERSAL.fetch(
-        session,
-        {
-            "partner_id": conversion.partner_id,
-            "conversion_id": conversion.id,
-            "agreement_id": conversion.agreement_id,
-            "agreement_version": conversion.agreement_version,
-            **months.key(conversion.partner_id, program.id, month, event),
-        },
-    )
-    assert rows, "the conversion's partner and agreement version are kept by foreign keys"
-    found = rows[0]
-    state = months.state_from_json(found[0] or {})
-    earned, original_available = found[1], found[2]
-    await outbox.hold(session, found[3])
-    partner = _PARTNER.detached(found, 4)
-    # Reversals use the terms the conversion was computed under, whatever came since.
-    terms = load_terms(_VERSION.detached(found, 4 + len(_PARTNER)), program.currency)
-    total_minor = conversion.program_amount_minor or 0
-    outcome = compute_refund(
-        terms,
-        RefundInput(
-            event=event,  # type: ignore[arg-type]
-            amount=from_minor(amount_minor, program.currency),
-            conversion_amount=from_minor(total_minor, program.currency),
-            refunded_before=from_minor(refunded_before_minor, program.currency),
-            items=stored_items(conversion.items, conversion.fx_rate),
-            earned=from_minor(int(earned or 0), program.currency),
-            full=full,
-            counted=True,
-        ),
-        state,
-        program.currency,
-        has_parent=partner.parent_id is not None,
-    )
-    # A terms' hold of 0 days is a hold of 0 days, not "use the program's".
-    hold_days = conversion.hold_days if conversion.hold_days is not None else program.hold_days
-    rows = await write_entries(
-        session,
-        outcome,
-        partner_id=partner.id,
-        parent_id=partner.parent_id,
-        program_id=program.id,
-        currency=program.currency,
-        conversion_id=conversion.id,
-        refund_id=refund_id,
-        # With the entries they reverse: netted together when unpaid, clawed back when paid.
-        available_at=original_available or conversion.occurred_at + timedelta(days=hold_days),
-        agreement_id=conversion.agreement_id,
-        agreement_version=conversion.agreement_version,
-        month=month,
-        event=event,
-        context={"reason": reason},
-        month_state=outcome.new_state,
-    )
-    await announce.entries(session, rows)
-    if full:
-        conversion.counted = False
-    return Reversal(
-        rows,
-        {
-            "reversed": f"{outcome.partner_total():f}",
-            "parent_reversed": f"{outcome.parent_total():f}",
-        },
-    )
