@@ -385,7 +385,7 @@ _INSERT = Prepared(_INSERTING)
 @functools.lru_cache(maxsize=16)
 def _insert_earning(entries: int) -> Prepared:
     """The insert, with an earning's `entries` entries and its month's new totals."""
-    return Prepared(_INSERTING.add_cte(*ledger.written_after(_inserted, entries)))
+    return Prepared(_INSERTING.add_cte(*ledger.entry_ctes(entries, after=_inserted)))
 
 
 def _values(draft: Conversion) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 from dataclasses import dataclass
 from datetime import UTC
@@ -24,6 +25,7 @@ from service.kit.ids import new_id
 from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor
 from service.kit.time import utc_now
 from service.ledger import reversals
+from service.ledger import service as ledger
 from service.models import AuditEvent, CommissionEntry, Conversion, ConversionStatus, Refund
 from service.programs.cache import cached_program
 
@@ -115,7 +117,6 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
         return round_to_int(Decimal(program_total) * cumulative / total)
 
     prog_before, prog_after = in_program(before), in_program(after)
-    # The refund's row first: its reversal entries refer to it.
     refund = _REFUND.new(
         id=new_id(),
         program_id=program.id,
@@ -127,8 +128,7 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
         request_hash=digest,
         created_at=(body.occurred_at or utc_now()).astimezone(UTC),
     )
-    await _INSERT_REFUND.fetch(session, refund.__dict__)
-    reversal = await reversals.reverse(
+    reversal = await reversals.plan_reversal(
         session,
         conversion,
         program,
@@ -150,12 +150,15 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
             **reversal.summary,
         },
     )
-    # The sale's new total (and `counted`, which a full refund's reversal turned off) with
-    # the audit event, in one statement; the sale's object in the session holds them as
-    # written, so its flush writes nothing more.
-    written = await _SALE_REFUNDED.fetchrow(
+    # What the refund writes, in one statement: its row, its reversal's entries with the
+    # month's new totals, the sale's new total (and `counted`, which a full refund's
+    # reversal turned off) and the audit event. The sale's object in the session holds
+    # them as written, so its flush writes nothing more.
+    written = await _refunded(len(reversal.entries), reversal.totals is not None).fetchrow(
         session,
         {
+            **{f"refund_{c}": refund.__dict__[c] for c in _REFUND_COLUMNS},
+            **reversal.params(),
             "conversion_id": conversion.id,
             "refunded_minor": after,
             "counted": conversion.counted,
@@ -163,34 +166,43 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
         },
     )
     assert written is not None  # the sale's row is locked by this transaction
+    for entry in reversal.entries:
+        # The server's now(), the transaction's start, as the sale's updated_at.
+        entry.created_at = written[0]
     for key, value in (
         ("refunded_minor", after),
         ("counted", conversion.counted),
         ("updated_at", written[0]),
     ):
         set_committed_value(conversion, key, value)
+    await announce.entries(session, reversal.entries)
     await announce.refund(session, refund, conversion)
     # In the ledger's order (by id) as the refund's GET reads them.
     return RecordedRefund(refund, conversion, True, sorted(reversal.entries, key=attrgetter("id")))
 
 
-# Built once: a refund's row, every column given (refunds have no server defaults).
+# Built once per number of reversal entries (see record_refund): the sale's refunded total
+# and `counted`, with the refund's row (every column given: refunds have no server
+# defaults), its reversal and the audit event as CTEs of the same statement.
 _refunds = typing.cast(Table, Refund.__table__)
 _REFUND = Columns(Refund)
-_INSERT_REFUND = Prepared(
-    insert(_refunds).values(binds(_refunds, (c.name for c in _REFUND.columns)))
-)
-# The sale's refunded total and `counted`, and the refund's audit event in the same statement.
+_REFUND_COLUMNS = tuple(c.name for c in _REFUND.columns)
 _conversions = typing.cast(Table, Conversion.__table__)
 _audit_events = typing.cast(Table, AuditEvent.__table__)
-_SALE_REFUNDED = Prepared(
+_SALE_REFUNDED = (
     update(_conversions)
     .where(_conversions.c.id == bindparam("conversion_id", type_=_conversions.c.id.type))
     .values(**binds(_conversions, ("refunded_minor", "counted")), updated_at=func.now())
     .returning(_conversions.c.updated_at)
     .add_cte(
+        insert(_refunds).values(binds(_refunds, _REFUND_COLUMNS, prefix="refund_")).cte("refund"),
         insert(_audit_events)
         .values(binds(_audit_events, audit.COLUMNS, prefix="audit_"))
-        .cte("audited")
+        .cte("audited"),
     )
 )
+
+
+@functools.lru_cache(maxsize=16)
+def _refunded(entries: int, saves_month: bool) -> Prepared:
+    return Prepared(_SALE_REFUNDED.add_cte(*ledger.entry_ctes(entries, save_month=saves_month)))

@@ -102,7 +102,13 @@ async def save_month(
     state: MonthState,
 ) -> None:
     """Store the month's new state (its row is already locked by lock_month)."""
-    await _SAVE.fetch(session, save_params(partner_id, program_id, month, event, state))
+    await save(session, save_params(partner_id, program_id, month, event, state))
+
+
+async def save(session: AsyncSession, params: dict[str, Any]) -> None:
+    """Store a month's new state (its row already locked by lock_month); `params` are
+    save_params'."""
+    await _SAVE.fetch(session, params)
 
 
 def save_params(

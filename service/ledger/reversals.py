@@ -19,8 +19,10 @@ from service.kit.driver import Columns, Prepared
 from service.kit.money import from_minor
 from service.kit.time import month_start
 from service.ledger import months
-from service.ledger.service import write_entries
+from service.ledger.service import draft_entries, entry_params, write_drafted
 from service.models import AgreementVersion, CommissionEntry, Conversion, Partner, Program
+
+NOTHING_TO_REVERSE = "the conversion earned nothing to reverse"
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,22 @@ _REVERSAL = Prepared(
 )
 
 
-async def reverse(
+@dataclass(frozen=True)
+class Planned:
+    """A reversal computed under its month's lock, not yet written: its entries (every
+    column but created_at), the month's new totals (months.save_params; None when the
+    conversion earned nothing to reverse) and what it reversed, for the audit trail."""
+
+    entries: list[CommissionEntry]
+    totals: dict[str, Any] | None
+    summary: dict[str, Any]
+
+    def params(self) -> dict[str, Any]:
+        """The parameters of ledger.entry_ctes(len(entries), save_month=totals is not None)."""
+        return {**entry_params(self.entries), **(self.totals or {})}
+
+
+async def plan_reversal(
     session: AsyncSession,
     conversion: Conversion,
     program: Program,
@@ -83,10 +100,11 @@ async def reverse(
     refund_id: uuid.UUID | None,
     full: bool,
     reason: str,
-) -> Reversal:
-    """Reversal entries for part or all of a conversion (program currency minor units)."""
+) -> Planned:
+    """The reversal of part or all of a conversion (program currency minor units), its
+    month locked until the transaction ends; a full one leaves the conversion not counted."""
     if conversion.partner_id is None or not conversion.counted:
-        return Reversal([], {"reversed": "0", "note": "the conversion earned nothing to reverse"})
+        return Planned([], None, {"reversed": "0", "note": NOTHING_TO_REVERSE})
     assert conversion.agreement_id is not None and conversion.agreement_version is not None
     event = conversion.type
     month = month_start(conversion.occurred_at, program.time_zone)
@@ -127,8 +145,7 @@ async def reverse(
     )
     # A terms' hold of 0 days is a hold of 0 days, not "use the program's".
     hold_days = conversion.hold_days if conversion.hold_days is not None else program.hold_days
-    rows = await write_entries(
-        session,
+    entries = draft_entries(
         outcome,
         partner_id=partner.id,
         parent_id=partner.parent_id,
@@ -143,15 +160,42 @@ async def reverse(
         month=month,
         event=event,
         context={"reason": reason},
-        month_state=outcome.new_state,
     )
-    await announce.entries(session, rows)
     if full:
         conversion.counted = False
-    return Reversal(
-        rows,
+    return Planned(
+        entries,
+        months.save_params(partner.id, program.id, month, event, outcome.new_state),
         {
             "reversed": f"{outcome.partner_total():f}",
             "parent_reversed": f"{outcome.parent_total():f}",
         },
     )
+
+
+async def reverse(
+    session: AsyncSession,
+    conversion: Conversion,
+    program: Program,
+    *,
+    amount_minor: int,
+    refunded_before_minor: int,
+    refund_id: uuid.UUID | None,
+    full: bool,
+    reason: str,
+) -> Reversal:
+    """plan_reversal, written (the entries with the month's new totals) and announced."""
+    planned = await plan_reversal(
+        session,
+        conversion,
+        program,
+        amount_minor=amount_minor,
+        refunded_before_minor=refunded_before_minor,
+        refund_id=refund_id,
+        full=full,
+        reason=reason,
+    )
+    if planned.totals is not None:
+        await write_drafted(session, planned.entries, planned.totals)
+        await announce.entries(session, planned.entries)
+    return Reversal(planned.entries, planned.summary)

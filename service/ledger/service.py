@@ -98,7 +98,9 @@ def draft_entries(
     return rows
 
 
-def _entry_params(rows: list[CommissionEntry]) -> dict[str, Any]:
+def entry_params(rows: list[CommissionEntry]) -> dict[str, Any]:
+    """The parameters that write drafted entries (draft_entries), in `entry_ctes` and the
+    statements built here."""
     # Every column was given to _ENTRY.new: read from the instances' state.
     return {f"{c}_{i}": row.__dict__[c] for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
 
@@ -139,21 +141,33 @@ async def write_entries(
         event=event,
         context=context,
     )
+    totals = None
+    if month_state is not None:
+        totals = months.save_params(partner_id, program_id, month, event, month_state)
+    await write_drafted(session, rows, totals)
+    return rows
+
+
+async def write_drafted(
+    session: AsyncSession, rows: list[CommissionEntry], totals: dict[str, Any] | None
+) -> None:
+    """Write drafted entries (draft_entries), and with `totals` (months.save_params, of the
+    month locked by lock_month) the month's new totals in the same statement; each row
+    then holds the created_at the database gave it."""
     if not rows:
-        if month_state is not None:
-            await months.save_month(session, partner_id, program_id, month, event, month_state)
-        return rows
+        if totals is not None:
+            await months.save(session, totals)
+        return
     if session.new:
         # The refund (or anything else new) an entry refers to goes in first.
         await session.flush(list(session.new))
-    params = _entry_params(rows)
-    if month_state is not None:
-        params.update(months.save_params(partner_id, program_id, month, event, month_state))
-    written = await _insert_entries(len(rows), month_state is not None).fetch(session, params)
+    params = entry_params(rows)
+    if totals is not None:
+        params.update(totals)
+    written = await _insert_entries(len(rows), totals is not None).fetch(session, params)
     created = {id_: at for id_, at in written}
     for row in rows:
         row.created_at = created[row.id]
-    return rows
 
 
 _ENTRY_COLUMNS = (
@@ -317,34 +331,41 @@ async def write_earning(
 
 
 def earning_entries(earning: Earning, conversion_id: uuid.UUID) -> list[CommissionEntry]:
-    """The entries of a planned earning, not yet written: for `written_after`."""
+    """The entries of a planned earning, not yet written: for `entry_ctes`."""
     return draft_entries(earning.outcome, **_earning_fields(earning, conversion_id))
 
 
-def written_after(written: CTE, count: int) -> list[CTE]:
-    """CTEs that write `count` entries of an earning and its month's new totals, each only
-    when `written` (an INSERT ... RETURNING, as a CTE) wrote a row: so that the statement
-    inserting a new conversion also writes what it earns, and a replay, whose insert finds
-    its order taken, writes neither. Their parameters: `earning_params`."""
-    wrote = exists().select_from(written)
-    ctes = [months.SAVE.where(wrote).cte("saved_month")]
+def entry_ctes(count: int, *, save_month: bool = True, after: CTE | None = None) -> list[CTE]:
+    """CTEs that write `count` drafted entries (parameters: entry_params) and, with
+    `save_month`, the month's new totals (months.save_params), for a statement that writes
+    something else beside them. With `after` (an INSERT ... RETURNING, as a CTE), only when
+    that wrote a row: so the statement inserting a new conversion also writes what it
+    earns, and a replay, whose insert finds its order taken, writes neither."""
+    ctes = []
+    if save_month:
+        save = months.SAVE if after is None else months.SAVE.where(exists().select_from(after))
+        ctes.append(save.cte("saved_month"))
     if count:
-        rows = [
-            select(
-                *(bindparam(f"{c}_{i}", type_=_entries.c[c].type) for c in _ENTRY_COLUMNS)
-            ).select_from(written)
+        binds = [
+            [bindparam(f"{c}_{i}", type_=_entries.c[c].type) for c in _ENTRY_COLUMNS]
             for i in range(count)
         ]
-        source = rows[0] if count == 1 else union_all(*rows)
-        ctes.append(insert(_entries).from_select(list(_ENTRY_COLUMNS), source).cte("entries"))
+        if after is None:
+            rows = [dict(zip(_ENTRY_COLUMNS, row, strict=True)) for row in binds]
+            ctes.append(insert(_entries).values(rows).cte("entries"))
+        else:
+            selects = [select(*row).select_from(after) for row in binds]
+            source = selects[0] if count == 1 else union_all(*selects)
+            entries = insert(_entries).from_select(list(_ENTRY_COLUMNS), source)
+            ctes.append(entries.cte("entries"))
     return ctes
 
 
 def earning_params(earning: Earning, rows: list[CommissionEntry]) -> dict[str, Any]:
-    """The parameters of `written_after`'s CTEs, for these rows of the earning."""
+    """The parameters of `entry_ctes` for these rows of the earning and its month."""
     partner, program = earning.partner, earning.program
     month_key = (partner.id, program.id, earning.month, earning.event)
-    return {**_entry_params(rows), **months.save_params(*month_key, earning.outcome.new_state)}
+    return {**entry_params(rows), **months.save_params(*month_key, earning.outcome.new_state)}
 
 
 async def earn(

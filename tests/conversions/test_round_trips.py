@@ -2,6 +2,8 @@
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,14 +21,9 @@ from tests.fraud.factories import click
 from tests.links.factories import create_link
 
 
-async def test_a_sale_by_click_id_is_one_transaction_of_few_statements(
-    app, client, admin, monkeypatch
-):
-    program, partner = await setup(client, admin)
-    link = await add_link(app, program["id"], partner["id"])
-    # Warm: the key, the program and the agreement's statements are cached after one sale.
-    first = sale(program, click_id=click_id(app, link))
-    assert (await client.post("/v1/conversions", json=first, headers=admin)).status_code == 201
+@asynccontextmanager
+async def statements(app: Any, monkeypatch: Any) -> AsyncIterator[list[str]]:
+    """The statements the app's pooled connections send meanwhile, in order."""
     sent: list[str] = []
 
     def log(record: Any) -> None:
@@ -51,18 +48,53 @@ async def test_a_sale_by_click_id_is_one_transaction_of_few_statements(
     event.listen(pool, "checkout", attach)
     event.listen(pool, "checkin", detach)
     try:
-        body = sale(program, click_id=click_id(app, link))
-        r = await client.post("/v1/conversions", json=body, headers=admin)
+        yield sent
         # asyncpg hands each statement to the loggers with call_soon: let the loop run them.
         await asyncio.sleep(0)
     finally:
         event.remove(pool, "checkout", attach)
         event.remove(pool, "checkin", detach)
+        monkeypatch.undo()
+
+
+async def test_a_sale_by_click_id_is_one_transaction_of_few_statements(
+    app, client, admin, monkeypatch
+):
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    # Warm: the key, the program and the agreement's statements are cached after one sale.
+    first = sale(program, click_id=click_id(app, link))
+    assert (await client.post("/v1/conversions", json=first, headers=admin)).status_code == 201
+    async with statements(app, monkeypatch) as sent:
+        body = sale(program, click_id=click_id(app, link))
+        r = await client.post("/v1/conversions", json=body, headers=admin)
     assert r.status_code == 201, r.text
     assert sent[0].startswith("BEGIN") and sent[-1] == "COMMIT;", sent
     # BEGIN, link and partner, the fraud facts with the month's lock and the agreements,
     # the conversion with its audit row, its entries and the month's new totals, COMMIT.
     assert len(sent) == 5, sent
+
+
+async def test_a_refund_is_one_transaction_of_few_statements(app, client, admin, monkeypatch):
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    body = sale(program, click_id=click_id(app, link))
+    assert (await client.post("/v1/conversions", json=body, headers=admin)).status_code == 201
+    refund = {"program_id": program["id"], "order_id": body["order_id"], "amount": "10.00"}
+    first = await client.post("/v1/refunds", json={**refund, "refund_id": "r-1"}, headers=admin)
+    assert first.status_code == 201, first.text
+    async with statements(app, monkeypatch) as sent:
+        r = await client.post("/v1/refunds", json={**refund, "refund_id": "r-2"}, headers=admin)
+    assert r.status_code == 201, r.text
+    assert len(r.json()["reversals"]) == 1, r.text
+    assert sent[0].startswith("BEGIN") and sent[-1] == "COMMIT;", sent
+    # BEGIN, the sale locked, its refund id looked up under that lock, what the reversal
+    # reads (the month locked), then the refund's row, its reversal with the month's new
+    # totals, the sale's refunded total and the audit event in one statement, COMMIT.
+    assert len(sent) == 6, sent
+    # As stored: its replay reads it back.
+    again = await client.post("/v1/refunds", json={**refund, "refund_id": "r-2"}, headers=admin)
+    assert again.status_code == 200 and again.json() == r.json()
 
 
 async def test_the_facts_and_terms_of_a_sale_are_planned_once_per_connection(app, client, admin):
