@@ -90,6 +90,32 @@ async def test_each_refund_stores_the_sales_total_and_its_audit_event(client, ap
     assert [e.data["reversed"] for e in trail] == ["-5.00", "-15.00"]
 
 
+async def test_a_refund_of_a_sale_that_earned_nothing_stores_the_refund_alone(client, app, admin):
+    program, _ = await setup(client, admin)
+    sold = await client.post("/v1/conversions", json=sale(program), headers=admin)
+    assert sold.status_code == 201 and sold.json()["attribution"]["partner_id"] is None
+    body = refund(program, sold.json(), "40.00")
+    r = await client.post("/v1/refunds", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["reversals"] == []
+    again = await client.post("/v1/refunds", json=body, headers=admin)
+    assert again.status_code == 200 and again.json() == r.json()
+    async with app.state.sessionmaker() as session:
+        stored = await session.get(Conversion, uuid.UUID(sold.json()["id"]))
+        trail = await session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.object_id == uuid.UUID(sold.json()["id"]),
+                AuditEvent.action == "conversion.refunded",
+            )
+        )
+        entries = await session.scalar(
+            select(func.count()).where(CommissionEntry.conversion_id == stored.id)
+        )
+    assert stored.refunded_minor == 4000 and entries == 0
+    assert trail is not None
+    assert trail.data["reversed"] == "0" and "earned nothing" in trail.data["note"]
+
+
 async def test_over_refund_is_422_and_changes_nothing(client, app, admin):
     program, partner, conv = await _sale(client, app, admin)
     await client.post("/v1/refunds", json=refund(program, conv, "150.00"), headers=admin)
