@@ -9,7 +9,7 @@ from datetime import UTC
 from decimal import Decimal
 from operator import attrgetter
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -71,22 +71,20 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
     # The sale first: a refund, new or replayed, is of a stored sale (a stored refund keeps
     # its sale by a foreign key), and under the sale's row lock the refund id is looked up
     # once, settled by whatever refund of the order committed before.
-    conversion = await session.scalar(
-        select(Conversion)
-        .where(
-            Conversion.program_id == program.id,
-            Conversion.type == "sale",
-            Conversion.order_id == body.order_id,
-        )
-        .with_for_update()
+    # Both read as detached objects, not through the session: the sale's changes are
+    # written by the statement below, which also tells the object (set_committed_value).
+    locked = await _LOCK_SALE.fetchrow(
+        session, {"program_id": program.id, "order_id": body.order_id}
     )
-    if conversion is None:
+    if locked is None:
         raise field_error("order_id", "no sale with this order id in the program")
+    conversion = _CONVERSION.detached(locked)
     # The conversion row lock serialises refunds of one order.
-    existing = await session.scalar(
-        select(Refund).where(Refund.program_id == program.id, Refund.refund_id == body.refund_id)
+    found = await _REFUND_OF_PROGRAM.fetchrow(
+        session, {"program_id": program.id, "refund_id": body.refund_id}
     )
-    if existing is not None:
+    if found is not None:
+        existing = _REFUND.detached(found)
         return RecordedRefund(_replayed(existing, digest, body), conversion, False, None)
     if conversion.status == ConversionStatus.rejected:
         raise Conflict("the conversion was rejected; its commissions are already reversed")
@@ -152,8 +150,7 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
     )
     # What the refund writes, in one statement: its row, its reversal's entries with the
     # month's new totals, the sale's new total (and `counted`, which a full refund's
-    # reversal turned off) and the audit event. The sale's object in the session holds
-    # them as written, so its flush writes nothing more.
+    # reversal turned off) and the audit event.
     written = await _refunded(len(reversal.entries), reversal.totals is not None).fetchrow(
         session,
         {
@@ -169,12 +166,20 @@ async def record_refund(session: AsyncSession, body: RefundCreate, by: Principal
     for entry in reversal.entries:
         # The server's now(), the transaction's start, as the sale's updated_at.
         entry.created_at = written[0]
-    for key, value in (
-        ("refunded_minor", after),
-        ("counted", conversion.counted),
-        ("updated_at", written[0]),
-    ):
-        set_committed_value(conversion, key, value)
+    # The sale as written: this object, and the one the session holds if a caller loaded
+    # the sale through it (a shop's hook does, and reads its total again for its next part).
+    identity = inspect(conversion).key
+    assert identity is not None  # set by Columns.detached
+    held = session.sync_session.identity_map.get(identity)
+    for sale_ in (conversion, held):
+        if sale_ is None:
+            continue
+        for key, value in (
+            ("refunded_minor", after),
+            ("counted", conversion.counted),
+            ("updated_at", written[0]),
+        ):
+            set_committed_value(sale_, key, value)
     await announce.entries(session, reversal.entries)
     await announce.refund(session, refund, conversion)
     # In the ledger's order (by id) as the refund's GET reads them.
@@ -188,6 +193,23 @@ _refunds = typing.cast(Table, Refund.__table__)
 _REFUND = Columns(Refund)
 _REFUND_COLUMNS = tuple(c.name for c in _REFUND.columns)
 _conversions = typing.cast(Table, Conversion.__table__)
+_CONVERSION = Columns(Conversion)
+# Built once: the sale of an order, locked; a refund of the program by its refund id.
+_LOCK_SALE = Prepared(
+    select(*_CONVERSION.columns)
+    .where(
+        _conversions.c.program_id == bindparam("program_id", type_=_conversions.c.program_id.type),
+        _conversions.c.type == "sale",
+        _conversions.c.order_id == bindparam("order_id", type_=_conversions.c.order_id.type),
+    )
+    .with_for_update()
+)
+_REFUND_OF_PROGRAM = Prepared(
+    select(*_REFUND.columns).where(
+        _refunds.c.program_id == bindparam("program_id", type_=_refunds.c.program_id.type),
+        _refunds.c.refund_id == bindparam("refund_id", type_=_refunds.c.refund_id.type),
+    )
+)
 _audit_events = typing.cast(Table, AuditEvent.__table__)
 _SALE_REFUNDED = (
     update(_conversions)

@@ -5,6 +5,9 @@ from decimal import Decimal
 
 from sqlalchemy import delete, exists, func, insert, literal, select
 
+from service.auth.keys import Principal, create_key
+from service.conversions.refunds import record_refund
+from service.conversions.schemas import RefundCreate
 from service.models import (
     AuditEvent,
     CommissionEntry,
@@ -12,6 +15,7 @@ from service.models import (
     Payout,
     PayoutEntry,
     PayoutRun,
+    Role,
     UnpaidEntry,
 )
 from tests.conversions.factories import add_link, click_id, sale, setup
@@ -114,6 +118,28 @@ async def test_a_refund_of_a_sale_that_earned_nothing_stores_the_refund_alone(cl
     assert stored.refunded_minor == 4000 and entries == 0
     assert trail is not None
     assert trail.data["reversed"] == "0" and "earned nothing" in trail.data["note"]
+
+
+async def test_a_sale_the_session_holds_sees_what_each_refund_wrote(client, app, admin):
+    # A shop's hook loads the sale through its session, refunds a part, and reads the
+    # sale's total again for the next part of the same delivery.
+    program, _, conv = await _sale(client, app, admin)
+    async with app.state.sessionmaker() as session:
+        key, _ = await create_key(session, Role.merchant, program_ids=[uuid.UUID(program["id"])])
+        by = Principal(key.id, Role.merchant, frozenset({uuid.UUID(program["id"])}), None)
+        await session.commit()
+    async with app.state.sessionmaker() as session:
+        held = await session.get(Conversion, uuid.UUID(conv["id"]))
+        assert held is not None
+        for n in range(2):
+            body = RefundCreate.model_validate(refund(program, conv, "20.00", f"part-{n}"))
+            recorded = await record_refund(session, body, by)
+            assert recorded.created and recorded.conversion is not held
+            assert held.refunded_minor == recorded.conversion.refunded_minor == 2000 * (n + 1)
+        await session.commit()
+    async with app.state.sessionmaker() as session:
+        stored = await session.get(Conversion, uuid.UUID(conv["id"]))
+    assert stored is not None and stored.refunded_minor == 4000
 
 
 async def test_over_refund_is_422_and_changes_nothing(client, app, admin):
