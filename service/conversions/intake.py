@@ -325,7 +325,7 @@ async def record_conversion(
         if verdict == ConversionStatus.rejected:
             answered = None
             # Stored with its entries and their reversals, so it is seen to earn nothing.
-            await reversals.reverse(
+            reversal = await reversals.plan_reversal(
                 session,
                 conversion,
                 program,
@@ -335,6 +335,7 @@ async def record_conversion(
                 full=True,
                 reason=f"rejected by fraud rules: {conversion.review_reason}",
             )
+            await reversals.write_reversal(session, reversal)
     await announce.conversion_recorded(session, conversion)
     return Recorded(conversion, True, answered)
 

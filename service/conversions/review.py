@@ -58,7 +58,7 @@ async def decide(
                 Refund.conversion_id == conversion.id
             )
         )
-        reversal = await reversals.reverse(
+        reversal = await reversals.plan_reversal(
             session,
             conversion,
             program,
@@ -68,6 +68,7 @@ async def decide(
             full=True,
             reason=f"rejected: {reason}" if reason else "rejected",
         )
+        await reversals.write_reversal(session, reversal)
         deltas = reversal.summary
     conversion.status = TARGET[action]
     conversion.review_reason = reason if reason is not None else conversion.review_reason

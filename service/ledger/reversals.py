@@ -25,15 +25,6 @@ from service.models import AgreementVersion, CommissionEntry, Conversion, Partne
 NOTHING_TO_REVERSE = "the conversion earned nothing to reverse"
 
 
-@dataclass(frozen=True)
-class Reversal:
-    """The entries a reversal wrote (as write_entries returned them) and what it reversed,
-    for the audit trail."""
-
-    entries: list[CommissionEntry]
-    summary: dict[str, Any]
-
-
 # Built once: what a reversal reads, in one round trip where five were. The month's row is
 # upserted and locked (months.LOCK, a CTE; the lock the reversal's entries are computed
 # under), and beside it: what the conversion earned its partner so far and when its first
@@ -173,29 +164,9 @@ async def plan_reversal(
     )
 
 
-async def reverse(
-    session: AsyncSession,
-    conversion: Conversion,
-    program: Program,
-    *,
-    amount_minor: int,
-    refunded_before_minor: int,
-    refund_id: uuid.UUID | None,
-    full: bool,
-    reason: str,
-) -> Reversal:
-    """plan_reversal, written (the entries with the month's new totals) and announced."""
-    planned = await plan_reversal(
-        session,
-        conversion,
-        program,
-        amount_minor=amount_minor,
-        refunded_before_minor=refunded_before_minor,
-        refund_id=refund_id,
-        full=full,
-        reason=reason,
-    )
+async def write_reversal(session: AsyncSession, planned: Planned) -> None:
+    """Write a planned reversal (its entries with the month's new totals; nothing when the
+    conversion earned nothing to reverse) and announce its entries."""
     if planned.totals is not None:
         await write_drafted(session, planned.entries, planned.totals)
         await announce.entries(session, planned.entries)
-    return Reversal(planned.entries, planned.summary)

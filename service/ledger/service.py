@@ -22,7 +22,6 @@ from service.agreements.service import (
 from service.commissions.engine import compute_conversion
 from service.commissions.state import (
     ConversionInput,
-    MonthState,
     Outcome,
     stored_items,
 )
@@ -103,49 +102,6 @@ def entry_params(rows: list[CommissionEntry]) -> dict[str, Any]:
     statements built here."""
     # Every column was given to _ENTRY.new: read from the instances' state.
     return {f"{c}_{i}": row.__dict__[c] for i, row in enumerate(rows) for c in _ENTRY_COLUMNS}
-
-
-async def write_entries(
-    session: AsyncSession,
-    outcome: Outcome,
-    *,
-    partner_id: uuid.UUID,
-    parent_id: uuid.UUID | None,
-    program_id: uuid.UUID,
-    currency: str,
-    conversion_id: uuid.UUID | None,
-    refund_id: uuid.UUID | None,
-    available_at: datetime,
-    agreement_id: uuid.UUID | None,
-    agreement_version: int | None,
-    month: date,
-    event: str,
-    context: dict[str, Any],
-    month_state: MonthState | None = None,
-) -> list[CommissionEntry]:
-    """Insert one ledger row per drafted entry (the parent's go to the parent); the rows
-    as written, complete, outside the session (entries are never changed). With
-    `month_state`, the month's row (locked by lock_month) is saved in the same statement."""
-    rows = draft_entries(
-        outcome,
-        partner_id=partner_id,
-        parent_id=parent_id,
-        program_id=program_id,
-        currency=currency,
-        conversion_id=conversion_id,
-        refund_id=refund_id,
-        available_at=available_at,
-        agreement_id=agreement_id,
-        agreement_version=agreement_version,
-        month=month,
-        event=event,
-        context=context,
-    )
-    totals = None
-    if month_state is not None:
-        totals = months.save_params(partner_id, program_id, month, event, month_state)
-    await write_drafted(session, rows, totals)
-    return rows
 
 
 async def write_drafted(
@@ -320,14 +276,18 @@ async def write_earning(
 ) -> list[CommissionEntry]:
     """Save the month's new totals and write the entries of a planned earning (the
     conversion's row must exist by now); the entries written."""
-    rows = await write_entries(
-        session,
-        earning.outcome,
-        **_earning_fields(earning, conversion_id),
-        month_state=earning.outcome.new_state,
-    )
+    rows = earning_entries(earning, conversion_id)
+    await write_drafted(session, rows, earning_totals(earning))
     await announce.entries(session, rows)
     return rows
+
+
+def earning_totals(earning: Earning) -> dict[str, Any]:
+    """The month's new totals of a planned earning: months.save_params."""
+    partner, program = earning.partner, earning.program
+    return months.save_params(
+        partner.id, program.id, earning.month, earning.event, earning.outcome.new_state
+    )
 
 
 def earning_entries(earning: Earning, conversion_id: uuid.UUID) -> list[CommissionEntry]:
@@ -363,9 +323,7 @@ def entry_ctes(count: int, *, save_month: bool = True, after: CTE | None = None)
 
 def earning_params(earning: Earning, rows: list[CommissionEntry]) -> dict[str, Any]:
     """The parameters of `entry_ctes` for these rows of the earning and its month."""
-    partner, program = earning.partner, earning.program
-    month_key = (partner.id, program.id, earning.month, earning.event)
-    return {**entry_params(rows), **months.save_params(*month_key, earning.outcome.new_state)}
+    return {**entry_params(rows), **earning_totals(earning)}
 
 
 async def earn(

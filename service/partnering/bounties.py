@@ -30,7 +30,7 @@ from service.agreements.service import in_force
 from service.commissions.engine import compute_clicks
 from service.events import announce
 from service.ledger.months import lock_month, save_month
-from service.ledger.service import write_entries
+from service.ledger.service import draft_entries, write_drafted
 from service.models import (
     Agreement,
     AgreementVersion,
@@ -211,8 +211,7 @@ async def _pay_day(
                 partner.parent_id is not None,
             )
             state = outcome.new_state
-            rows = await write_entries(
-                session,
+            rows = draft_entries(
                 outcome,
                 partner_id=partner.id,
                 parent_id=partner.parent_id,
@@ -234,6 +233,7 @@ async def _pay_day(
                     "hold_days": hold_days,
                 },
             )
+            await write_drafted(session, rows, None)
             await announce.entries(session, rows)
             written += len(rows)
         await save_month(session, partner.id, program.id, month, "click", state)

@@ -15,7 +15,7 @@ from service.errors import ValidationFailed
 from service.events import announce
 from service.kit.money import MoneyError, format_amount, parse_amount
 from service.kit.time import month_start, utc_now
-from service.ledger.service import write_entries
+from service.ledger.service import draft_entries, write_drafted
 from service.models import CommissionEntry, EntryKind
 from service.partnering import membership
 from service.partnering.adjustments.schemas import AdjustmentCreate
@@ -61,8 +61,7 @@ async def create_adjustment(
         new_state=MonthState.empty(),
         explain=explain,
     )
-    (row,) = await write_entries(
-        session,
+    rows = draft_entries(
         outcome,
         partner_id=partner.id,
         parent_id=None,
@@ -77,6 +76,8 @@ async def create_adjustment(
         event="adjust",
         context=explain,
     )
+    await write_drafted(session, rows, None)
+    (row,) = rows
     audit.record(
         session,
         by,
