@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _harness import DatabaseCpu, Server, percentile, process_seconds
 
 from service.db import EmbeddedPostgres
-from service.redirect.partitions import spanned
 from service.redirect.runtime import nothing_to_reset
+from service.tracking.partitions import spanned
 
 GOAL_RATIO = 0.5
 POOL = 10

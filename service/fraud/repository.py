@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
 from service.models import Click, ClickRollupHourly, Conversion
-from service.redirect.partitions import spanned
+from service.tracking.partitions import spanned
 
 HOUR = timedelta(hours=1)
 

@@ -4,52 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, date, datetime
+from datetime import datetime
 
 import asyncpg
 
 from service.kit.time import utc_now
+from service.tracking.partitions import MONTHS_AHEAD, bounds, months_to_cover, partition_name
 
 log = logging.getLogger(__name__)
 
-MONTHS_AHEAD = 2
 CHECK_EVERY_SECONDS = 6 * 3600
 # Held while partitions change, so that instances starting together do not collide.
 PARTITION_LOCK = 7_340_002
-
-
-def partition_name(month: date) -> str:
-    """The table name of a month's partition: clicks_YYYY_MM."""
-    return f"clicks_{month.year:04d}_{month.month:02d}"
-
-
-def _next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
-def months_to_cover(now: datetime, ahead: int = MONTHS_AHEAD) -> list[date]:
-    """This UTC month and the `ahead` following ones."""
-    month = date(now.year, now.month, 1)
-    months = [month]
-    for _ in range(ahead):
-        month = _next_month(month)
-        months.append(month)
-    return months
-
-
-def _bounds(month: date) -> tuple[datetime, datetime]:
-    start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    nxt = _next_month(month)
-    return start, datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
-
-
-def spanned(first: datetime, last: datetime) -> tuple[datetime, datetime]:
-    """From the start of `first`'s month to the end of `last`'s: the bounds of the monthly
-    partitions that hold every click from `first` to `last`."""
-    first, last = first.astimezone(UTC), last.astimezone(UTC)
-    start, _ = _bounds(date(first.year, first.month, 1))
-    _, end = _bounds(date(last.year, last.month, 1))
-    return start, end
 
 
 async def ensure_partitions(
@@ -59,7 +25,7 @@ async def ensure_partitions(
     created: list[str] = []
     for month in months_to_cover(now or utc_now(), ahead):
         name = partition_name(month)
-        start, end = _bounds(month)
+        start, end = bounds(month)
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
             exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
@@ -72,9 +38,11 @@ async def ensure_partitions(
                 start,
                 end,
             )
-            bounds = f"FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+            for_values = f"FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
             if not stray:
-                await conn.execute(f"CREATE TABLE {name} PARTITION OF clicks FOR VALUES {bounds}")
+                await conn.execute(
+                    f"CREATE TABLE {name} PARTITION OF clicks FOR VALUES {for_values}"
+                )
             else:
                 await conn.execute(f"CREATE TABLE {name} (LIKE clicks INCLUDING DEFAULTS)")
                 await conn.execute(
@@ -84,7 +52,7 @@ async def ensure_partitions(
                     end,
                 )
                 await conn.execute(
-                    f"ALTER TABLE clicks ATTACH PARTITION {name} FOR VALUES {bounds}"
+                    f"ALTER TABLE clicks ATTACH PARTITION {name} FOR VALUES {for_values}"
                 )
                 log.info("moved %d clicks from clicks_default into %s", stray, name)
             created.append(name)

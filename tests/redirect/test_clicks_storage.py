@@ -11,12 +11,8 @@ from service.fraud import repository as facts
 from service.kit.driver import Prepared
 from service.redirect.batches import CLICK_COLUMNS, write_batch
 from service.redirect.cache import LinkCache, LinkEntry
-from service.redirect.partitions import (
-    ensure_partitions,
-    months_to_cover,
-    partition_name,
-    spanned,
-)
+from service.redirect.partitions import ensure_partitions
+from service.tracking.partitions import months_to_cover, partition_name, spanned
 from tests.factories import create_partner, create_program
 from tests.links.factories import create_link
 from tests.redirect.records import click_record
