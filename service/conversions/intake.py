@@ -20,7 +20,6 @@ from sqlalchemy import (
     bindparam,
     inspect,
     select,
-    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,12 +30,11 @@ from service.auth.keys import Principal
 from service.conversions import attribution as attr
 from service.conversions.customers import bind_customer, customer_of, write_binding
 from service.conversions.fx import rate_on
+from service.conversions.judging import judge_and_plan
 from service.conversions.schemas import ConversionCreate, RefundCreate
 from service.errors import Conflict, ValidationFailed, field_error
 from service.events import announce, outbox
-from service.fraud import repository as facts
 from service.fraud import rules as fraud
-from service.fraud.schemas import rules_in_force
 from service.kit.driver import Columns, Prepared
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
@@ -50,11 +48,10 @@ from service.models import (
     CommissionEntry,
     Conversion,
     ConversionStatus,
-    Partner,
     Program,
 )
 from service.programs.cache import cached_program
-from service.tracking.clickid import ClickId, ClickIdSigner
+from service.tracking.clickid import ClickIdSigner
 
 
 @dataclass(frozen=True)
@@ -263,7 +260,7 @@ async def record_conversion(
         recurring_since = None
         if decision.method == "customer" and customer is not None:
             recurring_since = customer.first_attributed_at
-        hits, earning = await _judge_and_plan(
+        hits, earning = await judge_and_plan(
             session, program, draft, partner, by_click, body, recurring_since
         )
         verdict = fraud.status_for(hits)
@@ -414,60 +411,3 @@ async def _replayed(
             extra={"conversion_id": str(existing.id)},
         )
     return existing
-
-
-@functools.lru_cache(maxsize=64)
-def facts_terms_and_month(shape: facts.Shape | None) -> Prepared:
-    """What a new conversion with a partner reads, in one statement: the pair's terms with
-    the month's state, the month's row locked (ledger.TERMS_AND_MONTH), and after them the
-    fraud facts of this shape, if any (facts.facts_select; one row, on every row)."""
-    statement = ledger.TERMS_AND_MONTH
-    if shape is not None:
-        read = facts.facts_select(shape).subquery("facts")
-        statement = statement.add_columns(*read.c).join(read, true())
-    return Prepared(statement)
-
-
-async def _judge_and_plan(
-    session: AsyncSession,
-    program: Program,
-    conversion: Conversion,
-    partner: Partner,
-    click: ClickId | None,
-    body: ConversionCreate,
-    recurring_since: datetime | None,
-) -> tuple[list[fraud.Hit], ledger.Earning | None]:
-    """The program's rules, as they stand now, over this conversion's facts, and what it
-    earns (ledger.plan_earning): both from one statement."""
-    rules = rules_in_force(program.fraud_rules)
-    query = facts.facts_query(
-        fraud.needs(rules),
-        click_id=click.click_uuid if click is not None else None,
-        clicked_at=click.clicked_at if click is not None else None,
-        conversion_id=conversion.id,
-        partner_id=partner.id,
-        program_id=program.id,
-        occurred_at=conversion.occurred_at,
-    )
-    month, params = ledger.terms_and_month_params(conversion, program, partner)
-    if query is not None:
-        # Both name the partner and the program: the same values.
-        params.update(query.params)
-    rows = await facts_terms_and_month(None if query is None else query.shape).fetch(
-        session, params
-    )
-    stored = facts.facts_of(query, rows[0][ledger.TERMS_WIDTH :])
-    hits = fraud.evaluate(
-        rules,
-        fraud.Facts(
-            occurred_at=conversion.occurred_at,
-            clicked_at=click.clicked_at if click is not None else None,
-            customer_email=body.customer_email,
-            partner_email=partner.email,
-            paid_markers=stored.paid_markers,
-            referrer_host=stored.referrer_host,
-            visitor_clicks_before=stored.visitor_clicks_before,
-            partner_conversions_before=stored.partner_conversions_before,
-        ),
-    )
-    return hits, ledger.earning_of(rows, month, conversion, program, partner, recurring_since)

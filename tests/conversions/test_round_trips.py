@@ -10,7 +10,7 @@ from typing import Any
 from asyncpg.prepared_stmt import PreparedStatement
 from sqlalchemy import event, text
 
-from service.conversions.intake import facts_terms_and_month
+from service.conversions.judging import facts_terms_and_month
 from service.fraud import repository as facts
 from service.kit.ids import new_id
 from service.ledger import months
