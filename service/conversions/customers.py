@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import CTE, Table, bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,7 +56,7 @@ async def customer_of(
 ) -> Held | None:
     """The program's customer of this id, created on first sight and locked until the
     transaction ends, with its partner; None without an id. Both objects are detached: a
-    change to the customer is written by `write_binding`, not by the session."""
+    change to the customer is written by `binding_cte`, not by the session."""
     if not external_id:
         return None
     row = await _UPSERT.fetchrow(
@@ -76,7 +76,7 @@ def bind_customer(
 ) -> bool:
     """Bind the customer to the partner of its first attributed conversion; True when this
     changed the customer (a session's object is then written at its flush; one from
-    customer_of, detached, by write_binding)."""
+    customer_of, detached, by binding_cte)."""
     changed = False
     # A rejected sale binds no customer to the partner for later ones.
     if customer.partner_id is None and not rejected:
@@ -93,14 +93,25 @@ def bind_customer(
 
 _BINDING = ("partner_id", "first_conversion_id", "first_attributed_at")
 # The customer's binding as bind_customer left it; its row is locked since customer_of.
-_BOUND = Prepared(
+# Its parameters are named bound_*: in a conversion's insert, the conversion's own columns
+# are parameters too, and the customer may be bound to another partner than the sale's.
+_BOUND = (
     update(_customers)
-    .where(_customers.c.id == bindparam("customer_id", type_=_customers.c.id.type))
-    .values(**binds(_customers, _BINDING), updated_at=func.now())
+    .where(_customers.c.id == bindparam("bound_id", type_=_customers.c.id.type))
+    .values(**binds(_customers, _BINDING, prefix="bound_"), updated_at=func.now())
 )
 
 
-async def write_binding(session: AsyncSession, customer: Customer) -> None:
-    """Store the binding of a customer from customer_of, changed by bind_customer."""
+def binding_cte(after: CTE) -> CTE:
+    """The write of a customer's binding (parameters: binding_params) as a CTE, only when
+    `after` (the conversion's INSERT ... RETURNING, as a CTE) wrote a row: the statement
+    that inserts a customer's first attributed sale also binds the customer, and a replay
+    does not."""
+    return _BOUND.where(exists().select_from(after)).cte("bound")
+
+
+def binding_params(customer: Customer) -> dict[str, Any]:
+    """The parameters of binding_cte, for a customer from customer_of that bind_customer
+    changed."""
     held: dict[str, Any] = customer.__dict__
-    await _BOUND.fetch(session, {"customer_id": customer.id, **{k: held[k] for k in _BINDING}})
+    return {"bound_id": customer.id, **{f"bound_{k}": held[k] for k in _BINDING}}

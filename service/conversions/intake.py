@@ -28,7 +28,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from service import audit
 from service.auth.keys import Principal
 from service.conversions import attribution as attr
-from service.conversions.customers import bind_customer, customer_of, write_binding
+from service.conversions.customers import bind_customer, binding_cte, binding_params, customer_of
 from service.conversions.fx import rate_on
 from service.conversions.judging import judge_and_plan
 from service.conversions.schemas import ConversionCreate, RefundCreate
@@ -283,14 +283,24 @@ async def record_conversion(
         },
     )
     params = {**values, **{f"audit_{k}": v for k, v in trail.items()}}
+    # What it earns, and its customer's binding to the partner (on the customer's first
+    # attributed sale), go in with it, in the same statement, when it goes in at all.
     entries: list[CommissionEntry] = []
-    insert_statement = _INSERT
     if earning is not None:
-        # What it earns goes in with it, in the same statement, when it goes in at all.
         entries = ledger.earning_entries(earning, draft.id)
         params.update(ledger.earning_params(earning, entries))
-        insert_statement = _insert_earning(len(entries))
-    inserted = await insert_statement.fetchrow(session, params)
+    bound = (
+        partner is not None
+        and customer is not None
+        and bind_customer(
+            customer, partner.id, draft, rejected=verdict == ConversionStatus.rejected
+        )
+    )
+    if bound:
+        assert customer is not None
+        params.update(binding_params(customer))
+    statement = _insert_with(None if earning is None else len(entries), bound)
+    inserted = await statement.fetchrow(session, params)
     if inserted is None:
         if found.promo_code_id is not None:
             await give_back_promo_use(session, found.promo_code_id)
@@ -314,10 +324,6 @@ async def record_conversion(
 
     answered: list[CommissionEntry] | None = entries
     if partner is not None:
-        if customer is not None and bind_customer(
-            customer, partner.id, conversion, rejected=verdict == ConversionStatus.rejected
-        ):
-            await write_binding(session, customer)
         await announce.entries(session, entries)
         if verdict == ConversionStatus.rejected:
             answered = None
@@ -380,10 +386,14 @@ _INSERTING = select(
 _INSERT = Prepared(_INSERTING)
 
 
-@functools.lru_cache(maxsize=16)
-def _insert_earning(entries: int) -> Prepared:
-    """The insert, with an earning's `entries` entries and its month's new totals."""
-    return Prepared(_INSERTING.add_cte(*ledger.entry_ctes(entries, after=_inserted)))
+@functools.lru_cache(maxsize=32)
+def _insert_with(entries: int | None, bound: bool) -> Prepared:
+    """The insert, with an earning's `entries` entries and its month's new totals (None: it
+    earns nothing), and with the customer's binding."""
+    ctes = [] if entries is None else ledger.entry_ctes(entries, after=_inserted)
+    if bound:
+        ctes.append(binding_cte(_inserted))
+    return Prepared(_INSERTING.add_cte(*ctes)) if ctes else _INSERT
 
 
 def _values(draft: Conversion) -> dict[str, Any]:

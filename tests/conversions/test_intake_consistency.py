@@ -11,6 +11,7 @@ from service.conversions.schemas import ConversionCreate
 from service.models import Conversion, Customer
 from tests.conversions.factories import add_link, click_id, sale, setup
 from tests.factories import create_program, unique
+from tests.helpers import assert_problem
 
 
 async def test_new_conversions_and_customers_get_time_ordered_ids(client, app, admin):
@@ -299,3 +300,20 @@ async def test_a_customers_first_attributed_sale_binds_it_in_the_database(client
     assert stored.partner_id == uuid.UUID(partner["id"])
     assert stored.first_conversion_id == uuid.UUID(first.json()["id"])
     assert stored.first_attributed_at == datetime.fromisoformat(first.json()["occurred_at"])
+
+
+async def test_an_order_taken_with_other_content_binds_no_customer(client, app, admin):
+    # The binding goes in with the conversion's insert: a request refused there leaves the
+    # customer unbound.
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    body = sale(program, click_id=click_id(app, link))
+    assert (await client.post("/v1/conversions", json=body, headers=admin)).status_code == 201
+    customer_id = unique("cust-")
+    taken = await client.post(
+        "/v1/conversions", json={**body, "customer_id": customer_id}, headers=admin
+    )
+    assert_problem(taken, 409)
+    stored = await stored_customer(app, program, customer_id)
+    # Its row may be made on first sight (harmless); it is bound to nothing.
+    assert stored is None or (stored.partner_id, stored.first_conversion_id) == (None, None)

@@ -75,6 +75,22 @@ async def test_a_sale_by_click_id_is_one_transaction_of_few_statements(
     assert len(sent) == 5, sent
 
 
+async def test_a_customers_first_sale_binds_it_in_the_same_statement(
+    app, client, admin, monkeypatch
+):
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    first = sale(program, click_id=click_id(app, link), customer_id="warm")
+    assert (await client.post("/v1/conversions", json=first, headers=admin)).status_code == 201
+    async with statements(app, monkeypatch) as sent:
+        body = sale(program, click_id=click_id(app, link), customer_id="new")
+        r = await client.post("/v1/conversions", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    # A plain sale's five, and the customer's upsert; the binding goes in with the insert.
+    assert len(sent) == 6, sent
+    assert sum("UPDATE customers" in s for s in sent) == 1, sent
+
+
 async def test_a_refund_is_one_transaction_of_few_statements(app, client, admin, monkeypatch):
     program, partner = await setup(client, admin)
     link = await add_link(app, program["id"], partner["id"])
