@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CTE, Table, bindparam, exists, insert, select, union_all
+from sqlalchemy import CTE, Table, bindparam, exists, func, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agreements.service import (
@@ -33,24 +33,16 @@ from service.kit.time import month_start
 from service.ledger import months
 from service.models import CommissionEntry, Conversion, Partner, Program
 
-# Built once per number of rows: the entries of one outcome go in as one multi-row INSERT
-# that returns what the server set, so nothing is read back and no unit of work runs per
-# entry.
 _entries = typing.cast(Table, CommissionEntry.__table__)
 _ENTRY = Columns(CommissionEntry)
 
 
 @functools.lru_cache(maxsize=32)
 def _insert_entries(count: int, save_month: bool) -> Prepared:
-    rows = [
-        {c: bindparam(f"{c}_{i}", type_=_entries.c[c].type) for c in _ENTRY_COLUMNS}
-        for i in range(count)
-    ]
-    statement = insert(_entries).values(rows).returning(_entries.c.id, _entries.c.created_at)
-    if save_month:
-        # The month's new totals go in with the entries they account for: one round trip.
-        statement = statement.add_cte(months.SAVE.cte("saved_month"))
-    return Prepared(statement)
+    # Built once per number of rows: the entries of one outcome go in as one multi-row
+    # INSERT, with the month's new totals (one round trip), and nothing is read back: the
+    # server sets only their created_at, its now(), the transaction's start.
+    return Prepared(select(func.now()).add_cte(*entry_ctes(count, save_month=save_month)))
 
 
 def draft_entries(
@@ -120,10 +112,10 @@ async def write_drafted(
     params = entry_params(rows)
     if totals is not None:
         params.update(totals)
-    written = await _insert_entries(len(rows), totals is not None).fetch(session, params)
-    created = {id_: at for id_, at in written}
+    now = await _insert_entries(len(rows), totals is not None).fetchrow(session, params)
+    assert now is not None
     for row in rows:
-        row.created_at = created[row.id]
+        row.created_at = now[0]
 
 
 _ENTRY_COLUMNS = (
@@ -252,25 +244,6 @@ def earning_of(
     )
 
 
-def _earning_fields(earning: Earning, conversion_id: uuid.UUID) -> dict[str, Any]:
-    # What draft_entries and write_entries take, of a planned earning.
-    partner, program = earning.partner, earning.program
-    return {
-        "partner_id": partner.id,
-        "parent_id": partner.parent_id,
-        "program_id": program.id,
-        "currency": program.currency,
-        "conversion_id": conversion_id,
-        "refund_id": None,
-        "available_at": earning.available_at,
-        "agreement_id": earning.agreement_id,
-        "agreement_version": earning.agreement_version,
-        "month": earning.month,
-        "event": earning.event,
-        "context": {"hold_days": earning.hold_days},
-    }
-
-
 async def write_earning(
     session: AsyncSession, earning: Earning, conversion_id: uuid.UUID
 ) -> list[CommissionEntry]:
@@ -291,8 +264,23 @@ def earning_totals(earning: Earning) -> dict[str, Any]:
 
 
 def earning_entries(earning: Earning, conversion_id: uuid.UUID) -> list[CommissionEntry]:
-    """The entries of a planned earning, not yet written: for `entry_ctes`."""
-    return draft_entries(earning.outcome, **_earning_fields(earning, conversion_id))
+    """The entries of a planned earning, not yet written (write_drafted, or entry_ctes)."""
+    partner, program = earning.partner, earning.program
+    return draft_entries(
+        earning.outcome,
+        partner_id=partner.id,
+        parent_id=partner.parent_id,
+        program_id=program.id,
+        currency=program.currency,
+        conversion_id=conversion_id,
+        refund_id=None,
+        available_at=earning.available_at,
+        agreement_id=earning.agreement_id,
+        agreement_version=earning.agreement_version,
+        month=earning.month,
+        event=earning.event,
+        context={"hold_days": earning.hold_days},
+    )
 
 
 def entry_ctes(count: int, *, save_month: bool = True, after: CTE | None = None) -> list[CTE]:
