@@ -1,7 +1,7 @@
 """Conversions per second: the service through its API against the floor, in one run.
 
-    python bench/conversions.py [--seconds 5] [--rounds 3] [--concurrency 32] [--partners 50]
-                                [--workers 1]
+    python bench/conversions.py [--seconds 5] [--rounds 7] [--concurrency 32] [--partners 50]
+                                [--workers 2]
 
 - floor: the statements one conversion needs, as the service issues them (read link and
   partner; lock the month's totals, read the agreements and the click's fraud facts in one
@@ -10,8 +10,10 @@
   the program comes from the service's cache), in one transaction each,
   through bare asyncpg: concurrency 32 over one pool of 10. It writes the JSON the service stored for one of its
   warm-up sales, so the rows are the size of the service's.
-- service: `python -m service serve --workers N` (uvicorn, default 1) on 127.0.0.1, with the
-  floor's 10 connections shared among its workers (AFFILIATE_DB_POOL_SIZE=10/N), loaded by wrk
+- service: `python -m service serve --workers N` on 127.0.0.1, N by default the Docker image's
+  (its `WORKERS`, 2: the service as it is deployed, where the floor uses the whole machine
+  too), with the floor's 10 connections shared among its workers
+  (AFFILIATE_DB_POOL_SIZE=10/N), loaded by wrk
   with a Lua script that makes a unique order id per request and picks one of the
   seeded partners' click ids; wrk costs little CPU, unlike a Python client in this process.
 
@@ -58,6 +60,17 @@ from service.tracking.partitions import spanned
 
 GOAL_RATIO = 0.5
 POOL = 10
+
+
+def image_workers() -> int:
+    """The uvicorn workers the Docker image runs: its WORKERS variable's default."""
+    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    found = re.search(r"--workers \$\{WORKERS:-(\d+)\}", dockerfile)
+    if found is None:
+        raise SystemExit("the Dockerfile names no default for WORKERS")
+    return int(found.group(1))
+
+
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 TERMS = {
     "rules": [
@@ -574,10 +587,15 @@ async def on_server(server_url: str, sql: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0, help="of each side, each round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--partners", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=image_workers(),
+        help="uvicorn workers of the service (default: the Docker image's)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed (apt-get install wrk)")
