@@ -211,3 +211,9 @@ def process_seconds(pid: int, *, tree: bool = False) -> float:
             if (child_fields := _proc_stat(child)) is not None:
                 total += _cpu_ticks(child_fields, children=True)
     return total / _TICK
+
+
+def seconds_if_running(pid: int) -> float | None:
+    """User + system CPU seconds of a process on this machine, None when there is none."""
+    fields = _proc_stat(pid)
+    return None if fields is None else _cpu_ticks(fields) / _TICK

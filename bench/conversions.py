@@ -24,7 +24,8 @@ at the machine's speed of the moment; the ratio is the median of the rounds' rat
 each round the bench checks that every 201 stored its conversion with entries. Uses an
 embedded PostgreSQL, or a fresh database on the server named by DATABASE_URL (dropped
 afterwards). Prints each round's rates and ratio, then both rates over all rounds, p50/p99,
-CPU per conversion and the median ratio.
+CPU per conversion (each side's process or processes; the whole database server, and each
+side's own backends) and the median ratio.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _harness import DatabaseCpu, Server, percentile, process_seconds
+from _harness import DatabaseCpu, Server, percentile, process_seconds, seconds_if_running
 
 from service.db import EmbeddedPostgres
 from service.redirect.runtime import nothing_to_reset
@@ -60,6 +61,7 @@ from service.tracking.partitions import spanned
 
 GOAL_RATIO = 0.5
 POOL = 10
+FLOOR_APPLICATION = "bench-conversions-floor"
 
 
 def image_workers() -> int:
@@ -136,10 +138,14 @@ async def seed(
             ).json()
             tokens = []
             for n in range(clicks_each):
+                # Each click another visitor (the visitor is the address and the user agent),
+                # as on a real link: one visitor's thousands of clicks in an hour would be a
+                # flood, and its one visitor hash would make the count of a visitor's clicks
+                # in the hour (the click_flood rule's) read every click of the month.
                 async with sem:
                     r = await c.get(
                         f"/r/{link['code']}",
-                        headers={"user-agent": BROWSER, "x-bench": f"{i}-{n}"},
+                        headers={"user-agent": f"{BROWSER} visitor/{i}-{n}"},
                         follow_redirects=False,
                     )
                 tokens.append(parse_qs(urlsplit(r.headers["location"]).query)["aff_click_id"][0])
@@ -235,8 +241,11 @@ async def service_payloads(url: str) -> dict[str, str]:
     return dict(row)
 
 
-async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> tuple[int, list]:
-    """Conversions per second of the bare statements; returns (count, latencies)."""
+async def floor(
+    url: str, program_id: str, seconds: float, concurrency: int
+) -> tuple[int, list[float], float | None]:
+    """Conversions per second of the bare statements; returns (count, latencies, CPU
+    seconds of the pool's own backends, None when the server is not on this machine)."""
     from service.kit.ids import new_id
 
     conn = await asyncpg.connect(plain(url))
@@ -255,8 +264,13 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
     # reset=: nothing sent when a connection goes back, as in the service, whose pool only
     # rolls back a transaction left open. asyncpg's default reset (RESET ALL, CLOSE ALL,
     # UNLISTEN *, advisory unlock) would add a round trip to every floor conversion.
+    # Named, so that its backends' CPU can be read before they exit with the pool.
     pool = await asyncpg.create_pool(
-        plain(url), min_size=POOL, max_size=POOL, reset=nothing_to_reset
+        plain(url),
+        min_size=POOL,
+        max_size=POOL,
+        reset=nothing_to_reset,
+        server_settings={"application_name": FLOOR_APPLICATION},
     )
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds
@@ -315,9 +329,21 @@ async def floor(url: str, program_id: str, seconds: float, concurrency: int) -> 
 
     try:
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        backends = await backends_seconds(pool, FLOOR_APPLICATION)
     finally:
         await pool.close()
-    return len(latencies), latencies
+    return len(latencies), latencies, backends
+
+
+async def backends_seconds(pool: asyncpg.Pool, application: str) -> float | None:
+    """CPU seconds the backends of `application`'s connections used since they started
+    (the floor's pool is opened for its round), read while they are alive."""
+    pids = await pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", application
+    )
+    used = [seconds_if_running(r["pid"]) for r in pids]
+    # None: a backend not seen here, the server being on another machine.
+    return None if None in used else sum(u for u in used if u is not None)
 
 
 # --- the service: wrk with a Lua script ---------------------------------------------------
@@ -471,8 +497,8 @@ class Phase:
     def database(self) -> str:
         if self.database_cpu is None:
             return "database not measured (the server is not on this machine)"
-        per = self.database_cpu[1] / max(self.count, 1) * 1000
-        return f"{per:.2f} ms in the database (whole server)"
+        own, whole = (x / max(self.count, 1) * 1000 for x in self.database_cpu)
+        return f"{whole:.2f} ms in the database (whole server), {own:.2f} ms in its backends"
 
 
 async def bench(
@@ -506,9 +532,12 @@ async def bench(
             await vacuum(url)
             await cpu.start()
             client0, t0 = time.process_time(), time.perf_counter()
-            done, latencies = await floor(url, program_id, seconds, concurrency)
+            done, latencies, own = await floor(url, program_id, seconds, concurrency)
             elapsed = time.perf_counter() - t0
-            floor_round = Phase(done, elapsed, time.process_time() - client0, await cpu.stop())
+            server_cpu = await cpu.stop()
+            # The floor's own backends exited with its pool: their CPU was read before.
+            floor_cpu = None if server_cpu is None or own is None else (own, server_cpu[1])
+            floor_round = Phase(done, elapsed, time.process_time() - client0, floor_cpu)
             floor_round.latencies = latencies
             floor_total.add(floor_round)
 
