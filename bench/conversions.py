@@ -19,7 +19,7 @@
 
 Both run on the same database, seeded through the API (a program, `--partners` partners
 under one parent, an agreement with tiers and a parent override each, a link and 40
-clicks each). They take turns, `--rounds` times `--seconds` each, so that both are measured
+clicks each, every click from another visitor). They take turns, `--rounds` times `--seconds` each, so that both are measured
 at the machine's speed of the moment; the ratio is the median of the rounds' ratios. After
 each round the bench checks that every 201 stored its conversion with entries. Uses an
 embedded PostgreSQL, or a fresh database on the server named by DATABASE_URL (dropped
