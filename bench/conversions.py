@@ -56,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _harness import DatabaseCpu, Server, percentile, process_seconds, seconds_if_running
 
 from service.db import EmbeddedPostgres
+from service.fraud.rules import counted
+from service.fraud.schemas import Rules
 from service.redirect.runtime import nothing_to_reset
 from service.tracking.partitions import spanned
 
@@ -164,7 +166,8 @@ SQL_LINK = (
 # The month's row upserted and locked, the pair's agreements with their versions read
 # beside it, and the click's fraud facts after them, in one statement, as the service sends
 # them (service.conversions.intake): the clicks bounded, as the service's, by the months the
-# flood hour spans, written as constants (service.fraud.repository).
+# flood hour spans, written as constants, and counted no further than the rule needs
+# (service.fraud.repository).
 SQL_READ = (
     "WITH month AS (INSERT INTO month_totals (partner_id, program_id, month, event, state)"
     " VALUES ($1, $2, $3, 'sale', '{{}}') ON CONFLICT (partner_id, program_id, month, event)"
@@ -173,14 +176,18 @@ SQL_READ = (
     " v.created_at, v.id, facts.* FROM month LEFT JOIN (agreements a JOIN agreement_versions v"
     " ON v.agreement_id = a.id) ON a.partner_id = $1 AND a.program_id = $2"
     " JOIN (SELECT click.referer, click.paid_markers, click.partner_id IS NOT NULL AS found,"
-    " (SELECT count(*) FROM clicks c1 WHERE c1.visitor_hash = click.visitor_hash"
+    " (SELECT count(*) FROM (SELECT 1 FROM clicks c1 WHERE c1.visitor_hash = click.visitor_hash"
     " AND c1.partner_id = click.partner_id AND c1.clicked_at >= $4 AND c1.clicked_at < $5"
-    " AND c1.clicked_at >= '{start}'::timestamptz AND c1.clicked_at < '{end}'::timestamptz)"
-    " AS visitors FROM (SELECT 1 AS one) AS one LEFT JOIN (SELECT referer, paid_markers,"
+    " AND c1.clicked_at >= '{start}'::timestamptz AND c1.clicked_at < '{end}'::timestamptz"
+    " LIMIT $7) AS counted) AS visitors FROM (SELECT 1 AS one) AS one LEFT JOIN (SELECT referer, paid_markers,"
     " visitor_hash, partner_id FROM clicks WHERE id = $6 AND clicked_at = $5"
     " AND clicked_at >= '{start}'::timestamptz AND clicked_at < '{end}'::timestamptz) AS click"
     " ON true) AS facts ON true"
 )
+
+
+# How far the visitor's clicks are counted under the seeded program's rules, the defaults.
+FLOOD_COUNTED = counted(Rules()).visitor_clicks
 
 
 def read_sql(clicked_at: datetime) -> str:
@@ -285,7 +292,14 @@ async def floor(
             await db.fetchrow(SQL_LINK, c["link_id"])
             at = c["clicked_at"]
             await db.fetch(
-                read_sql(at), c["partner_id"], program, month, at - timedelta(hours=1), at, c["id"]
+                read_sql(at),
+                c["partner_id"],
+                program,
+                month,
+                at - timedelta(hours=1),
+                at,
+                c["id"],
+                FLOOD_COUNTED,
             )
             await db.fetchrow(
                 SQL_WRITE,

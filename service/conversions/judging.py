@@ -52,6 +52,7 @@ async def judge_and_plan(
         partner_id=partner.id,
         program_id=program.id,
         occurred_at=conversion.occurred_at,
+        counted=fraud.counted(rules),
     )
     month, params = ledger.terms_and_month_params(conversion, program, partner)
     if query is not None:

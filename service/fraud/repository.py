@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import (
     DateTime,
+    Integer,
     Select,
     Table,
     bindparam,
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
+from service.fraud.rules import Counted
 from service.models import Click, ClickRollupHourly, Conversion
 from service.tracking.partitions import spanned
 
@@ -131,31 +133,41 @@ def _facts_statement(click: bool, flood: bool, velocity: bool, months: Months) -
             # sees only that day's earlier clicks of the visitor.
             earlier = _clicks.alias("earlier")
             columns.append(
-                select(func.count())
-                .where(
-                    earlier.c.visitor_hash == found.c.visitor_hash,
-                    earlier.c.partner_id == found.c.partner_id,
-                    earlier.c.clicked_at >= _param("flood_from", c.clicked_at),
-                    earlier.c.clicked_at < _param("clicked_at", c.clicked_at),
-                    earlier.c.clicked_at >= start,
-                    earlier.c.clicked_at < end,
+                _count_up_to(
+                    "flood_cap",
+                    select(literal_column("1"))
+                    .where(
+                        earlier.c.visitor_hash == found.c.visitor_hash,
+                        earlier.c.partner_id == found.c.partner_id,
+                        earlier.c.clicked_at >= _param("flood_from", c.clicked_at),
+                        earlier.c.clicked_at < _param("clicked_at", c.clicked_at),
+                        earlier.c.clicked_at >= start,
+                        earlier.c.clicked_at < end,
+                    )
+                    .correlate(found),
                 )
-                .scalar_subquery()
             )
     if velocity:
         v = _conversions.c
         columns.append(
-            select(func.count())
-            .where(
-                v.partner_id == _param("partner_id", v.partner_id),
-                v.program_id == _param("program_id", v.program_id),
-                v.occurred_at >= _param("velocity_from", v.occurred_at),
-                v.occurred_at < _param("occurred_at", v.occurred_at),
-                v.id != _param("conversion_id", v.id),
+            _count_up_to(
+                "velocity_cap",
+                select(literal_column("1")).where(
+                    v.partner_id == _param("partner_id", v.partner_id),
+                    v.program_id == _param("program_id", v.program_id),
+                    v.occurred_at >= _param("velocity_from", v.occurred_at),
+                    v.occurred_at < _param("occurred_at", v.occurred_at),
+                    v.id != _param("conversion_id", v.id),
+                ),
             )
-            .scalar_subquery()
         )
     return select(*columns).select_from(base)
+
+
+def _count_up_to(cap: str, rows: Select[Any]) -> Any:
+    # The count of `rows`, read no further than the parameter `cap` (rules.Counted).
+    limited = rows.limit(bindparam(cap, type_=Integer)).subquery("counted")
+    return select(func.count()).select_from(limited).scalar_subquery()
 
 
 def facts_query(
@@ -167,10 +179,11 @@ def facts_query(
     partner_id: uuid.UUID,
     program_id: uuid.UUID,
     occurred_at: datetime,
+    counted: Counted,
 ) -> Facts | None:
     """The statement that reads the click's markers, referrer and visitor's recent clicks,
-    and the partner's conversions in the past hour, as far as `needs` asks; None when it
-    asks nothing."""
+    and the partner's conversions in the past hour (each count as far as `counted` says),
+    as far as `needs` asks; None when it asks nothing."""
     wants_click = "click" in needs and click_id is not None and clicked_at is not None
     flood = wants_click and "flood" in needs
     velocity = "velocity" in needs
@@ -184,6 +197,7 @@ def facts_query(
         months = spanned(clicked_at, clicked_at)
         if flood:
             params["flood_from"] = clicked_at - HOUR
+            params["flood_cap"] = counted.visitor_clicks
             months = spanned(clicked_at - HOUR, clicked_at)
     if velocity:
         params.update(
@@ -192,6 +206,7 @@ def facts_query(
             velocity_from=occurred_at - HOUR,
             occurred_at=occurred_at,
             conversion_id=conversion_id,
+            velocity_cap=counted.partner_conversions,
         )
     return Facts(Shape(wants_click, flood, velocity, months), params)
 

@@ -104,26 +104,29 @@ def paid_traffic(facts: Facts, rule: PaidTraffic) -> str | None:
 
 
 def click_flood(facts: Facts, rule: ClickFlood) -> str | None:
-    """Fires when the visitor made more than `max_per_hour` clicks in the hour before."""
+    """Fires when the visitor made more than `max_per_hour` clicks in the hour before.
+
+    The count may stop at the first past the limit (Counted): the detail says no more."""
     n = facts.visitor_clicks_before
     if n is None or n <= rule.max_per_hour:
         return None
     return (
-        f"the visitor made {n} clicks on the partner's links in the hour before "
-        f"(more than {rule.max_per_hour})"
+        f"the visitor made more than {rule.max_per_hour} clicks on the partner's links "
+        "in the hour before"
     )
 
 
 def velocity(facts: Facts, rule: Velocity) -> str | None:
-    """Fires when the partner's conversions in the past hour, this one included, exceed the limit."""
+    """Fires when the partner's conversions in the past hour, this one included, exceed the
+    limit. The count may stop where the limit is reached (Counted)."""
     if facts.partner_conversions_before is None:
         return None
     n = facts.partner_conversions_before + 1
     if n <= rule.max_per_hour:
         return None
     return (
-        f"{n} conversions of the partner in the past hour, this one included "
-        f"(more than {rule.max_per_hour})"
+        f"more than {rule.max_per_hour} conversions of the partner in the past hour, "
+        "this one included"
     )
 
 
@@ -182,6 +185,25 @@ def status_for(hits: Sequence[Hit]) -> str | None:
 def review_reason(hits: Sequence[Hit]) -> str | None:
     """The hits' details joined, for the conversion's review_reason."""
     return "; ".join(h.detail for h in hits) or None
+
+
+@dataclass(frozen=True)
+class Counted:
+    """How far each count of the facts is worth reading: a count past these decides as the
+    whole count would (click_flood fires past its limit, velocity at it), so the database
+    stops there. A bot's thousands of clicks in an hour, or a large partner's thousands of
+    sales, are not counted again by each sale, under the partner's month lock."""
+
+    visitor_clicks: int
+    partner_conversions: int
+
+
+def counted(rules: Rules) -> Counted:
+    """The counts the rules' limits need (whether or not the rules are on)."""
+    return Counted(
+        visitor_clicks=rules.click_flood.max_per_hour + 1,
+        partner_conversions=rules.velocity.max_per_hour,
+    )
 
 
 def needs(rules: Rules) -> frozenset[str]:

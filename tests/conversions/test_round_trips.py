@@ -12,6 +12,8 @@ from sqlalchemy import event, text
 
 from service.conversions.judging import facts_terms_and_month
 from service.fraud import repository as facts
+from service.fraud.rules import Counted
+from service.kit.driver import Prepared
 from service.kit.ids import new_id
 from service.ledger import months
 from service.ledger.service import TERMS_WIDTH
@@ -129,6 +131,7 @@ async def test_the_facts_and_terms_of_a_sale_are_planned_once_per_connection(app
         partner_id=uuid.UUID(partner["id"]),
         program_id=uuid.UUID(program["id"]),
         occurred_at=datetime.now(UTC),
+        counted=Counted(visitor_clicks=21, partner_conversions=100),
     )
     assert query is not None
     month = datetime.now(UTC).date().replace(day=1)
@@ -157,3 +160,34 @@ async def test_the_facts_and_terms_of_a_sale_are_planned_once_per_connection(app
     # The twelve runs here (the connection may hold other shapes, run by other sales):
     # PostgreSQL tried five custom plans before it weighed the generic one, then kept it.
     assert (7, 5) in {tuple(row) for row in plans}, plans
+
+
+async def test_the_fraud_facts_count_no_further_than_the_rules_need(app, client, admin):
+    # A visitor's clicks in the hour and the partner's sales in the hour are counted up to
+    # where the rules' limits decide (rules.counted), not all of them, by every sale.
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    tokens = [click_id(app, link) for _ in range(5)]
+    for token in tokens[:4]:
+        body = sale(program, click_id=token)
+        assert (await client.post("/v1/conversions", json=body, headers=admin)).status_code == 201
+    secrets = app.state.secrets
+    clicked = ClickIdSigner(secrets.click_keys, secrets.click_key_id).verify(tokens[4])
+    async with app.state.sessionmaker() as session:
+        read = {}
+        for cap in (2, 100):
+            query = facts.facts_query(
+                frozenset({"velocity"}),
+                click_id=clicked.click_uuid,
+                clicked_at=clicked.clicked_at,
+                conversion_id=new_id(),
+                partner_id=uuid.UUID(partner["id"]),
+                program_id=uuid.UUID(program["id"]),
+                occurred_at=datetime.now(UTC),
+                counted=Counted(visitor_clicks=cap, partner_conversions=cap),
+            )
+            assert query is not None
+            row = await Prepared(facts.facts_select(query.shape)).fetchrow(session, query.params)
+            assert row is not None
+            read[cap] = facts.facts_of(query, row).partner_conversions_before
+    assert read == {2: 2, 100: 4}

@@ -73,12 +73,39 @@ def test_paid_traffic_only_the_markers_chosen():
 
 
 def test_click_flood_and_velocity_counts():
-    assert fr.click_flood(fr.Facts(NOW, visitor_clicks_before=21), ClickFlood()) is not None
+    assert fr.click_flood(fr.Facts(NOW, visitor_clicks_before=21), ClickFlood()) == (
+        "the visitor made more than 20 clicks on the partner's links in the hour before"
+    )
     assert fr.click_flood(fr.Facts(NOW, visitor_clicks_before=20), ClickFlood()) is None
     assert fr.velocity(fr.Facts(NOW, partner_conversions_before=100), Velocity()) == (
-        "101 conversions of the partner in the past hour, this one included (more than 100)"
+        "more than 100 conversions of the partner in the past hour, this one included"
     )
     assert fr.velocity(fr.Facts(NOW, partner_conversions_before=99), Velocity()) is None
+
+
+def test_the_counts_read_stop_just_past_what_the_limits_decide():
+    rules = Rules(
+        click_flood=ClickFlood(max_per_hour=7), velocity=Velocity(action="hold", max_per_hour=3)
+    )
+    assert fr.counted(rules) == fr.Counted(visitor_clicks=8, partner_conversions=3)
+
+
+@given(st.integers(1, 1000), st.integers(1, 1000), st.integers(0, 5000), st.integers(0, 5000))
+def test_a_count_cut_where_counted_says_decides_as_the_whole_count(flood, fast, clicks, sales):
+    # What the database reads (each count no further than `counted`) fires the same rules,
+    # with the same details, as the whole counts would.
+    rules = Rules(
+        click_flood=ClickFlood(action="hold", max_per_hour=flood),
+        velocity=Velocity(action="hold", max_per_hour=fast),
+    )
+    cut = fr.counted(rules)
+    whole = fr.Facts(NOW, visitor_clicks_before=clicks, partner_conversions_before=sales)
+    read = fr.Facts(
+        NOW,
+        visitor_clicks_before=min(clicks, cut.visitor_clicks),
+        partner_conversions_before=min(sales, cut.partner_conversions),
+    )
+    assert fr.evaluate(rules, read) == fr.evaluate(rules, whole)
 
 
 def test_blocked_referrer_host_and_subdomains():

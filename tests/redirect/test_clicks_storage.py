@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from service.fraud import repository as facts
+from service.fraud.rules import Counted
 from service.kit.driver import Prepared
 from service.redirect.batches import CLICK_COLUMNS, write_batch
 from service.redirect.cache import LinkCache, LinkEntry
@@ -270,6 +271,7 @@ async def test_a_click_in_a_months_first_hour_counts_the_visitors_clicks_of_the_
                 partner_id=uuid.UUID(partner["id"]),
                 program_id=uuid.UUID(program["id"]),
                 occurred_at=times[3] + timedelta(minutes=5),
+                counted=Counted(visitor_clicks=21, partner_conversions=100),
             )
             assert query is not None
             row = await Prepared(facts.facts_select(query.shape)).fetchrow(session, query.params)
@@ -277,6 +279,44 @@ async def test_a_click_in_a_months_first_hour_counts_the_visitors_clicks_of_the_
             stored = facts.facts_of(query, row)
             assert stored.paid_markers == frozenset()  # the click row was found
             assert stored.visitor_clicks_before == before, clicked
+
+
+async def test_a_visitors_clicks_are_counted_no_further_than_the_flood_limit_needs(
+    app, client, admin, conn
+):
+    # A bot's thousands of clicks in the hour are not all read again by each sale: the
+    # count stops one past the rule's limit (rules.counted), which decides the same.
+    program = await create_program(client, admin)
+    partner = await create_partner(client, admin)
+    link = await create_link(client, admin, program, partner)
+    now = datetime.now(UTC).replace(microsecond=0)
+    ids = [uuid.uuid4() for _ in range(7)]
+    times = [now - timedelta(minutes=50 - i) for i in range(7)]
+    await write_batch(
+        conn,
+        [
+            click_record(link, at=at, visitor=b"W", click_id=i)
+            for i, at in zip(ids, times, strict=True)
+        ],
+    )
+    read = {}
+    async with app.state.sessionmaker() as session:
+        for cap in (3, 21):
+            query = facts.facts_query(
+                frozenset({"click", "flood"}),
+                click_id=ids[-1],
+                clicked_at=times[-1],
+                conversion_id=uuid.uuid4(),
+                partner_id=uuid.UUID(partner["id"]),
+                program_id=uuid.UUID(program["id"]),
+                occurred_at=now,
+                counted=Counted(visitor_clicks=cap, partner_conversions=100),
+            )
+            assert query is not None
+            row = await Prepared(facts.facts_select(query.shape)).fetchrow(session, query.params)
+            assert row is not None
+            read[cap] = facts.facts_of(query, row).visitor_clicks_before
+    assert read == {3: 3, 21: 6}
 
 
 def test_the_months_a_span_of_clicks_reaches():
