@@ -53,6 +53,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/conversions.py
 	$(BIN)/python bench/payouts.py
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/flood.py
 
 clean:
 	rm -rf $(VENV) .affiliate-data .pytest_cache .mypy_cache .ruff_cache
