@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -217,3 +223,40 @@ def seconds_if_running(pid: int) -> float | None:
     """User + system CPU seconds of a process on this machine, None when there is none."""
     fields = _proc_stat(pid)
     return None if fields is None else _cpu_ticks(fields) / _TICK
+
+
+async def _on_server(server_url: str, sql: str) -> None:
+    # One statement on the server's maintenance database (CREATE/DROP DATABASE).
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def bench_database(prefix: str) -> Iterator[str]:
+    """A fresh database's URL (postgresql://): on the server DATABASE_URL names, or on an
+    embedded PostgreSQL in a temporary directory; dropped afterwards, the embedded server
+    stopped."""
+    from service.db import EmbeddedPostgres
+
+    tmp = embedded = None
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        server_url = given
+    else:
+        tmp = tempfile.mkdtemp(prefix=f"bench-{prefix}-")
+        embedded = EmbeddedPostgres(Path(tmp))
+        server_url = embedded.start()
+    server_url = server_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    name = f"affiliate_bench_{secrets.token_hex(4)}"
+    asyncio.run(_on_server(server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        asyncio.run(_on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if embedded is not None:
+            embedded.stop()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -46,16 +46,22 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _harness import DatabaseCpu, Server, percentile, process_seconds, seconds_if_running
+from _harness import (
+    DatabaseCpu,
+    Server,
+    bench_database,
+    percentile,
+    process_seconds,
+    seconds_if_running,
+)
 
-from service.db import EmbeddedPostgres
 from service.fraud.rules import counted
 from service.fraud.schemas import Rules
 from service.redirect.runtime import nothing_to_reset
@@ -618,15 +624,6 @@ async def bench(
         server.stop()
 
 
-async def on_server(server_url: str, sql: str) -> None:
-    """Run one statement on the server's maintenance database (CREATE/DROP DATABASE)."""
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0, help="of each side, each round")
@@ -643,27 +640,10 @@ def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed (apt-get install wrk)")
 
-    tmp = embedded = None
-    given = os.environ.get("DATABASE_URL")
-    if given:
-        server_url = plain(given)
-    else:
-        tmp = tempfile.mkdtemp(prefix="bench-conversions-")
-        embedded = EmbeddedPostgres(Path(tmp))
-        server_url = plain(embedded.start())
-    name = f"affiliate_bench_{secrets.token_hex(4)}"
-    asyncio.run(on_server(server_url, f'CREATE DATABASE "{name}"'))
-    url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    try:
+    with bench_database("conversions") as url:
         ok = asyncio.run(
             bench(url, args.seconds, args.rounds, args.concurrency, args.partners, args.workers)
         )
-    finally:
-        asyncio.run(on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if embedded is not None:
-            embedded.stop()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1
 
 

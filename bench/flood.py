@@ -18,26 +18,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _harness import seconds_if_running
+from _harness import bench_database, seconds_if_running
 
 from service import migrate
 from service.config import Settings
-from service.db import EmbeddedPostgres, create_engine, to_async_url
+from service.db import create_engine, to_async_url
 from service.fraud import repository as facts
 from service.fraud.rules import Counted, counted
 from service.fraud.schemas import Rules
@@ -211,38 +208,15 @@ async def measure(url: str, flood: int, crowd: int, runs: int) -> None:
     print(f"ratio in full / as the service counts: {full / capped:.1f}x")
 
 
-async def on_server(server_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--flood", type=int, default=20_000)
     parser.add_argument("--crowd", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=300)
     args = parser.parse_args()
-    tmp = embedded = None
-    given = os.environ.get("DATABASE_URL")
-    if given:
-        server_url = plain(given)
-    else:
-        tmp = tempfile.mkdtemp(prefix="bench-flood-")
-        embedded = EmbeddedPostgres(Path(tmp))
-        server_url = plain(embedded.start())
-    name = f"affiliate_bench_{secrets.token_hex(4)}"
-    asyncio.run(on_server(server_url, f'CREATE DATABASE "{name}"'))
-    url = to_async_url(urlunsplit(urlsplit(server_url)._replace(path=f"/{name}")))
-    try:
-        migrate.upgrade(url)
-        asyncio.run(measure(url, args.flood, args.crowd, args.runs))
-    finally:
-        asyncio.run(on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if embedded is not None:
-            embedded.stop()
+    with bench_database("flood") as url:
+        migrate.upgrade(to_async_url(url))
+        asyncio.run(measure(to_async_url(url), args.flood, args.crowd, args.runs))
     return 0
 
 

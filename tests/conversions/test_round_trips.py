@@ -115,25 +115,45 @@ async def test_a_refund_is_one_transaction_of_few_statements(app, client, admin,
     assert again.status_code == 200 and again.json() == r.json()
 
 
-async def test_the_facts_and_terms_of_a_sale_are_planned_once_per_connection(app, client, admin):
-    # clicks is partitioned by month: with only parameters to prune by, PostgreSQL's generic
-    # plan reaches into every partition, and it planned the statement again on every sale.
-    program, partner = await setup(client, admin)
-    link = await create_link(client, admin, program, partner)
-    token = await click(client, link["code"], referer="https://blog.example/post")
+def _sale_facts(
+    app: Any,
+    token: str,
+    program: dict[str, Any],
+    partner: dict[str, Any],
+    needs: frozenset[str],
+    counted: Counted,
+) -> facts.Facts:
+    """The fraud facts' statement for a sale now, by the click of `token`."""
     secrets = app.state.secrets
     clicked = ClickIdSigner(secrets.click_keys, secrets.click_key_id).verify(token)
     query = facts.facts_query(
-        frozenset({"click", "flood", "velocity"}),
+        needs,
         click_id=clicked.click_uuid,
         clicked_at=clicked.clicked_at,
         conversion_id=new_id(),
         partner_id=uuid.UUID(partner["id"]),
         program_id=uuid.UUID(program["id"]),
         occurred_at=datetime.now(UTC),
-        counted=Counted(visitor_clicks=21, partner_conversions=100),
+        counted=counted,
     )
     assert query is not None
+    return query
+
+
+async def test_the_facts_and_terms_of_a_sale_are_planned_once_per_connection(app, client, admin):
+    # clicks is partitioned by month: with only parameters to prune by, PostgreSQL's generic
+    # plan reaches into every partition, and it planned the statement again on every sale.
+    program, partner = await setup(client, admin)
+    link = await create_link(client, admin, program, partner)
+    token = await click(client, link["code"], referer="https://blog.example/post")
+    query = _sale_facts(
+        app,
+        token,
+        program,
+        partner,
+        frozenset({"click", "flood", "velocity"}),
+        Counted(visitor_clicks=21, partner_conversions=100),
+    )
     month = datetime.now(UTC).date().replace(day=1)
     params = {
         **query.params,
@@ -171,22 +191,11 @@ async def test_the_fraud_facts_count_no_further_than_the_rules_need(app, client,
     for token in tokens[:4]:
         body = sale(program, click_id=token)
         assert (await client.post("/v1/conversions", json=body, headers=admin)).status_code == 201
-    secrets = app.state.secrets
-    clicked = ClickIdSigner(secrets.click_keys, secrets.click_key_id).verify(tokens[4])
     async with app.state.sessionmaker() as session:
         read = {}
         for cap in (2, 100):
-            query = facts.facts_query(
-                frozenset({"velocity"}),
-                click_id=clicked.click_uuid,
-                clicked_at=clicked.clicked_at,
-                conversion_id=new_id(),
-                partner_id=uuid.UUID(partner["id"]),
-                program_id=uuid.UUID(program["id"]),
-                occurred_at=datetime.now(UTC),
-                counted=Counted(visitor_clicks=cap, partner_conversions=cap),
-            )
-            assert query is not None
+            counted = Counted(visitor_clicks=cap, partner_conversions=cap)
+            query = _sale_facts(app, tokens[4], program, partner, frozenset({"velocity"}), counted)
             row = await Prepared(facts.facts_select(query.shape)).fetchrow(session, query.params)
             assert row is not None
             read[cap] = facts.facts_of(query, row).partner_conversions_before
