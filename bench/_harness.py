@@ -225,8 +225,8 @@ def seconds_if_running(pid: int) -> float | None:
     return None if fields is None else _cpu_ticks(fields) / _TICK
 
 
-async def _on_server(server_url: str, sql: str) -> None:
-    # One statement on the server's maintenance database (CREATE/DROP DATABASE).
+async def on_server(server_url: str, sql: str) -> None:
+    """One statement on the server's maintenance database (CREATE/DROP DATABASE)."""
     conn = await asyncpg.connect(server_url)
     try:
         await conn.execute(sql)
@@ -251,11 +251,11 @@ def bench_database(prefix: str) -> Iterator[str]:
         server_url = embedded.start()
     server_url = server_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     name = f"affiliate_bench_{secrets.token_hex(4)}"
-    asyncio.run(_on_server(server_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(on_server(server_url, f'CREATE DATABASE "{name}"'))
     try:
         yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     finally:
-        asyncio.run(_on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if embedded is not None:
             embedded.stop()
         if tmp is not None:

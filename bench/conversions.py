@@ -46,6 +46,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -412,9 +413,19 @@ end
 """
 
 
+class Load(NamedTuple):
+    """What wrk's script reported: answered requests, non-201s, latencies (ms), seconds."""
+
+    requests: int
+    errors: int
+    p50: float
+    p99: float
+    seconds: float
+
+
 def service_load(
     base: str, key: str, program_id: str, tokens: list[str], seconds: float, concurrency: int
-) -> tuple[str, dict[str, float]]:
+) -> tuple[str, Load]:
     run = secrets.token_hex(4)
     script = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / "conversions.lua"
     quoted = ",".join(f'"{t}"' for t in tokens)
@@ -440,13 +451,7 @@ def service_load(
     if match is None:
         raise SystemExit(f"wrk printed no result:\n{out}")
     requests, errors, p50, p99, micros = match.groups()
-    return run, {
-        "requests": int(requests),
-        "errors": int(errors),
-        "p50": float(p50),
-        "p99": float(p99),
-        "seconds": int(micros) / 1e6,
-    }
+    return run, Load(int(requests), int(errors), float(p50), float(p99), int(micros) / 1e6)
 
 
 async def stored(url: str, prefix: str) -> tuple[int, int]:
@@ -566,25 +571,25 @@ async def bench(
             service0 = process_seconds(server.proc.pid, tree=True)
             run, r = service_load(base, merchant, program_id, flat, seconds, concurrency)
             service_round = Phase(
-                r["requests"],
-                r["seconds"],
+                r.requests,
+                r.seconds,
                 process_seconds(server.proc.pid, tree=True) - service0,
                 await cpu.stop(),
             )
-            service_round.errors = r["errors"]
-            service_round.p50s.append(r["p50"])
-            service_round.p99s.append(r["p99"])
+            service_round.errors = r.errors
+            service_round.p50s.append(r.p50)
+            service_round.p99s.append(r.p99)
             service_total.add(service_round)
             count, without = await stored(url, f"wrk-{run}-")
             # wrk counts answered requests; the ones in flight when it stopped are stored too.
             stored_ok = stored_ok and (
-                r["errors"] == 0 and without == 0 and r["requests"] <= count <= r["requests"] + 64
+                r.errors == 0 and without == 0 and r.requests <= count <= r.requests + 64
             )
             ratio = service_round.rate / floor_round.rate
             ratios.append(ratio)
             print(
                 f"round {n}: floor {floor_round.rate:.0f}/s, service {service_round.rate:.0f}/s,"
-                f" ratio {ratio:.2f}; stored {count} of the service's {r['requests']} answered"
+                f" ratio {ratio:.2f}; stored {count} of the service's {r.requests} answered"
                 f" (in flight at the end included), without entries {without}"
             )
 

@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import conversions as sales
 import redirect as clicks
+from _harness import on_server
 
 from service.db import EmbeddedPostgres, to_async_url
 
@@ -357,7 +358,7 @@ def main() -> int:
 
         urls = []
         for name in names:
-            asyncio.run(sales.on_server(server_url, f'CREATE DATABASE "{name}"'))
+            asyncio.run(on_server(server_url, f'CREATE DATABASE "{name}"'))
             url = to_async_url(urlunsplit(urlsplit(server_url)._replace(path=f"/{name}")))
             migrate.upgrade(url)
             urls.append(url)
@@ -423,9 +424,7 @@ def main() -> int:
         )
     finally:
         for name in names:
-            asyncio.run(
-                sales.on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            )
+            asyncio.run(on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(tmp, ignore_errors=True)
