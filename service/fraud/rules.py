@@ -38,9 +38,10 @@ class Facts:
     # Markers the click's query had; None when not known (no click, or its row not written yet).
     paid_markers: frozenset[str] | None = None
     referrer_host: str | None = None
-    # The visitor's clicks on the partner's links in the hour before the click.
+    # The visitor's clicks on the partner's links in the hour before the click, and the
+    # partner's conversions in the program in the hour before this one: each counted up to
+    # where the rules' limits decide (Counted), so possibly fewer than there were.
     visitor_clicks_before: int | None = None
-    # The partner's conversions in the program in the hour before this one.
     partner_conversions_before: int | None = None
 
 
