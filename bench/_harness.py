@@ -12,8 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -260,3 +261,21 @@ def bench_database(prefix: str) -> Iterator[str]:
             embedded.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def app_in_process(settings: Any, url: str) -> AsyncIterator[tuple[Any, dict[str, str]]]:
+    """The service's ASGI app on `url` (asyncpg's URL), started in this process (its
+    lifespan run), and the headers of an admin key made for it."""
+    from asgi_lifespan import LifespanManager
+
+    from service.app import create_asgi
+    from service.auth.keys import create_key
+    from service.models import Role
+
+    asgi = create_asgi(settings, database_url=url)
+    async with LifespanManager(asgi, startup_timeout=600, shutdown_timeout=600):
+        async with asgi.fastapi.state.sessionmaker() as session:
+            _, key = await create_key(session, Role.admin)
+            await session.commit()
+        yield asgi, {"Authorization": f"Bearer {key}"}

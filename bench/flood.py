@@ -27,10 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _harness import bench_database, seconds_if_running
+from _harness import app_in_process, bench_database, seconds_if_running
 
 from service import migrate
 from service.config import Settings
@@ -43,10 +45,6 @@ from service.redirect.batches import write_batch
 from service.redirect.partitions import ensure_partitions
 
 BATCH = 5000
-
-
-def plain(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def record(
@@ -62,22 +60,11 @@ def record(
 async def links(url: str, count: int) -> tuple[uuid.UUID, list[tuple[uuid.UUID, uuid.UUID]]]:
     """A program and `count` partners with a link each, through the API: (program, [(link,
     partner)])."""
-    import httpx
-    from asgi_lifespan import LifespanManager
-
-    from service.app import create_asgi
-    from service.auth.keys import create_key
-    from service.models import Role
-
-    asgi = create_asgi(Settings(worker=False, migrate=False), database_url=url)
-    async with LifespanManager(asgi, startup_timeout=600, shutdown_timeout=600):
-        async with asgi.fastapi.state.sessionmaker() as session:
-            _, key = await create_key(session, Role.admin)
-            await session.commit()
+    settings = Settings(worker=False, migrate=False)
+    async with app_in_process(settings, to_async_url(url)) as (asgi, admin):
         transport = httpx.ASGITransport(app=asgi)
-        headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://bench", headers=headers
+            transport=transport, base_url="http://bench", headers=admin
         ) as c:
             program = (
                 await c.post(
@@ -108,7 +95,7 @@ async def seed(
     id and time)."""
     program, pairs = await links(url, 51)
     (link, partner), others = pairs[0], pairs[1:]
-    conn = await asyncpg.connect(plain(url))
+    conn = await asyncpg.connect(url)
     try:
         await ensure_partitions(conn, now)
         crowd_clicks = [
@@ -143,7 +130,7 @@ async def seed(
 async def measure(url: str, flood: int, crowd: int, runs: int) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     program, partner, click_id, clicked_at = await seed(url, flood, crowd, now)
-    engine = create_engine(url, Settings(db_pool_size=1, db_max_overflow=0))
+    engine = create_engine(to_async_url(url), Settings(db_pool_size=1, db_max_overflow=0))
     service_cap = counted(Rules()).visitor_clicks
     ways = {"as the service counts": service_cap, "in full": flood + 1}
     queries = {
@@ -159,33 +146,26 @@ async def measure(url: str, flood: int, crowd: int, runs: int) -> None:
         )
         for name, cap in ways.items()
     }
-    # One statement, as the service prepares it (both ways share its text).
-    statements = {
-        name: Prepared(facts.facts_select(query.shape))
-        for name, query in queries.items()
-        if query is not None
-    }
-    spent = {name: [0.0, 0.0] for name in ways}
+    # Both ways are one statement, as the service prepares it; only the cap differs.
+    shapes = {query.shape for query in queries.values() if query is not None}
+    assert len(shapes) == 1
+    statement = Prepared(facts.facts_select(shapes.pop()))
+    cpu: dict[str, float] = dict.fromkeys(ways, 0.0)
     walls: dict[str, list[float]] = {name: [] for name in ways}
+    read = {}
     try:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
         async with AsyncSession(engine) as session:
-            driver = await connection(session)
-            pid = driver.get_server_pid()
-            read = {}
+            pid = (await connection(session)).get_server_pid()
             for turn in range(runs):
                 for name, query in queries.items():
                     assert query is not None
-                    statement = statements[name]
                     cpu0, t0 = seconds_if_running(pid), time.perf_counter()
                     row = await statement.fetchrow(session, query.params)
                     wall, cpu1 = time.perf_counter() - t0, seconds_if_running(pid)
                     if turn >= 5:  # after the custom plans: the generic plan, kept
-                        spent[name][0] += wall
                         walls[name].append(wall)
                         if cpu0 is not None and cpu1 is not None:
-                            spent[name][1] += cpu1 - cpu0
+                            cpu[name] += cpu1 - cpu0
                     assert row is not None
                     read[name] = facts.facts_of(query, row).visitor_clicks_before
             await session.rollback()
@@ -197,11 +177,10 @@ async def measure(url: str, flood: int, crowd: int, runs: int) -> None:
         f" {timed} reads each way, after 5 to warm"
     )
     for name in ways:
-        cpu = spent[name][1] / timed * 1e6
         median = statistics.median(walls[name]) * 1e6
         print(
             f"facts counted {name} (read: {read[name]}): {median:.0f} us per read (median),"
-            f" {cpu:.0f} us of database backend CPU per read"
+            f" {cpu[name] / timed * 1e6:.0f} us of database backend CPU per read"
         )
     full = statistics.median(walls["in full"])
     capped = statistics.median(walls["as the service counts"])
@@ -216,7 +195,7 @@ def main() -> int:
     args = parser.parse_args()
     with bench_database("flood") as url:
         migrate.upgrade(to_async_url(url))
-        asyncio.run(measure(to_async_url(url), args.flood, args.crowd, args.runs))
+        asyncio.run(measure(url, args.flood, args.crowd, args.runs))
     return 0
 
 

@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import conversions as sales
 import redirect as clicks
-from _harness import on_server
+from _harness import app_in_process, on_server
 
 from service.db import EmbeddedPostgres, to_async_url
 
@@ -86,19 +86,9 @@ class Shape:
 async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]:
     """In this process: the app on `url`, seeded through its API, then `count` sales one at
     a time straight through its ASGI stack; the answers' statuses, counted."""
-    from asgi_lifespan import LifespanManager
-
-    from service.app import create_asgi
-    from service.auth.keys import create_key
     from service.config import Settings
-    from service.models import Role
 
-    asgi = create_asgi(Settings(worker=False, migrate=False), database_url=url)
-    async with LifespanManager(asgi, startup_timeout=600, shutdown_timeout=600):
-        async with asgi.fastapi.state.sessionmaker() as session:
-            _, key = await create_key(session, Role.admin)
-            await session.commit()
-
+    async with app_in_process(Settings(worker=False, migrate=False), url) as (asgi, admin):
         plain_client = httpx.AsyncClient
 
         def client(**kwargs: Any) -> httpx.AsyncClient:
@@ -106,7 +96,6 @@ async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]
 
         # The seeding's client, through the app in this process instead of a socket.
         httpx.AsyncClient = client  # type: ignore[misc]
-        admin = {"Authorization": f"Bearer {key}"}
         program_id, tokens, merchant = await sales.seed(
             "http://bench", admin, PARTNERS, CLICKS_EACH
         )
@@ -216,12 +205,7 @@ async def _promo_codes(admin: dict[str, str], program_id: str) -> list[str]:
 async def record_clicks(url: str, count: int) -> dict[int, int]:
     """In this process: the app on `url` with a link made through its API, then `count`
     clicks on it, CLICK_GROUP at a time, straight into its ASGI app; the answers' statuses."""
-    from asgi_lifespan import LifespanManager
-
-    from service.app import create_asgi
-    from service.auth.keys import create_key
     from service.config import Settings
-    from service.models import Role
 
     settings = Settings(
         worker=False,
@@ -229,13 +213,8 @@ async def record_clicks(url: str, count: int) -> dict[int, int]:
         client_ip_header="X-Forwarded-For",
         trusted_proxies="127.0.0.1/32",
     )
-    asgi = create_asgi(settings, database_url=url)
-    async with LifespanManager(asgi, startup_timeout=600, shutdown_timeout=600):
-        async with asgi.fastapi.state.sessionmaker() as session:
-            _, key = await create_key(session, Role.admin)
-            await session.commit()
+    async with app_in_process(settings, url) as (asgi, admin):
         transport = httpx.ASGITransport(app=asgi)
-        admin = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(
             transport=transport, base_url="http://bench", headers=admin
         ) as c:
