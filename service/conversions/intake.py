@@ -23,7 +23,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from service import audit
 from service.auth.keys import Principal
@@ -242,20 +241,20 @@ async def record_conversion(
         customer_email=body.customer_email,
     )
     decision, click, partner = found.decision, found.click, found.partner
-    draft.promo_code_id = found.promo_code_id
-    if click is not None:
-        draft.click_id = click.click_uuid
-        if decision.method == "click":
-            draft.link_id = click.link_id
-    draft.attribution = decision.as_json()
-    if customer is not None:
-        draft.customer_id = customer.id
+    # The draft is never in a session: its values go in without the change events.
+    _DRAFT.fill(
+        draft,
+        promo_code_id=found.promo_code_id,
+        click_id=None if click is None else click.click_uuid,
+        link_id=click.link_id if click is not None and decision.method == "click" else None,
+        attribution=decision.as_json(),
+        customer_id=None if customer is None else customer.id,
+    )
 
     verdict = None
     earning = None
     if partner is not None:
-        draft.partner_id = partner.id
-        draft.attribution_method = decision.method
+        _DRAFT.fill(draft, partner_id=partner.id, attribution_method=decision.method)
         by_click = click if decision.method == "click" else None
         recurring_since = None
         if decision.method == "customer" and customer is not None:
@@ -265,10 +264,11 @@ async def record_conversion(
         )
         verdict = fraud.status_for(hits)
         if hits:
-            draft.fraud = [h.as_json() for h in hits]
-            draft.review_reason = fraud.review_reason(hits)
+            _DRAFT.fill(
+                draft, fraud=[h.as_json() for h in hits], review_reason=fraud.review_reason(hits)
+            )
         if verdict is not None:
-            draft.status = verdict
+            _DRAFT.fill(draft, status=verdict)
 
     values = _values(draft)
     trail = audit.values(
@@ -316,7 +316,7 @@ async def record_conversion(
         loaded.setdefault(key, values[column.name])
     loaded["created_at"] = inserted["created_at"]
     loaded["updated_at"] = inserted["updated_at"]
-    make_transient_to_detached(conversion)  # every value above, committed as loaded
+    _DRAFT.written(conversion)  # every value above, committed as loaded
     for entry in entries:
         # The server's now(), the transaction's start, as the conversion's.
         entry.created_at = inserted["created_at"]

@@ -205,6 +205,32 @@ class Columns(Generic[M]):
         instance.__dict__.update(values)
         return instance
 
+    def fill(self, instance: M, **values: Any) -> None:
+        """Set `values` on an instance made by `new`, as `new` does: without the change
+        events, which only matter to an object a session will flush."""
+        unknown = values.keys() - self._key_set
+        if unknown:
+            raise TypeError(f"not columns of {self._model.__name__}: {sorted(unknown)}")
+        instance.__dict__.update(values)
+
+    def written(self, instance: M) -> M:
+        """`instance`, made by `new` and holding a value for every column, as the row this
+        code wrote from it: detached, in the state make_transient_to_detached leaves it in
+        (the tests compare the two), without that function's generic walk over the state.
+        Values set through the attributes since (a change event each) are taken as loaded."""
+        held = instance.__dict__
+        state = held["_sa_instance_state"]
+        if state.key is not None or state.session_id is not None:
+            raise ValueError(f"a new {self._model.__name__} expected, not a stored one")
+        missing = self._key_set.difference(held)
+        if missing:
+            raise ValueError(f"no value for {sorted(missing)} of {self._model.__name__}")
+        if state.modified:
+            # Their history goes, as make_transient_to_detached's _commit_all drops it.
+            state._commit_all(held)
+        state.key = (self._identity, tuple([held[self._keys[i]] for i in self._primary]), None)
+        return instance
+
     def detached(self, row: Sequence[Any], start: int = 0) -> M:
         """The object of the row's columns from `start` (as many as the model has), in the
         state make_transient_to_detached leaves it in (the tests compare the two).
