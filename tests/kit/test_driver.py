@@ -1,7 +1,9 @@
 """Prepared statements on the session's own asyncpg connection: in its transaction, typed as
 SQLAlchemy would bind them, errors as asyncpg's."""
 
+import gc
 import uuid
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,6 +157,25 @@ async def test_errors_are_sqlalchemy_errors_and_the_session_rolls_back(app, prob
         driver = await connection(session)
         assert await driver.fetchval("SELECT 1") == 1
         assert isinstance(await driver.fetchval("SELECT $1::uuid", uuid.UUID(int=1)), uuid.UUID)
+
+
+async def test_a_session_that_ran_statements_is_freed_without_the_collector(app, probe):
+    # A cycle through the session's info would leave every request's session, transaction
+    # and connection objects for the collector, whose passes over them pause the process.
+    gc.collect()
+    gc.disable()
+    try:
+        for end in ("commit", "rollback"):
+            session = app.state.sessionmaker()
+            await _READ.fetch(session, {"id": 1})
+            await _READ.fetch(session, {"id": 2})  # the transaction as held, found again
+            await getattr(session, end)()
+            await session.close()
+            freed = weakref.ref(session.sync_session)
+            del session
+            assert freed() is None, end
+    finally:
+        gc.enable()
 
 
 async def test_a_connection_the_server_cut_is_invalidated_and_never_handed_out_again(
