@@ -27,7 +27,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check service tests bench migrations
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy service
+	$(BIN)/mypy service bench
 
 # The portal's browser tests need a Chromium (Debian's `chromium`); without one they skip.
 CHROMIUM_NOTE = command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \

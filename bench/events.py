@@ -134,7 +134,8 @@ async def main() -> None:
         admin_key = server.admin_key()
         base = server.start()
         admin = {"Authorization": f"Bearer {admin_key}"}
-        program_id, tokens, merchant = await seed(base, admin, args.partners, 40)
+        program_id, tokens, merchant_key = await seed(base, admin, args.partners, 40)
+        merchant = {"Authorization": f"Bearer {merchant_key}"}
         await load(base, program_id, tokens, merchant, 2.0, args.concurrency)  # warm-up
 
         t0 = time.perf_counter()

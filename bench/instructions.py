@@ -95,7 +95,7 @@ async def record(url: str, count: int, shape: Shape = Shape()) -> dict[int, int]
             return plain_client(transport=httpx.ASGITransport(app=asgi), **kwargs)
 
         # The seeding's client, through the app in this process instead of a socket.
-        httpx.AsyncClient = client  # type: ignore[misc]
+        httpx.AsyncClient = client  # type: ignore[misc, assignment]
         program_id, tokens, merchant = await sales.seed(
             "http://bench", admin, PARTNERS, CLICKS_EACH
         )
@@ -188,7 +188,7 @@ async def _promo_codes(admin: dict[str, str], program_id: str) -> list[str]:
     """A promo code for each seeded partner (not the parent), through the API."""
     async with httpx.AsyncClient(base_url="http://bench", headers=admin) as c:
         partners = (await c.get("/v1/partners", params={"limit": 200})).json()["items"]
-        codes = []
+        codes: list[str] = []
         for partner in partners:
             if not partner["name"].startswith("Blog "):
                 continue
