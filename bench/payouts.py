@@ -17,29 +17,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import os
 import random
 import secrets
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import Server, bench_database  # noqa: E402
 
 from service import migrate  # noqa: E402
-from service.db import EmbeddedPostgres, to_async_url  # noqa: E402
+from service.db import to_async_url  # noqa: E402
 from service.kit.ids import new_id  # noqa: E402
 
 PREVIEW_GOAL = 1.0
@@ -52,10 +49,6 @@ REVERSAL_SHARE = 0.10
 
 def plain(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 async def seed(url: str, n_entries: int, n_partners: int, now: datetime, *, backlog: bool) -> None:
@@ -289,44 +282,6 @@ async def finance_key(url: str) -> str:
     return key
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": plain(url),
-        "AFFILIATE_MIGRATE": "0",
-        "AFFILIATE_LOG_LEVEL": "warning",
-        "PYTHONPATH": str(ROOT),
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not start within 60 s")
-
-
 def timed(fn):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     result = fn()
@@ -373,12 +328,9 @@ def bench(url: str, n_entries: int, n_partners: int, backlog: bool) -> bool:
     key = asyncio.run(finance_key(url))
     headers = {"Authorization": f"Bearer {key}"}
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.gettempdir()) / f"bench-payouts-{port}.log"
-    proc = serve(url, port, log)
+    server = Server(database_url=url, extra_env={"AFFILIATE_MIGRATE": "0"})
     try:
-        wait_ready(base, proc, log)
+        base = server.start()
         with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
             as_of = datetime.now(UTC).isoformat()
             times = []
@@ -419,8 +371,7 @@ def bench(url: str, n_entries: int, n_partners: int, backlog: bool) -> bool:
             rec_time, r = timed(lambda: client.get("/v1/ledger/reconciliation"))
             print(f"reconciliation: {rec_time:.2f} s (balanced: {r.json()['balanced']})")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
     run_goal = BACKLOG_RUN_GOAL if backlog else RUN_GOAL
     ok = preview <= PREVIEW_GOAL and run_time <= run_goal
     print(
@@ -442,33 +393,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    tmp = None
-    embedded = None
-    given = os.environ.get("DATABASE_URL")
-    if given:
-        server_url = to_async_url(given)
-    else:
-        tmp = tempfile.mkdtemp(prefix="bench-payouts-")
-        embedded = EmbeddedPostgres(Path(tmp))
-        server_url = embedded.start()
-    name = f"affiliate_bench_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(plain(server_url))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        ok = bench(with_database(server_url, name), args.entries, args.partners, args.backlog)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if embedded is not None:
-            embedded.stop()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with bench_database("payouts") as url:
+        ok = bench(url, args.entries, args.partners, args.backlog)
     return 0 if ok else 1
 
 
