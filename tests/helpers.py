@@ -29,3 +29,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def http_scope(
+    method: str, path: str, headers: dict[str, str], query: bytes = b""
+) -> dict[str, Any]:
+    """The ASGI scope uvicorn makes for an HTTP request from 127.0.0.1 to aff.test."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("aff.test", 80),
+    }

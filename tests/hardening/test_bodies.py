@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from service.app import create_asgi
 from service.kit.bodylimit import BodyLimit
 from tests.conftest import settings_for_tests
-from tests.helpers import assert_problem, free_port
+from tests.helpers import assert_problem, free_port, http_scope
 
 LIMIT = 1_048_576
 
@@ -36,20 +36,7 @@ async def _call(app: Any, method: str, path: str, headers: dict[str, str], chunk
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("aff.test", 80),
-    }
+    scope = http_scope(method, path, headers)
     await app(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from tests.conversions.factories import add_link, click_id, sale, setup
+from tests.helpers import http_scope
 
 
 async def _call(
@@ -24,23 +25,9 @@ async def _call(
 ) -> int:
     # As uvicorn calls the app: no client library of the test's own in between, whose objects
     # would be counted with the app's.
-    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    raw += [(b"host", b"aff.test"), (b"content-length", str(len(body)).encode())]
     path, _, query = path.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": raw,
-        "client": ("127.0.0.1", 50000),
-        "server": ("aff.test", 80),
-    }
+    length = {"host": "aff.test", "content-length": str(len(body))}
+    scope = http_scope(method, path, {**headers, **length}, query.encode())
     sent = False
     status = 0
 
