@@ -41,40 +41,37 @@ def binds(table: Table, names: Iterable[str], prefix: str = "") -> dict[str, Bin
 class Prepared:
     """One statement, compiled on first use with the dialect of the session that runs it."""
 
-    __slots__ = ("_defaults", "_names", "_processors", "_sql", "_statement")
+    __slots__ = ("_binds", "_sql", "_statement")
 
     def __init__(self, statement: ClauseElement) -> None:
         self._statement = statement
         self._sql: str | None = None
-        self._names: tuple[str, ...] = ()
-        self._processors: dict[str, Callable[[Any], Any]] = {}
-        self._defaults: dict[str, Any] = {}
+        # Each positional parameter: its name, its bind processor (or None), and the value
+        # bound in the statement itself, used when the parameters do not give one.
+        self._binds: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] = ()
 
     def _compile(self, dialect: Dialect) -> str:
         compiled = self._statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
-        self._names = tuple(compiled.positiontup)
-        self._processors = {
-            name: fn
-            for name, fn in compiled._bind_processors.items()
-            if name in self._names and callable(fn)
-        }
-        # Values bound in the statement itself (`.values(state={})`): used when not given.
-        self._defaults = {
-            name: compiled.binds[name].value
-            for name in self._names
-            if compiled.binds[name].value is not None
-        }
+        processors = compiled._bind_processors
+        self._binds = tuple(
+            (
+                name,
+                processor if callable(processor := processors.get(name)) else None,
+                # A value bound in the statement itself (`.values(state={})`).
+                compiled.binds[name].value,
+            )
+            for name in compiled.positiontup
+        )
         self._sql = compiled.string
         return self._sql
 
     def _args(self, params: Mapping[str, Any]) -> list[Any]:
-        args = []
-        for name in self._names:
-            value = params[name] if name in params else self._defaults.get(name)
-            processor = self._processors.get(name)
-            args.append(value if processor is None else processor(value))
-        return args
+        return [
+            value if processor is None else processor(value)
+            for name, processor, default in self._binds
+            for value in (params.get(name, default),)
+        ]
 
     async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[asyncpg.Record]:
         """The statement's rows, run in the session's transaction."""
