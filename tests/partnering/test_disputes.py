@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from service.models import Agreement
+from service.models import Agreement, Conversion
 from tests.conversions.factories import add_link, click_id, sale
 from tests.helpers import assert_problem, error_fields
 from tests.partnering.factories import member
@@ -64,6 +64,13 @@ async def test_missing_sale_accepted_earns_by_the_terms_of_its_time(client, admi
     assert after["attribution"]["method"] == "dispute"
     assert [(e["kind"], e["amount"]) for e in after["commissions"]] == [("commission", "25.00")]
     assert after["commissions"][0]["agreement_version"] == 1
+    # What it counted is noted on the stored conversion, as on a sale recorded with its partner.
+    async with app.state.sessionmaker() as session:
+        stored = await session.get(Conversion, uuid.UUID(conv["id"]))
+    assert stored is not None
+    assert (stored.agreement_id, stored.agreement_version) == (agreement_id, 1)
+    assert stored.counted is True and stored.hold_days is not None
+    assert stored.commission_explain["operation"] == "conversion"
     # The partner sees it resolved, with the reason.
     seen = (await client.get(f"/v1/disputes/{dispute['id']}", headers=key)).json()
     assert seen["reason"] == "the coupon was ours"
