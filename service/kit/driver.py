@@ -140,7 +140,8 @@ async def _begun(session: AsyncSession) -> tuple[AsyncConnection, Any]:
     """
     transaction = session.sync_session.get_transaction()
     held = session.info.get(_BEGUN)
-    if held is not None and held[0]() is transaction:
+    # A transaction not begun yet (None) matches no reference, a dead one included.
+    if held is not None and transaction is not None and held[0]() is transaction:
         conn, adapted = held[1], held[2]
         # Still the transaction this session began, on a connection not cut since.
         sync = conn.sync_connection

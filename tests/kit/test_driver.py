@@ -1,6 +1,7 @@
 """Prepared statements on the session's own asyncpg connection: in its transaction, typed as
 SQLAlchemy would bind them, errors as asyncpg's."""
 
+import asyncio
 import gc
 import uuid
 import weakref
@@ -25,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import make_transient_to_detached
 
+from service.db import create_engine, create_sessionmaker
 from service.kit.dberrors import database_unavailable
 from service.kit.driver import Columns, Prepared, connection
 from service.models import (
@@ -176,6 +178,30 @@ async def test_a_session_that_ran_statements_is_freed_without_the_collector(app,
             assert freed() is None, end
     finally:
         gc.enable()
+
+
+async def test_a_session_after_its_commit_never_borrows_the_connection_it_gave_back(
+    app, probe, database_url
+):
+    # One pooled connection: after A commits, B takes it and begins. A's next statement must
+    # wait for a connection of its own, not run in B's transaction on the one A held before.
+    one = app.state.settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    engine = create_engine(database_url, one)
+    maker = create_sessionmaker(engine)
+    try:
+        a, b = maker(), maker()
+        await _READ.fetch(a, {"id": 1})
+        await a.commit()
+        gc.collect()  # A's finished transaction is gone, as it soon is without the collector
+        driver_b = await connection(b)
+        assert await driver_b.fetchval("SELECT 1") == 1
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(connection(a), 0.5)
+        await b.rollback()
+        await a.close()
+        await b.close()
+    finally:
+        await engine.dispose()
 
 
 async def test_a_connection_the_server_cut_is_invalidated_and_never_handed_out_again(
