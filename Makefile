@@ -54,6 +54,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/payouts.py
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/flood.py
+	$(BIN)/python bench/bounties.py
 
 clean:
 	rm -rf $(VENV) .affiliate-data .pytest_cache .mypy_cache .ruff_cache

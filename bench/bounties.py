@@ -5,41 +5,36 @@ run after late clicks on a tenth of the links (correcting entries).
 
     .venv/bin/python bench/bounties.py [--links 2000]
 
-Needs a PostgreSQL server: DATABASE_URL or TEST_DATABASE_URL (postgresql://...); a fresh
-database is created on it and dropped afterwards. Prints the times and their ratios.
+Uses an embedded PostgreSQL, or a fresh database on the server DATABASE_URL names (dropped
+afterwards). Prints the times and their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import bench_database  # noqa: E402
 
 from service import migrate  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.db import create_engine, create_sessionmaker  # noqa: E402
+from service.db import create_engine, create_sessionmaker, to_async_url  # noqa: E402
 from service.kit.ids import new_id  # noqa: E402
 from service.partnering.bounties import run_click_bounties  # noqa: E402
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 TERMS = '{"rules": [{"event": "click", "type": "flat", "amount": "0.02"}], "hold_days": 0}'
-
-
-def _with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
 
 
 async def _seed(conn: asyncpg.Connection, links: int) -> None:
@@ -103,56 +98,43 @@ async def _seed(conn: asyncpg.Connection, links: int) -> None:
     )
 
 
-async def main(links: int) -> None:
-    base = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        raise SystemExit("set DATABASE_URL or TEST_DATABASE_URL to a PostgreSQL server")
-    base = base.replace("postgresql+asyncpg://", "postgresql://")
-    name = f"bench_bounties_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = _with_db(base, name)
-        await asyncio.to_thread(
-            migrate.upgrade, url.replace("postgresql://", "postgresql+asyncpg://")
-        )
-        conn = await asyncpg.connect(url)
-        await _seed(conn, links)
-        engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://"), Settings())
-        maker = create_sessionmaker(engine)
-        now = DAY + timedelta(days=2)
-        t0 = time.perf_counter()
-        first = await run_click_bounties(maker, now)
-        t1 = time.perf_counter()
-        idle = await run_click_bounties(maker, now)
-        t2 = time.perf_counter()
-        await conn.execute(
-            "UPDATE click_rollups_hourly SET unique_clicks = unique_clicks + 1"
-            " WHERE link_id IN (SELECT link_id FROM bench_late) AND hour = $1",
-            DAY + timedelta(hours=12),
-        )
-        t3 = time.perf_counter()
-        late = await run_click_bounties(maker, now)
-        t4 = time.perf_counter()
-        await conn.close()
-        await engine.dispose()
-        print(f"links: {links}, rollup rows: {links * 24}")
-        print(
-            f"first run: {first} entries (link-days) in {t1 - t0:.3f} s"
-            f" ({(t1 - t0) / max(first, 1) * 1e3:.2f} ms an entry)"
-        )
-        print(
-            f"idle run: {idle} entries in {t2 - t1:.3f} s (ratio to first {(t2 - t1) / (t1 - t0):.3f})"
-        )
-        print(
-            f"late-click run: {late} entries in {t4 - t3:.3f} s (ratio to first {(t4 - t3) / (t1 - t0):.3f})"
-        )
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+async def main(url: str, links: int) -> None:
+    await asyncio.to_thread(migrate.upgrade, to_async_url(url))
+    conn = await asyncpg.connect(url)
+    await _seed(conn, links)
+    engine = create_engine(to_async_url(url), Settings())
+    maker = create_sessionmaker(engine)
+    now = DAY + timedelta(days=2)
+    t0 = time.perf_counter()
+    first = await run_click_bounties(maker, now)
+    t1 = time.perf_counter()
+    idle = await run_click_bounties(maker, now)
+    t2 = time.perf_counter()
+    await conn.execute(
+        "UPDATE click_rollups_hourly SET unique_clicks = unique_clicks + 1"
+        " WHERE link_id IN (SELECT link_id FROM bench_late) AND hour = $1",
+        DAY + timedelta(hours=12),
+    )
+    t3 = time.perf_counter()
+    late = await run_click_bounties(maker, now)
+    t4 = time.perf_counter()
+    await conn.close()
+    await engine.dispose()
+    print(f"links: {links}, rollup rows: {links * 24}")
+    print(
+        f"first run: {first} entries (link-days) in {t1 - t0:.3f} s"
+        f" ({(t1 - t0) / max(first, 1) * 1e3:.2f} ms an entry)"
+    )
+    print(
+        f"idle run: {idle} entries in {t2 - t1:.3f} s (ratio to first {(t2 - t1) / (t1 - t0):.3f})"
+    )
+    print(
+        f"late-click run: {late} entries in {t4 - t3:.3f} s (ratio to first {(t4 - t3) / (t1 - t0):.3f})"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--links", type=int, default=2000)
-    asyncio.run(main(parser.parse_args().links))
+    with bench_database("bounties") as database:
+        asyncio.run(main(database, parser.parse_args().links))
