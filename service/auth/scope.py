@@ -31,6 +31,11 @@ def in_programs(principal: Principal, column: Any) -> ColumnElement[bool]:
         return true()
     if not bound:
         return false()
+    if len(bound) == 1:
+        # Most keys reach one program. An IN's expanding parameter leaves a reference cycle
+        # for the collector each time its statement is built; an equality leaves none.
+        (only,) = bound
+        return column == only  # type: ignore[no-any-return]
     return column.in_(sorted(bound))
 
 

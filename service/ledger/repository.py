@@ -37,11 +37,11 @@ async def by_conversion(
     out: dict[uuid.UUID, list[CommissionEntry]] = {cid: [] for cid in conversion_ids}
     if not conversion_ids:
         return out
-    rows = await session.scalars(
-        readable(principal)
-        .where(CommissionEntry.conversion_id.in_(conversion_ids))
-        .order_by(CommissionEntry.id)
-    )
+    of = CommissionEntry.conversion_id
+    # One conversion (a sale's answer or events, a read of one): an equality, which unlike
+    # an IN leaves no reference cycle for the collector when its statement is built.
+    match = of == conversion_ids[0] if len(conversion_ids) == 1 else of.in_(conversion_ids)
+    rows = await session.scalars(readable(principal).where(match).order_by(CommissionEntry.id))
     for row in rows:
         assert row.conversion_id is not None
         out[row.conversion_id].append(row)

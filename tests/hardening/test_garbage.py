@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import gc
 import json
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp
 
+from tests.conftest import make_key, serving, settings_for_tests
 from tests.conversions.factories import add_link, click_id, sale, setup
 from tests.helpers import http_scope
 
@@ -98,3 +100,44 @@ async def test_sales_refunds_and_clicks_leave_no_cycles(served, client, admin):
         left, statuses = await _left_in_cycles(request, 10)
         assert statuses == {302 if name == "click" else 201}, (name, statuses)
         assert not left, (name, left.most_common(10))
+
+
+async def test_a_merchant_keys_reads_leave_no_cycles(served, client, admin):
+    # Its reads are confined to its program by the scoping function, and a conversion's
+    # entries are read with it: neither may leave a statement's parameters in a cycle.
+    app, asgi = served.app, served.asgi
+    program, partner = await setup(client, admin)
+    link = await add_link(app, program["id"], partner["id"])
+    merchant = await make_key(app, "merchant", program_ids=[uuid.UUID(program["id"])])
+    body = sale(program, click_id=click_id(app, link))
+    created = await client.post("/v1/conversions", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    one = f"/v1/conversions/{created.json()['id']}"
+    listed = f"/v1/conversions?program_id={program['id']}&limit=5"
+    for path in (one, listed):
+        left, statuses = await _left_in_cycles(
+            lambda n, p=path: _call(asgi, "GET", p, merchant), 10
+        )
+        assert statuses == {200}, (path, statuses)
+        assert not left, (path, left.most_common(10))
+
+
+async def test_a_sale_with_a_webhook_subscriber_leaves_no_cycles(database_url, admin):
+    # Its events read the conversion's entries back, to put them in the payload.
+    settings = settings_for_tests(webhook_allow_private=True)
+    async with serving(settings, database_url) as served, served.client() as client:
+        app, asgi = served.app, served.asgi
+        program, partner = await setup(client, admin)
+        link = await add_link(app, program["id"], partner["id"])
+        endpoint = {"url": "http://127.0.0.1:9999/hook", "events": ["*"]}
+        r = await client.post("/v1/webhook-endpoints", json=endpoint, headers=admin)
+        assert r.status_code == 201, r.text
+        json_headers = {**admin, "content-type": "application/json"}
+
+        async def a_sale(n: int) -> int:
+            body = json.dumps(sale(program, click_id=click_id(app, link))).encode()
+            return await _call(asgi, "POST", "/v1/conversions", json_headers, body)
+
+        left, statuses = await _left_in_cycles(a_sale, 10)
+        assert statuses == {201}, statuses
+        assert not left, left.most_common(10)
