@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, true
 
 from service.auth.keys import Principal
+from service.kit.driver import among
 from service.models import Role
 
 
@@ -31,12 +32,7 @@ def in_programs(principal: Principal, column: Any) -> ColumnElement[bool]:
         return true()
     if not bound:
         return false()
-    if len(bound) == 1:
-        # Most keys reach one program. An IN's expanding parameter leaves a reference cycle
-        # for the collector each time its statement is built; an equality leaves none.
-        (only,) = bound
-        return column == only  # type: ignore[no-any-return]
-    return column.in_(sorted(bound))
+    return among(column, sorted(bound))
 
 
 def of_partner(principal: Principal, column: Any) -> ColumnElement[bool]:

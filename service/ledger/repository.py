@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.keys import Principal
 from service.auth.scope import in_programs, of_partner
+from service.kit.driver import among
 from service.kit.pagination import PageParams, page_of, paginate_query
 from service.models import CommissionEntry, PayoutEntry, UnpaidEntry
 
@@ -37,11 +38,11 @@ async def by_conversion(
     out: dict[uuid.UUID, list[CommissionEntry]] = {cid: [] for cid in conversion_ids}
     if not conversion_ids:
         return out
-    of = CommissionEntry.conversion_id
-    # One conversion (a sale's answer or events, a read of one): an equality, which unlike
-    # an IN leaves no reference cycle for the collector when its statement is built.
-    match = of == conversion_ids[0] if len(conversion_ids) == 1 else of.in_(conversion_ids)
-    rows = await session.scalars(readable(principal).where(match).order_by(CommissionEntry.id))
+    rows = await session.scalars(
+        readable(principal)
+        .where(among(CommissionEntry.conversion_id, conversion_ids))
+        .order_by(CommissionEntry.id)
+    )
     for row in rows:
         assert row.conversion_id is not None
         out[row.conversion_id].append(row)

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import CTE, Table, bindparam, exists, func, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import instance_state
 
 from service.agreements.service import (
     OF_PAIR,
@@ -36,6 +35,8 @@ from service.models import CommissionEntry, Conversion, Partner, Program
 
 _entries = typing.cast(Table, CommissionEntry.__table__)
 _ENTRY = Columns(CommissionEntry)
+# What a conversion counted is noted on it: a new draft without change events (fill).
+_CONVERSIONS = Columns(Conversion)
 
 
 @functools.lru_cache(maxsize=32)
@@ -193,18 +194,6 @@ async def plan_earning(
     return earning_of(rows, month, conversion, program, partner, recurring_since)
 
 
-def _note(conversion: Conversion, **values: Any) -> None:
-    """Note on the conversion what it counted. One not in a session yet (the intake's draft,
-    which its own statement inserts) takes the values as they are; a stored one through its
-    attributes, whose change events its session flushes."""
-    state = instance_state(conversion)
-    if state.key is None and state.session_id is None:
-        conversion.__dict__.update(values)
-    else:
-        for name, value in values.items():
-            setattr(conversion, name, value)
-
-
 def earning_of(
     rows: Sequence[Sequence[Any]],
     month: date,
@@ -219,11 +208,13 @@ def earning_of(
     state = months.state_from_json(rows[0][0] or {})
     found = in_force_of(rows, 1, at, program.currency)
     if found is None:
-        _note(conversion, commission_note="no agreement in force at occurred_at")
+        _CONVERSIONS.fill(conversion, commission_note="no agreement in force at occurred_at")
         return None
-    _note(conversion, agreement_id=found.agreement.id, agreement_version=found.version.version)
+    _CONVERSIONS.fill(
+        conversion, agreement_id=found.agreement.id, agreement_version=found.version.version
+    )
     if found.terms.rule_for(event) is None:
-        _note(conversion, commission_note=f"the terms have no {event} rule")
+        _CONVERSIONS.fill(conversion, commission_note=f"the terms have no {event} rule")
         return None
     amount_minor = conversion.program_amount_minor
     outcome = compute_conversion(
@@ -240,7 +231,7 @@ def earning_of(
         has_parent=partner.parent_id is not None,
     )
     hold_days = found.terms.hold_days if found.terms.hold_days is not None else program.hold_days
-    _note(
+    _CONVERSIONS.fill(
         conversion,
         counted=outcome.new_state != state,
         hold_days=hold_days,

@@ -28,7 +28,7 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from service.db import create_engine, create_sessionmaker
 from service.kit.dberrors import database_unavailable
-from service.kit.driver import Columns, Prepared, connection
+from service.kit.driver import Columns, Prepared, among, connection
 from service.models import (
     Agreement,
     AgreementVersion,
@@ -306,6 +306,16 @@ def test_fill_sets_values_without_change_events_and_refuses_other_names():
     assert not inspect(instance).modified
     with pytest.raises(TypeError, match="not columns of Conversion"):
         columns.fill(instance, colour="red")
+    # A stored one (keyed, as loaded) takes them through its attributes, for its session.
+    stored = columns.written(columns.new(**{key: uuid.uuid4() for key in columns._keys}))
+    columns.fill(stored, status="accepted")
+    assert stored.status == "accepted" and inspect(stored).modified
+
+
+def test_among_is_an_equality_for_one_value_and_an_in_for_more():
+    one, two = uuid.uuid4(), uuid.uuid4()
+    assert str(among(Conversion.id, [one])) == str(Conversion.id == one)
+    assert str(among(Conversion.id, [one, two])) == str(Conversion.id.in_([one, two]))
 
 
 def test_written_refuses_an_object_missing_a_column_or_already_keyed():
