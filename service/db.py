@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session as SyncSession
 
 from service.config import Settings
+from service.kit.driver import DriverSession
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,14 @@ def create_sessionmaker(
     engine: AsyncEngine, info: dict[str, Any] | None = None
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep their objects usable after commit; `info` is copied into each."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info or {})
+    return async_sessionmaker(
+        engine,
+        expire_on_commit=False,
+        autoflush=False,
+        info=info or {},
+        # Statements built once run on a connection it holds, without the ORM's (kit.driver).
+        sync_session_class=DriverSession,
+    )
 
 
 def _commit_and_close(session: SyncSession) -> None:

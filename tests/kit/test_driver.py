@@ -18,13 +18,16 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     bindparam,
+    event,
     insert,
     inspect,
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.util import await_only
 
 from service.db import create_engine, create_sessionmaker
 from service.kit.dberrors import database_unavailable
@@ -62,6 +65,19 @@ _INSERT = Prepared(
 )
 _DEFAULTED = Prepared(insert(_probe).values(id=bindparam("id", type_=Integer), label="default"))
 _READ = Prepared(select(_probe.c.doc, _probe.c.raw_doc).where(_probe.c.id == bindparam("id")))
+# Its labels are unique at COMMIT, not at each statement: a commit that fails.
+_deferred = Table(
+    "driver_deferred",
+    _meta,
+    Column("id", Integer, primary_key=True),
+    Column("label", Text, nullable=False),
+    UniqueConstraint("label", name="driver_deferred_label", deferrable=True, initially="DEFERRED"),
+)
+_LABEL = Prepared(
+    insert(_deferred).values(
+        id=bindparam("id", type_=Integer), label=bindparam("label", type_=Text)
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -326,3 +342,169 @@ def test_written_refuses_an_object_missing_a_column_or_already_keyed():
     columns.written(full)
     with pytest.raises(ValueError, match="a new Conversion expected"):
         columns.written(full)
+
+
+def _in_use(app) -> int:
+    return int(app.state.engine.sync_engine.pool.checkedout())
+
+
+def _listened(session, *names: str) -> list[str]:
+    """The session's transaction events, in order, as they are dispatched."""
+    heard: list[str] = []
+    for name in names:
+        event.listen(session.sync_session, name, lambda *_, name=name: heard.append(name))
+    return heard
+
+
+def _row(id_: int, label: str = "x") -> dict[str, Any]:
+    return {"id": id_, "doc": None, "raw_doc": None, "label": label, "at": None}
+
+
+async def test_a_transaction_of_prepared_statements_commits_between_the_listeners(
+    app, probe, database_url
+):
+    # Nothing of the ORM's ran: the session commits the connection it holds itself, with
+    # the listeners SQLAlchemy's commit runs on each side of the COMMIT.
+    other = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    seen: list[tuple[str, bool]] = []
+
+    def stored(name: str) -> None:
+        found = await_only(other.fetchval("SELECT count(*) FROM driver_probe WHERE id = 90"))
+        seen.append((name, found == 1))
+
+    try:
+        before = _in_use(app)
+        session = app.state.sessionmaker()
+        await _INSERT.fetch(session, _row(90))
+        assert not session.in_transaction()  # none of SQLAlchemy's
+        assert _in_use(app) == before + 1
+        event.listen(session.sync_session, "before_commit", lambda _: stored("before"))
+        event.listen(session.sync_session, "after_commit", lambda _: stored("after"))
+        await session.commit()
+        assert seen == [("before", False), ("after", True)]
+        assert _in_use(app) == before  # given back at the commit, not at the close
+        # The next statement begins the next transaction, on a connection checked out again.
+        await _INSERT.fetch(session, _row(91))
+        assert _in_use(app) == before + 1
+        await session.close()
+        assert _in_use(app) == before
+        assert [await _count(app, i) for i in (90, 91)] == [1, 0]
+    finally:
+        await other.close()
+
+
+async def test_a_rollback_of_prepared_statements_tells_the_listeners_once(app, probe):
+    before = _in_use(app)
+    async with app.state.sessionmaker() as session:
+        heard = _listened(session, "after_rollback", "after_commit")
+        await _INSERT.fetch(session, _row(92))
+        await session.rollback()
+        assert heard == ["after_rollback"]
+        assert _in_use(app) == before
+        await session.rollback()  # nothing begun: nothing to tell
+        assert heard == ["after_rollback"]
+    assert await _count(app, 92) == 0
+
+
+async def test_the_orm_after_prepared_statements_joins_their_transaction(app, probe):
+    # The ORM's first statement adopts the held connection, then commits it as its own.
+    before = _in_use(app)
+    async with app.state.sessionmaker() as session:
+        heard = _listened(session, "before_commit", "after_commit")
+        await _INSERT.fetch(session, _row(93))
+        await session.execute(insert(_probe).values(id=94, label="orm"))
+        assert await _READ.fetchrow(session, {"id": 94}) is not None
+        assert _in_use(app) == before + 1
+        await session.commit()
+        assert heard == ["before_commit", "after_commit"]
+        assert _in_use(app) == before
+    assert [await _count(app, i) for i in (93, 94)] == [1, 1]
+
+
+async def test_a_before_commit_listener_using_the_orm_commits_in_the_same_transaction(app, probe):
+    # As the outbox writes the events a transaction emitted: popped, so written once.
+    before = _in_use(app)
+    async with app.state.sessionmaker() as session:
+        session.info["pending"] = [{"id": 96, "label": "event"}]
+
+        def write_pending(sync: Any) -> None:
+            pending = sync.info.pop("pending", None)
+            if pending:
+                sync.execute(insert(_probe), pending)
+
+        event.listen(session.sync_session, "before_commit", write_pending)
+        await _INSERT.fetch(session, _row(95))
+        await session.commit()
+        assert not session.in_transaction()  # committed as a whole, nothing left open
+        assert _in_use(app) == before
+    assert [await _count(app, i) for i in (95, 96)] == [1, 1]
+
+
+async def test_begin_and_begin_nested_after_prepared_statements_run_in_their_transaction(
+    app, probe
+):
+    async with app.state.sessionmaker() as session:
+        await _INSERT.fetch(session, _row(97))
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                await _INSERT.fetch(session, _row(98))
+                raise RuntimeError("to the savepoint")
+        await session.commit()
+    assert [await _count(app, i) for i in (97, 98)] == [1, 0]
+
+    async with app.state.sessionmaker() as session:
+        await _INSERT.fetch(session, _row(99))
+        async with session.begin():
+            await session.execute(insert(_probe).values(id=100, label="orm"))
+    # A block that runs nothing commits what ran before it, as for any session.
+    async with app.state.sessionmaker() as session:
+        await _INSERT.fetch(session, _row(102))
+        async with session.begin():
+            pass
+    assert [await _count(app, i) for i in (99, 100, 102)] == [1, 1, 1]
+
+
+async def test_a_commit_that_fails_is_a_sqlalchemy_error_and_stores_nothing(app, probe):
+    async with app.state.engine.begin() as conn:
+        await conn.run_sync(_deferred.create, checkfirst=True)
+    try:
+        before = _in_use(app)
+        async with app.state.sessionmaker() as session:
+            heard = _listened(session, "after_commit", "after_rollback")
+            await _LABEL.fetch(session, {"id": 1, "label": "twice"})
+            await _LABEL.fetch(session, {"id": 2, "label": "twice"})  # checked at COMMIT
+            with pytest.raises(sqlalchemy.exc.IntegrityError):
+                await session.commit()
+            assert heard == ["after_rollback"]
+            assert _in_use(app) == before
+            # The session goes on, in a new transaction on a good connection.
+            await _LABEL.fetch(session, {"id": 3, "label": "once"})
+            await session.commit()
+        async with app.state.sessionmaker() as session:
+            ids = (await session.scalars(select(_deferred.c.id).order_by(_deferred.c.id))).all()
+        assert ids == [3]
+    finally:
+        async with app.state.engine.begin() as conn:
+            await conn.run_sync(_deferred.drop, checkfirst=True)
+
+
+async def test_a_connection_cut_before_the_commit_fails_it_as_unavailable(app, probe, database_url):
+    session = app.state.sessionmaker()
+    try:
+        await _INSERT.fetch(session, _row(101))
+        pid = await (await connection(session)).fetchval("SELECT pg_backend_pid()")
+        killer = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+        await asyncio.sleep(0.05)  # the server's goodbye reaches the client
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
+            await session.commit()
+        assert database_unavailable(raised.value)
+    finally:
+        await session.close()
+    assert await _count(app, 101) == 0
+    async with app.state.sessionmaker() as session:
+        driver = await connection(session)
+        assert await driver.fetchval("SELECT pg_backend_pid()") != pid
