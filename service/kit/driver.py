@@ -129,9 +129,16 @@ class _Held:
         self.connection = connection
         self.adapted: Any = connection.dbapi_connection
 
-    def end(self, how: str) -> None:
-        """COMMIT or ROLLBACK the transaction begun on it (inside the greenlet SQLAlchemy's
-        async layer runs sync code in), failures raised as SQLAlchemy raises its own."""
+    def commit(self) -> None:
+        """COMMIT the transaction begun on it (inside the greenlet SQLAlchemy's async layer
+        runs sync code in), a failure raised as SQLAlchemy raises its own."""
+        self._end(self.adapted.commit, "COMMIT")
+
+    def rollback(self) -> None:
+        """ROLLBACK the transaction begun on it, as `commit`."""
+        self._end(self.adapted.rollback, "ROLLBACK")
+
+    def _end(self, end: Callable[[], None], statement: str) -> None:
         if not self.connection.is_valid:
             raise sqlalchemy.exc.PendingRollbackError(
                 "this transaction's connection was lost; roll back before going on"
@@ -139,9 +146,11 @@ class _Held:
         if self.adapted._transaction is None:
             return
         try:
-            (self.adapted.commit if how == "COMMIT" else self.adapted.rollback)()
+            end()
         except Exception as error:
-            raised = _as_sqlalchemy(self.dialect, self.adapted, error, how, [], self._invalidate)
+            raised = _as_sqlalchemy(
+                self.dialect, self.adapted, error, statement, [], self._invalidate
+            )
             if raised is error:
                 raise
             raise raised from error
@@ -204,7 +213,7 @@ class DriverSession(Session):
         if self._adopted is not None or self.in_transaction():
             return False
         try:
-            held.end("COMMIT")
+            held.commit()
         except BaseException:
             self._give_back()
             self.dispatch.after_rollback(self)
@@ -227,7 +236,7 @@ class DriverSession(Session):
     def _rollback_held(self, held: _Held) -> None:
         began = not held.connection.is_valid or held.adapted._transaction is not None
         if held.connection.is_valid:
-            held.end("ROLLBACK")
+            held.rollback()
         if began and not self.in_transaction():
             # As SQLAlchemy's rollback of a transaction of its own tells the listeners.
             self.dispatch.after_rollback(self)
