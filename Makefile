@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/flood.py
 	$(BIN)/python bench/bounties.py
+	$(BIN)/python bench/sessions.py
 
 clean:
 	rm -rf $(VENV) .affiliate-data .pytest_cache .mypy_cache .ruff_cache
