@@ -508,3 +508,29 @@ async def test_a_connection_cut_before_the_commit_fails_it_as_unavailable(app, p
     async with app.state.sessionmaker() as session:
         driver = await connection(session)
         assert await driver.fetchval("SELECT pg_backend_pid()") != pid
+
+
+async def test_a_pooled_connection_the_server_closed_while_idle_is_replaced_at_checkout(
+    app, probe, database_url
+):
+    # The session checks its connection out itself: the pool's check of a closed one
+    # (service.db._refuse_closed) must still run, so the request never sees the dead one.
+    one = app.state.settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    engine = create_engine(database_url, one)
+    maker = create_sessionmaker(engine)
+    try:
+        async with maker() as session:
+            pid = await (await connection(session)).fetchval("SELECT pg_backend_pid()")
+            await session.commit()
+        killer = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+        await asyncio.sleep(0.05)  # the server's goodbye reaches the idle connection
+        async with maker() as session:
+            assert await _READ.fetch(session, {"id": 1}) == []
+            assert await (await connection(session)).fetchval("SELECT pg_backend_pid()") != pid
+            await session.commit()
+    finally:
+        await engine.dispose()
