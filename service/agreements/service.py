@@ -25,7 +25,8 @@ from service.agreements.terms import TermsInvalid, terms_to_json, validate_terms
 from service.auth.keys import Principal
 from service.commissions.terms import Terms
 from service.errors import Conflict, NotFound, ValidationFailed
-from service.kit.driver import Columns, Prepared
+from service.kit.columns import Columns
+from service.kit.driver import Prepared
 from service.kit.pagination import PageParams
 from service.kit.time import utc_now
 from service.models import Agreement, AgreementVersion, Partner, PartnerStatus, Program

@@ -12,7 +12,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.conversions.customers import Held
-from service.kit.driver import Columns, Prepared
+from service.kit.columns import Columns
+from service.kit.driver import Prepared
 from service.links.promo_codes import consume_promo_code, find_promo_code, refusal
 from service.models import Click, Customer, Link, Partner, PartnerStatus, Program
 from service.partnering.deals import repository as deals

@@ -12,7 +12,8 @@ from sqlalchemy import CTE, Table, bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.kit.driver import Columns, Prepared, binds
+from service.kit.columns import Columns
+from service.kit.driver import Prepared, binds
 from service.kit.ids import new_id
 from service.models import Conversion, Customer, Partner, Program
 

@@ -34,7 +34,8 @@ from service.conversions.schemas import ConversionCreate, RefundCreate
 from service.errors import Conflict, ValidationFailed, field_error
 from service.events import announce, outbox
 from service.fraud import rules as fraud
-from service.kit.driver import Columns, Prepared
+from service.kit.columns import Columns
+from service.kit.driver import Prepared
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, is_currency, parse_amount, round_money, to_minor

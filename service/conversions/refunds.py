@@ -19,7 +19,8 @@ from service.conversions.intake import decimal_or_text, same_request
 from service.conversions.schemas import RefundCreate
 from service.errors import Conflict, field_error
 from service.events import announce
-from service.kit.driver import Columns, Prepared, binds
+from service.kit.columns import Columns
+from service.kit.driver import Prepared, binds
 from service.kit.idempotency import request_hash
 from service.kit.ids import new_id
 from service.kit.money import MoneyError, from_minor, parse_amount, round_to_int, to_minor

@@ -15,28 +15,27 @@ Nothing goes through the ORM: the session knows nothing of what these statements
 
 The app's sessions are `DriverSession`s: the first of these statements in a transaction checks
 out a pool connection and begins on it directly, without SQLAlchemy's Connection and session
-transaction, whose making, commit and release cost about 150 us of CPU a request. A sale
-runs nothing else, and commits it the same way. The first time the ORM needs a connection in
-that transaction, it is given this one, which it then commits or rolls back as its own.
+transaction, whose making, commit and release cost about 80 us of CPU a request
+(bench/sessions.py). A sale runs nothing else, and commits it the same way. The first time
+the ORM needs a connection in that transaction, it is given this one, which it then commits
+or rolls back as its own.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import asyncpg
 import sqlalchemy.exc
-from sqlalchemy import BindParameter, Column, ColumnElement, Table, bindparam, inspect
+from sqlalchemy import BindParameter, ColumnElement, Table, bindparam
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-
-M = TypeVar("M")
 
 
 def binds(table: Table, names: Iterable[str], prefix: str = "") -> dict[str, BindParameter[Any]]:
@@ -115,9 +114,6 @@ def _adapted(conn: AsyncConnection) -> Any:
     return conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
 
 
-Invalidate = Callable[[BaseException], Any]
-
-
 class _Held:
     """A pool connection a DriverSession checked out itself, and what runs statements on it."""
 
@@ -148,15 +144,12 @@ class _Held:
         try:
             end()
         except Exception as error:
-            raised = _as_sqlalchemy(
-                self.dialect, self.adapted, error, statement, [], self._invalidate
-            )
+            raised, cut = _as_sqlalchemy(self.dialect, self.adapted, error, statement, [])
+            if cut is not None:
+                self.connection.invalidate(cut)
             if raised is error:
                 raise
             raise raised from error
-
-    def _invalidate(self, error: BaseException) -> None:
-        self.connection.invalidate(error)
 
 
 class DriverSession(Session):
@@ -215,10 +208,10 @@ class DriverSession(Session):
         try:
             held.commit()
         except BaseException:
-            self._give_back()
             self.dispatch.after_rollback(self)
             raise
-        self._give_back()
+        finally:
+            self._give_back()
         self.dispatch.after_commit(self)
         return True
 
@@ -274,16 +267,12 @@ class DriverSession(Session):
 
 
 def _as_sqlalchemy(
-    dialect: Dialect,
-    adapted: Any,
-    error: Exception,
-    sql: str,
-    args: Sequence[Any],
-    invalidate: Invalidate,
-) -> BaseException:
-    """A failure as SQLAlchemy raises one of its own statements': the dialect's translation
-    (IntegrityError, ...), and a connection the server cut invalidated (by `invalidate`), so
-    that the pool never hands it out again (the app answers 503 for it)."""
+    dialect: Dialect, adapted: Any, error: Exception, sql: str, args: Sequence[Any]
+) -> tuple[BaseException, BaseException | None]:
+    """A failure as SQLAlchemy raises one of its own statements' (the dialect's translation:
+    IntegrityError, ...), and, when it means the server cut the connection, the error to
+    invalidate the connection with, so that the pool never hands it out again (the app
+    answers 503 for it)."""
     dbapi_error: BaseException = error
     dbapi = dialect.loaded_dbapi
     if not isinstance(error, dbapi.Error):
@@ -292,11 +281,9 @@ def _as_sqlalchemy(
         except Exception as translated:
             dbapi_error = translated
     if not isinstance(dbapi_error, dbapi.Error):
-        return error  # not the driver's: raised as it is
+        return error, None  # not the driver's: raised as it is
     disconnect = dialect.is_disconnect(dbapi_error, adapted, None)
-    if disconnect:
-        invalidate(dbapi_error)
-    return sqlalchemy.exc.DBAPIError.instance(
+    raised = sqlalchemy.exc.DBAPIError.instance(
         sql,
         list(args),
         dbapi_error,
@@ -304,18 +291,18 @@ def _as_sqlalchemy(
         connection_invalidated=disconnect,
         dialect=dialect,
     )
+    return raised, dbapi_error if disconnect else None
 
 
 async def _raise_as_sqlalchemy(
     on: AsyncConnection | _Held, adapted: Any, error: Exception, sql: str, args: list[Any]
 ) -> NoReturn:
-    invalidated: list[BaseException] = []
-    raised = _as_sqlalchemy(on.dialect, adapted, error, sql, args, invalidated.append)
-    if invalidated:
+    raised, cut = _as_sqlalchemy(on.dialect, adapted, error, sql, args)
+    if cut is not None:
         if isinstance(on, _Held):
-            on.connection.invalidate(invalidated[0])
+            on.connection.invalidate(cut)
         else:
-            await on.invalidate(invalidated[0])
+            await on.invalidate(cut)
     if raised is error:
         raise error
     raise raised from error
@@ -396,95 +383,3 @@ async def connection(session: AsyncSession) -> asyncpg.Connection:
     _, adapted = await _begun(session)
     driver: asyncpg.Connection = adapted._connection
     return driver
-
-
-class Columns(Generic[M]):
-    """A model's mapped columns in order: to select them, and to build from a row the
-    object the ORM would have loaded, detached (it belongs to no session; read it, do not
-    change it)."""
-
-    __slots__ = ("_identity", "_key_set", "_keys", "_manager", "_model", "_primary", "columns")
-
-    def __init__(self, model: type[M]) -> None:
-        self._model = model
-        mapper = inspect(model)
-        attributes = mapper.column_attrs
-        self._keys = tuple(attribute.key for attribute in attributes)
-        self._key_set = frozenset(self._keys)
-        self._manager = mapper.class_manager
-        self.columns: tuple[Column[Any], ...] = tuple(
-            attribute.columns[0] for attribute in attributes
-        )
-        # What an identity key is made of: the class it is kept under, and the primary
-        # key's values, read from the row by their place among the columns.
-        self._identity = mapper._identity_class
-        self._primary = tuple(self.columns.index(column) for column in mapper.primary_key)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def new(self, **values: Any) -> M:
-        """A new transient object holding `values`, as the model's constructor makes it,
-        but without the instrumentation's change event for each value (a few
-        microseconds each): for rows this code inserts itself, with their statement, and
-        then holds as written (make_transient_to_detached, or never in a session)."""
-        unknown = values.keys() - self._key_set
-        if unknown:
-            raise TypeError(f"not columns of {self._model.__name__}: {sorted(unknown)}")
-        instance: M = self._manager.new_instance()
-        instance.__dict__.update(values)
-        return instance
-
-    def fill(self, instance: M, **values: Any) -> None:
-        """Set `values` on an instance. One in no session and not stored (made by `new`,
-        written by a statement of its own) takes them as `new` does, without the change
-        events (a few microseconds each); any other through its attributes, whose events
-        its session flushes."""
-        unknown = values.keys() - self._key_set
-        if unknown:
-            raise TypeError(f"not columns of {self._model.__name__}: {sorted(unknown)}")
-        state = instance.__dict__["_sa_instance_state"]
-        if state.key is None and state.session_id is None:
-            instance.__dict__.update(values)
-            return
-        for name, value in values.items():
-            setattr(instance, name, value)
-
-    def written(self, instance: M) -> M:
-        """`instance`, made by `new` and holding a value for every column, as the row this
-        code wrote from it: detached, in the state make_transient_to_detached leaves it in
-        (the tests compare the two), without that function's generic walk over the state.
-        Values set through the attributes since (a change event each) are taken as loaded."""
-        held = instance.__dict__
-        state = held["_sa_instance_state"]
-        if state.key is not None or state.session_id is not None:
-            raise ValueError(f"a new {self._model.__name__} expected, not a stored one")
-        missing = self._key_set.difference(held)
-        if missing:
-            raise ValueError(f"no value for {sorted(missing)} of {self._model.__name__}")
-        if state.modified:
-            # Their history goes, as make_transient_to_detached's _commit_all drops it.
-            state._commit_all(held)
-        state.key = (self._identity, tuple([held[self._keys[i]] for i in self._primary]), None)
-        return instance
-
-    def detached(self, row: Sequence[Any], start: int = 0) -> M:
-        """The object of the row's columns from `start` (as many as the model has), in the
-        state make_transient_to_detached leaves it in (the tests compare the two).
-
-        For an object just made with every column loaded, that function's work comes down
-        to its identity key: nothing was changed, expired or left unloaded (the models
-        have no relationships). Setting the key directly saves its generic walk over the
-        state, four objects a sale."""
-        values = row[start : start + len(self._keys)]
-        if len(values) != len(self._keys):
-            raise ValueError(f"{len(self._keys)} columns of {self._model.__name__} expected")
-        instance: M = self._manager.new_instance()
-        held = instance.__dict__
-        held.update(zip(self._keys, values, strict=False))  # lengths checked above
-        held["_sa_instance_state"].key = (
-            self._identity,
-            tuple([values[i] for i in self._primary]),
-            None,
-        )
-        return instance

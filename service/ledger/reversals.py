@@ -15,7 +15,8 @@ from service.agreements.service import load_terms
 from service.commissions.engine import compute_refund
 from service.commissions.state import RefundInput, stored_items
 from service.events import announce, outbox
-from service.kit.driver import Columns, Prepared
+from service.kit.columns import Columns
+from service.kit.driver import Prepared
 from service.kit.money import from_minor
 from service.kit.time import month_start
 from service.ledger import months

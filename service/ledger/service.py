@@ -26,7 +26,8 @@ from service.commissions.state import (
     stored_items,
 )
 from service.events import announce
-from service.kit.driver import Columns, Prepared
+from service.kit.columns import Columns
+from service.kit.driver import Prepared
 from service.kit.ids import new_id
 from service.kit.money import from_minor, to_minor
 from service.kit.time import month_start

@@ -18,7 +18,8 @@ from sqlalchemy.orm.util import identity_key
 from service import audit
 from service.auth.keys import Principal
 from service.errors import Conflict, NotFound, field_error
-from service.kit.driver import Columns, Prepared
+from service.kit.columns import Columns
+from service.kit.driver import Prepared
 from service.kit.pagination import PageParams
 from service.kit.time import utc_now
 from service.links import repository

@@ -5,6 +5,8 @@ import asyncio
 import gc
 import uuid
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,24 +24,16 @@ from sqlalchemy import (
     bindparam,
     event,
     insert,
-    inspect,
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.util import await_only
 
 from service.db import create_engine, create_sessionmaker
 from service.kit.dberrors import database_unavailable
-from service.kit.driver import Columns, Prepared, among, connection
+from service.kit.driver import Prepared, among, connection
 from service.models import (
-    Agreement,
-    AgreementVersion,
-    CommissionEntry,
     Conversion,
-    Link,
-    Partner,
-    Program,
 )
 
 _meta = MetaData()
@@ -92,6 +86,26 @@ async def probe(app):
 async def _count(app, id_: int) -> int:
     async with app.state.sessionmaker() as session:
         return int(await session.scalar(select(_probe.c.id).where(_probe.c.id == id_)) is not None)
+
+
+async def _terminate(database_url: str, pid: int) -> None:
+    """The server ends that backend, as a restart or an operator would."""
+    killer = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+
+
+@asynccontextmanager
+async def _pool_of_one(app, database_url: str) -> AsyncIterator[Any]:
+    """Sessions of an engine of its own with one pooled connection."""
+    one = app.state.settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    engine = create_engine(database_url, one)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 async def test_a_first_statement_runs_inside_the_session_transaction(app, probe):
@@ -201,10 +215,7 @@ async def test_a_session_after_its_commit_never_borrows_the_connection_it_gave_b
 ):
     # One pooled connection: after A commits, B takes it and begins. A's next statement must
     # wait for a connection of its own, not run in B's transaction on the one A held before.
-    one = app.state.settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
-    engine = create_engine(database_url, one)
-    maker = create_sessionmaker(engine)
-    try:
+    async with _pool_of_one(app, database_url) as maker:
         a, b = maker(), maker()
         await _READ.fetch(a, {"id": 1})
         await a.commit()
@@ -216,8 +227,6 @@ async def test_a_session_after_its_commit_never_borrows_the_connection_it_gave_b
         await b.rollback()
         await a.close()
         await b.close()
-    finally:
-        await engine.dispose()
 
 
 async def test_a_connection_the_server_cut_is_invalidated_and_never_handed_out_again(
@@ -226,11 +235,7 @@ async def test_a_connection_the_server_cut_is_invalidated_and_never_handed_out_a
     async with app.state.sessionmaker() as session:
         driver = await connection(session)
         pid = await driver.fetchval("SELECT pg_backend_pid()")
-        killer = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-        try:
-            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await killer.close()
+        await _terminate(database_url, pid)
         with pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
             await _READ.fetch(session, {"id": 1})
         assert raised.value.connection_invalidated
@@ -243,105 +248,10 @@ async def test_a_connection_the_server_cut_is_invalidated_and_never_handed_out_a
         assert await _READ.fetch(session, {"id": 1}) == []
 
 
-def test_new_holds_the_values_as_the_constructor_would_without_pending_changes():
-    entries = Columns(CommissionEntry)
-    built = entries.new(kind="commission", amount_minor=1250, currency="USD")
-    made = CommissionEntry(kind="commission", amount_minor=1250, currency="USD")
-    for key in ("kind", "amount_minor", "currency", "refund_id"):
-        assert getattr(built, key) == getattr(made, key)
-    state = inspect(built)
-    assert state.transient and not state.modified
-    # A later change is tracked as on any instance.
-    built.kind = "override"
-    assert state.modified and built.kind == "override"
-    with pytest.raises(TypeError, match="amount"):
-        entries.new(amount="12.50")
-
-
-def _loaded_the_old_way(columns: Columns[Any], row: list[Any]) -> Any:
-    instance = columns._manager.new_instance()
-    instance.__dict__.update(zip(columns._keys, row, strict=True))
-    make_transient_to_detached(instance)
-    return instance
-
-
-def _states_alike(fast: Any, slow: Any) -> None:
-    a, b = inspect(fast), inspect(slow)
-    assert a.key == b.key and a.key is not None
-    assert a.identity_key == b.identity_key
-    assert a.detached and b.detached
-    for name in ("committed_state", "expired_attributes", "callables", "modified", "expired"):
-        assert getattr(a, name) == getattr(b, name), name
-    assert a.unloaded == b.unloaded
-    assert {k: v for k, v in vars(fast).items() if k != "_sa_instance_state"} == {
-        k: v for k, v in vars(slow).items() if k != "_sa_instance_state"
-    }
-
-
-@pytest.mark.parametrize(
-    "model", [Link, Partner, Agreement, AgreementVersion, CommissionEntry, Conversion, Program]
-)
-def test_detached_leaves_the_state_make_transient_to_detached_leaves(model):
-    columns = Columns(model)
-    # Every column a distinct value, the key's columns included (composite keys too).
-    row = [uuid.uuid4() for _ in range(len(columns))]
-    fast = columns.detached([None, *row], start=1)
-    slow = _loaded_the_old_way(columns, row)
-    _states_alike(fast, slow)
-
-
-def test_detached_refuses_a_row_too_short():
-    with pytest.raises(ValueError, match="columns of Link"):
-        Columns(Link).detached([uuid.uuid4()])
-
-
-@pytest.mark.parametrize("through_attributes", [(), ("status", "counted", "partner_id")])
-def test_written_leaves_the_state_make_transient_to_detached_leaves(through_attributes):
-    columns = Columns(Conversion)
-    values = {key: uuid.uuid4() for key in columns._keys}
-    made = []
-    for _ in range(2):
-        instance = columns.new(**{k: v for k, v in values.items() if k not in through_attributes})
-        later = {k: values[k] for k in through_attributes}
-        for key, value in later.items():
-            # As the ledger sets what a conversion earns: a change event each.
-            setattr(instance, key, value)
-        assert inspect(instance).modified == bool(through_attributes)
-        made.append(instance)
-    fast, slow = made
-    assert columns.written(fast) is fast
-    make_transient_to_detached(slow)
-    _states_alike(fast, slow)
-
-
-def test_fill_sets_values_without_change_events_and_refuses_other_names():
-    columns = Columns(Conversion)
-    instance = columns.new(status="accepted")
-    columns.fill(instance, status="review", partner_id=None)
-    assert instance.status == "review" and instance.partner_id is None
-    assert not inspect(instance).modified
-    with pytest.raises(TypeError, match="not columns of Conversion"):
-        columns.fill(instance, colour="red")
-    # A stored one (keyed, as loaded) takes them through its attributes, for its session.
-    stored = columns.written(columns.new(**{key: uuid.uuid4() for key in columns._keys}))
-    columns.fill(stored, status="accepted")
-    assert stored.status == "accepted" and inspect(stored).modified
-
-
 def test_among_is_an_equality_for_one_value_and_an_in_for_more():
     one, two = uuid.uuid4(), uuid.uuid4()
     assert str(among(Conversion.id, [one])) == str(Conversion.id == one)
     assert str(among(Conversion.id, [one, two])) == str(Conversion.id.in_([one, two]))
-
-
-def test_written_refuses_an_object_missing_a_column_or_already_keyed():
-    columns = Columns(Conversion)
-    with pytest.raises(ValueError, match="no value for"):
-        columns.written(columns.new(status="accepted"))
-    full = columns.new(**{key: uuid.uuid4() for key in columns._keys})
-    columns.written(full)
-    with pytest.raises(ValueError, match="a new Conversion expected"):
-        columns.written(full)
 
 
 def _in_use(app) -> int:
@@ -493,11 +403,7 @@ async def test_a_connection_cut_before_the_commit_fails_it_as_unavailable(app, p
     try:
         await _INSERT.fetch(session, _row(101))
         pid = await (await connection(session)).fetchval("SELECT pg_backend_pid()")
-        killer = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-        try:
-            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await killer.close()
+        await _terminate(database_url, pid)
         await asyncio.sleep(0.05)  # the server's goodbye reaches the client
         with pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
             await session.commit()
@@ -515,22 +421,13 @@ async def test_a_pooled_connection_the_server_closed_while_idle_is_replaced_at_c
 ):
     # The session checks its connection out itself: the pool's check of a closed one
     # (service.db._refuse_closed) must still run, so the request never sees the dead one.
-    one = app.state.settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
-    engine = create_engine(database_url, one)
-    maker = create_sessionmaker(engine)
-    try:
+    async with _pool_of_one(app, database_url) as maker:
         async with maker() as session:
             pid = await (await connection(session)).fetchval("SELECT pg_backend_pid()")
             await session.commit()
-        killer = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-        try:
-            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await killer.close()
+        await _terminate(database_url, pid)
         await asyncio.sleep(0.05)  # the server's goodbye reaches the idle connection
         async with maker() as session:
             assert await _READ.fetch(session, {"id": 1}) == []
             assert await (await connection(session)).fetchval("SELECT pg_backend_pid()") != pid
             await session.commit()
-    finally:
-        await engine.dispose()
