@@ -32,7 +32,7 @@ from service.integrations.api import router as integrations_router
 from service.jobs.worker import Worker
 from service.kit.bodylimit import BodyLimit
 from service.kit.clientip import ClientAddress
-from service.kit.leanroute import LeanJsonRoute
+from service.kit.leanroute import Admission, LeanJsonRoute
 from service.kit.text import storable_input
 from service.ledger.api import router as commissions_router
 from service.links.api import promo_codes_router
@@ -190,8 +190,18 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.router.routes.extend(hooks_router.routes)
     # In front of all of them: the hottest writes' common case without FastAPI's work per
     # request, every other request handed on to FastAPI's route (service.kit.leanroute).
+    # They take turns by the database pool's size: each holds a connection while it runs.
+    admission = Admission(settings.db_pool_size + settings.db_max_overflow + 1)
     app.router.routes[:0] = [
-        LeanJsonRoute(path, method, model, handler, checks=REQUEST_CHECKS, fallback=app.router)
+        LeanJsonRoute(
+            path,
+            method,
+            model,
+            handler,
+            checks=REQUEST_CHECKS,
+            fallback=app.router,
+            admission=admission,
+        )
         for path, method, model, handler in LEAN_ROUTES
     ]
     app.add_middleware(MetricsMiddleware)
