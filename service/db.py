@@ -6,7 +6,6 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -187,24 +186,39 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     await session.run_sync(_commit_and_close)
 
 
-_get_session = asynccontextmanager(get_session)
+class _RequestSession:
+    """What request_session returns: an async context manager of its own, where two made of
+    generators (contextlib's, around get_session's) cost about 3 us a request more."""
+
+    __slots__ = ("_request", "_session")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> AsyncSession:
+        maker: async_sessionmaker[AsyncSession] = self._request.app.state.sessionmaker
+        self._session = maker()
+        return self._session
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        session = self._session
+        assert session is not None
+        with anyio.CancelScope(shield=True):
+            if exc is not None:
+                async with session:  # closed on the way out, as the exception leaves
+                    await session.rollback()
+                return False
+            await session.run_sync(_commit_and_close)
+        return False
 
 
-@asynccontextmanager
-async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+def request_session(request: Request) -> _RequestSession:
     """get_session outside FastAPI's dependencies (service.kit.leanroute): the same
     commit, rollback and close, its exit shielded from cancellation as FastAPI runs it."""
-    scope = _get_session(request)
-    session = await scope.__aenter__()
-    try:
-        yield session
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            # get_session rolls back and raises `exc` again, which __aexit__ reports as False.
-            await scope.__aexit__(type(exc), exc, exc.__traceback__)
-        raise
-    with anyio.CancelScope(shield=True):
-        await scope.__aexit__(None, None, None)
+    return _RequestSession(request)
 
 
 # scope="function": the commit happens before the response is sent, so a client that

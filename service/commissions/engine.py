@@ -159,7 +159,14 @@ def _settle(
             "override_after": text(o_after),
             "rounding": rounding(currency),
         }
-    new_state = replace(moved, commission=commission, override=before.override + o_delta)
+    # As dataclasses.replace(moved, ...) makes it, at half its cost (it reads the fields each time).
+    new_state = MonthState(
+        revenue=moved.revenue,
+        count=moved.count,
+        category_revenue=moved.category_revenue,
+        commission=commission,
+        override=before.override + o_delta,
+    )
 
     record: Explain = {
         **explain,
@@ -233,11 +240,12 @@ def compute_conversion(
         # revenue, so it must not push them up the tiers either.
         return _nothing(state, "recurring window ended", event=conv.event, **window)
     base, parts, split = _split(rule, amount, conv.items, currency)
-    moved = replace(
-        state,
+    moved = MonthState(
         revenue=state.revenue + base,
         count=state.count + 1,
         category_revenue=_add_categories(state.category_revenue, parts),
+        commission=state.commission,
+        override=state.override,
     )
     explain: Explain = {
         "event": conv.event,
