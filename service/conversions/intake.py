@@ -397,10 +397,14 @@ def _insert_with(entries: int | None, bound: bool) -> Prepared:
     return Prepared(_INSERTING.add_cte(*ctes)) if ctes else _INSERT
 
 
+# (attribute, column name) of each column _values reads.
+_VALUE_NAMES = tuple((key, column.name) for key, column in _CONVERSION_COLUMNS)
+
+
 def _values(draft: Conversion) -> dict[str, Any]:
     # Read from the instance's state: a column never set reads as None, as getattr would.
-    held = draft.__dict__
-    return {column.name: held.get(key) for key, column in _CONVERSION_COLUMNS}
+    get = draft.__dict__.get
+    return {name: get(key) for key, name in _VALUE_NAMES}
 
 
 async def _replayed(

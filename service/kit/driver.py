@@ -58,36 +58,36 @@ def among(column: Any, values: Collection[Any]) -> ColumnElement[bool]:
 class Prepared:
     """One statement, compiled on first use with the dialect of the session that runs it."""
 
-    __slots__ = ("_binds", "_sql", "_statement")
+    __slots__ = ("_binds", "_processed", "_sql", "_statement")
 
     def __init__(self, statement: ClauseElement) -> None:
         self._statement = statement
         self._sql: str | None = None
-        # Each positional parameter: its name, its bind processor (or None), and the value
-        # bound in the statement itself, used when the parameters do not give one.
-        self._binds: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] = ()
+        # Each positional parameter: its name and the value bound in the statement itself,
+        # used when the parameters do not give one; and the positions that have a bind
+        # processor, with it.
+        self._binds: tuple[tuple[str, Any], ...] = ()
+        self._processed: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
 
     def _compile(self, dialect: Dialect) -> str:
         compiled = self._statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
         processors = compiled._bind_processors
-        self._binds = tuple(
-            (
-                name,
-                processor if callable(processor := processors.get(name)) else None,
-                # A value bound in the statement itself (`.values(state={})`).
-                compiled.binds[name].value,
-            )
-            for name in compiled.positiontup
+        # A value bound in the statement itself (`.values(state={})`) is the default.
+        self._binds = tuple((name, compiled.binds[name].value) for name in compiled.positiontup)
+        self._processed = tuple(
+            (position, processor)
+            for position, name in enumerate(compiled.positiontup)
+            if callable(processor := processors.get(name))
         )
         self._sql = compiled.string
         return self._sql
 
     def _args(self, params: Mapping[str, Any]) -> list[Any]:
-        args = []
-        for name, processor, default in self._binds:
-            value = params.get(name, default)
-            args.append(value if processor is None else processor(value))
+        get = params.get
+        args = [get(name, default) for name, default in self._binds]
+        for position, processor in self._processed:
+            args[position] = processor(args[position])
         return args
 
     async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[asyncpg.Record]:
