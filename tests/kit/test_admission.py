@@ -95,6 +95,27 @@ def test_one_admission_serves_one_event_loop_after_another() -> None:
         assert handler.most == 1
 
 
+async def test_a_request_that_fails_gives_its_turn_back() -> None:
+    # Otherwise every failure would take a turn for good, and after `limit` of them the
+    # routes would answer nothing more.
+    async def failing(request: Request, body: Any) -> Response:
+        if body.n % 2:
+            raise RuntimeError("the handler failed")
+        return JSONResponse({"n": body.n})
+
+    route = LeanJsonRoute(
+        "/x", "POST", Body, failing, checks=(), fallback=_unreachable, admission=Admission(1)
+    )
+    transport = httpx.ASGITransport(app=Starlette(routes=[route]), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answers = []
+        for n in range(6):
+            # Bounded: a turn never given back would leave the next request waiting forever.
+            answer = await asyncio.wait_for(client.post("/x", json={"n": n}), timeout=5)
+            answers.append(answer.status_code)
+    assert answers == [200, 500] * 3
+
+
 def test_a_limit_under_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Admission(0)
