@@ -170,20 +170,28 @@ def _commit_and_close(session: SyncSession) -> None:
         session.close()
 
 
+async def _end(session: AsyncSession, failed: BaseException | None) -> None:
+    # Committed and closed in one pass through SQLAlchemy's synchronous layer, where
+    # `commit()` then `async with`'s close took two, and a task of its own for the close;
+    # rolled back and closed when the request failed.
+    if failed is not None:
+        async with session:
+            await session.rollback()
+        return
+    await session.run_sync(_commit_and_close)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed on success, rolled back on error; closed either way."""
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     session = maker()
     try:
         yield session
-    except BaseException:
-        async with session:  # closed on the way out, as the exception leaves
-            await session.rollback()
+    except BaseException as exc:
+        await _end(session, exc)
         raise
-    # Commit and close in one pass through SQLAlchemy's synchronous layer, where
-    # `commit()` then `async with`'s close took two, and a task of its own for the close.
-    # FastAPI runs this part shielded from cancellation, as that task was.
-    await session.run_sync(_commit_and_close)
+    # FastAPI runs this part shielded from cancellation.
+    await _end(session, None)
 
 
 class _RequestSession:
@@ -207,11 +215,7 @@ class _RequestSession:
         session = self._session
         assert session is not None
         with anyio.CancelScope(shield=True):
-            if exc is not None:
-                async with session:  # closed on the way out, as the exception leaves
-                    await session.rollback()
-                return False
-            await session.run_sync(_commit_and_close)
+            await _end(session, exc)
         return False
 
 

@@ -6,12 +6,12 @@ from decimal import Decimal
 from functools import lru_cache
 
 from service.commissions.terms import Explain, Rule
-from service.kit.money import from_minor, plain
+from service.kit.money import from_minor
 
 
 def text(value: Decimal | None) -> str | None:
     """A Decimal as the explain record writes it (no exponent), None kept."""
-    return None if value is None else plain(value)
+    return None if value is None else f"{value:f}"
 
 
 @lru_cache(maxsize=64)

@@ -64,12 +64,12 @@ class Admission:
             raise ValueError("an admission needs a limit of at least 1")
         self.limit = limit
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots = asyncio.Semaphore(limit)
+        self._slots: asyncio.Semaphore | None = None
 
     def slots(self) -> asyncio.Semaphore:
         """The running event loop's semaphore (a semaphore waits in one loop only)."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
+        if loop is not self._loop or self._slots is None:
             self._loop, self._slots = loop, asyncio.Semaphore(self.limit)
         return self._slots
 

@@ -106,18 +106,9 @@ def parse_amount(
     return round_money(value, currency)
 
 
-def plain(value: Decimal) -> str:
-    """A Decimal as f"{value:f}" writes it: its digits, without an exponent. Most values
-    (an exponent of 0 or less, at most six zeros after the point before the first digit)
-    are written so by str() too, in about two thirds of the time; the rest go through
-    format."""
-    text = str(value)
-    return f"{value:f}" if "E" in text or "e" in text else text
-
-
 def format_amount(amount: Decimal, currency: str) -> str:
     """The API's string form: fixed decimals for the currency, no exponent."""
-    return plain(round_money(amount, currency))
+    return f"{round_money(amount, currency):f}"
 
 
 def format_minor(minor: int, currency: str) -> str:
