@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from service.fraud import repository as facts
 from service.fraud.rules import Counted
@@ -28,6 +30,19 @@ async def conn(database_url):
 
 def _record(link, at, visitor, *, bot=False):
     return click_record(link, at=at, visitor=visitor, bot=bot)
+
+
+_STORED = ", ".join("a.user_agent" if c == "user_agent" else f"c.{c}" for c in CLICK_COLUMNS)
+
+
+async def _stored(conn, click_id):
+    """The stored click as a record (its user agent's text, not its id)."""
+    row = await conn.fetchrow(
+        f"SELECT {_STORED} FROM clicks c LEFT JOIN user_agents a"
+        " ON a.id = c.user_agent_id WHERE c.id = $1",
+        click_id,
+    )
+    return tuple(row)
 
 
 async def test_batch_rollup_and_uniques(client, admin, conn):
@@ -80,21 +95,71 @@ async def test_every_column_is_stored_as_given_whether_a_batch_has_values_in_it_
     full[18] = ["gclid", "fbclid"]
     sparse = _record(link, at, b"sparse")
     # The optional columns have values in some clicks of the first batch and in none of the
-    # second: a column with no value goes as an empty array, padded back to NULLs.
+    # second.
     batches = [[sparse, tuple(full), _record(link, at, b"other")], [_record(link, at, b"none")]]
     for batch in batches:
         assert await write_batch(
             conn, batch, maybe_stored=maybe_stored, own_transaction=own_transaction
         ) == len(batch)
-    columns = ", ".join("a.user_agent" if c == "user_agent" else f"c.{c}" for c in CLICK_COLUMNS)
     for batch in batches:
         for record in batch:
-            row = await conn.fetchrow(
-                f"SELECT {columns} FROM clicks c LEFT JOIN user_agents a"
-                " ON a.id = c.user_agent_id WHERE c.id = $1",
-                record[0],
-            )
-            assert tuple(row) == record
+            assert await _stored(conn, record[0]) == record
+
+
+# What a batch's JSON must carry through unchanged: any text PostgreSQL stores (every
+# character but NUL), JSON's own escapes and look-alikes of them among it, any bytes.
+_TEXT = st.one_of(
+    st.none(),
+    st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=30),
+    st.sampled_from(
+        ['"', "\\", "\\x41", "\\u0000", "\t\n\r\x1f\x7f", "\u2028", "\ufeff", "😀", ","]
+    ),
+)
+_CLICKS = st.lists(
+    st.tuples(
+        # Hypothesis takes its bounds naive; every time it draws is in UTC.
+        st.datetimes(
+            min_value=datetime(2026, 3, 1),
+            max_value=datetime(2026, 3, 31, 23, 59, 59, 999999),
+            timezones=st.just(UTC),
+        ),
+        st.lists(_TEXT, min_size=7, max_size=7),  # user agent, referer, sub1..sub5
+        st.sampled_from([None, "DE", "US"]),
+        st.one_of(st.none(), st.binary(max_size=32)),
+        st.binary(min_size=1, max_size=32),
+        st.booleans(),
+        st.one_of(
+            st.none(),
+            st.lists(
+                st.sampled_from(["gclid", "fbclid", "msclkid"]), min_size=1, max_size=3, unique=True
+            ),
+        ),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(clicks=_CLICKS, own_transaction=st.booleans())
+async def test_any_click_values_are_stored_exactly(client, admin, conn, clicks, own_transaction):
+    program = await create_program(client, admin)
+    partner = await create_partner(client, admin)
+    link = await create_link(client, admin, program, partner)
+    batch = []
+    for at, texts, country, ip_hash, visitor, bot, markers in clicks:
+        record = list(_record(link, at, visitor, bot=bot))
+        record[6], record[8], record[9], record[10] = ip_hash, texts[0], texts[1], country
+        record[11:16] = texts[2:]
+        record[18] = markers
+        batch.append(tuple(record))
+    assert await write_batch(conn, batch, own_transaction=own_transaction) == len(batch)
+    for record in batch:
+        assert await _stored(conn, record[0]) == record
 
 
 async def test_a_new_batch_holding_a_stored_click_fails_whole_one_that_may_skips_it(
