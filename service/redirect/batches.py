@@ -71,7 +71,9 @@ _VALUES = {
     "paid_markers": "string_to_array(c{i}, ',')",
 }
 _KEYS = tuple(f"c{i}" for i in range(len(STORED_COLUMNS)))
-_AT, _MARKERS = (_KEYS[STORED_COLUMNS.index(c)] for c in ("clicked_at", "paid_markers"))
+_AT, _MARKERS, _AGENT_KEY = (
+    _KEYS[STORED_COLUMNS.index(c)] for c in ("clicked_at", "paid_markers", "user_agent_id")
+)
 _HASHES = tuple(_KEYS[STORED_COLUMNS.index(c)] for c in ("ip_hash", "visitor_hash"))
 _RECORDSET = ", ".join(f"c{i} {_TYPES.get(name, 'text')}" for i, name in enumerate(STORED_COLUMNS))
 
@@ -194,11 +196,19 @@ class KnownAgents:
         self._ids.update(ids)
 
 
-def _as_json(rows: list[ClickRecord]) -> str:
-    """The stored rows as the statement's JSON parameter."""
+def _as_json(
+    records: list[ClickRecord], known_agents: KnownAgents | None
+) -> tuple[str, dict[uuid.UUID, str]]:
+    """The clicks as the statement's JSON parameter, each user agent as its row's id; and
+    the user agents to insert (those not known to be committed), by id."""
     clicks = []
-    for row in rows:
-        click = dict(zip(_KEYS, row, strict=True))
+    agents: dict[uuid.UUID, str] = {}
+    for record in records:
+        click = dict(zip(_KEYS, record, strict=True))
+        if (text := record[_AGENT]) is not None:
+            agent = click[_AGENT_KEY] = user_agent_id(text)
+            if known_agents is None or agent not in known_agents:
+                agents[agent] = text
         click[_AT] = (click[_AT] - _EPOCH) // _US
         for key in _HASHES:
             if (digest := click[key]) is not None:
@@ -206,7 +216,7 @@ def _as_json(rows: list[ClickRecord]) -> str:
         if click[_MARKERS] is not None:
             click[_MARKERS] = ",".join(click[_MARKERS]) or None
         clicks.append(click)
-    return orjson.dumps(clicks, default=_uuid_text).decode()
+    return orjson.dumps(clicks, default=_uuid_text).decode(), agents
 
 
 def _uuid_text(value: object) -> str:
@@ -240,23 +250,13 @@ async def write_batch(
     unconfirmed-clicks gauge of async mode promises. A statement of its own may still commit
     after such a kill: clicks stored whose 302 never went out, never the other way round.
     """
-    rows: list[ClickRecord] = []
-    agents: dict[uuid.UUID, str] = {}
-    for rec in records:
-        text = rec[_AGENT]
-        if text is None:
-            rows.append(rec)
-            continue
-        agent = user_agent_id(text)
-        if known_agents is None or agent not in known_agents:
-            agents[agent] = text
-        rows.append((*rec[:_AGENT], agent, *rec[_AGENT + 1 :]))
+    clicks, agents = _as_json(records, known_agents)
     # Sorted: two writers inserting the same new ones wait for each other in one order.
     agent_ids = sorted(agents)
     agent_texts = [agents[i] for i in agent_ids]
     async with contextlib.nullcontext() if own_transaction else conn.transaction():
         stored = await conn.fetchval(
-            BATCH_SQL if maybe_stored else NEW_BATCH_SQL, agent_ids, agent_texts, _as_json(rows)
+            BATCH_SQL if maybe_stored else NEW_BATCH_SQL, agent_ids, agent_texts, clicks
         )
     if known_agents is not None and agents:
         # Only now: ids of a transaction that rolled back must be inserted again.
