@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any
 
 import asyncpg
-import orjson
 
 CLICK_COLUMNS = (
     "id",
@@ -35,8 +34,10 @@ CLICK_COLUMNS = (
     "attributable",
     "paid_markers",
 )
-# A click record's user agent, in CLICK_COLUMNS order.
-_AGENT = CLICK_COLUMNS.index("user_agent")
+# A click record's time, user agent and paid markers, in CLICK_COLUMNS order.
+_AT, _AGENT, _MARKERS = (
+    CLICK_COLUMNS.index(c) for c in ("clicked_at", "user_agent", "paid_markers")
+)
 
 ClickRecord = tuple[Any, ...]
 
@@ -45,15 +46,16 @@ ClickRecord = tuple[Any, ...]
 # writer and the loaders store the same rows.
 STORED_COLUMNS = tuple("user_agent_id" if c == "user_agent" else c for c in CLICK_COLUMNS)
 
-# Clicks go in as one INSERT over one JSON text (no temporary table, so a transaction pooler
-# is fine): an array of objects, one per click, its keys c0, c1, ... the stored columns in
-# order, which json_to_recordset turns back into typed rows. orjson writes a batch's in about
-# a microsecond a click; one array parameter per column, as the statement took before, cost
-# asyncpg 0.4-2 us an element, about a tenth of the redirect's CPU in its process, and the
-# database more CPU per click than this parse (bench/redirect.py). What JSON has no value
-# for goes as text the column's type reads: the hashes as bytea's hex ("\\x..."), times as
-# integer microseconds since the epoch, paid_markers (itself an array per click) as one
-# comma-joined text, split back here; UUIDs as their canonical text.
+# Clicks go in as one INSERT over one array parameter (no temporary table, so a transaction
+# pooler is fine), one element per click, of the composite type click_batch_row (made by
+# migration 0805): its fields are STORED_COLUMNS in order (a test compares them), so that
+# asyncpg encodes a click's values in one pass. One array per column, as it went before,
+# cost asyncpg its checks of every element, 0.4-2 us each: about a tenth of the redirect's
+# CPU in its process (bench/instructions.py --path clicks), for no less of the database's.
+# Times go as integer microseconds since the epoch (a timestamptz costs asyncpg five times
+# an int8); paid_markers, itself an array per click, as one comma-joined text, split back
+# here (an array inside each element would be checked element by element again).
+ROW_TYPE = "click_batch_row"
 _TYPES = {
     "id": "uuid",
     "clicked_at": "int8",
@@ -66,16 +68,12 @@ _TYPES = {
     "is_bot": "boolean",
     "attributable": "boolean",
 }
+# The type of each of click_batch_row's fields (the others are text).
+ROW_FIELDS = tuple((name, _TYPES.get(name, "text")) for name in STORED_COLUMNS)
 _VALUES = {
-    "clicked_at": "'epoch'::timestamptz + c{i} * interval '1 microsecond'",
-    "paid_markers": "string_to_array(c{i}, ',')",
+    "clicked_at": "'epoch'::timestamptz + u.clicked_at * interval '1 microsecond'",
+    "paid_markers": "string_to_array(u.paid_markers, ',')",
 }
-_KEYS = tuple(f"c{i}" for i in range(len(STORED_COLUMNS)))
-_AT, _MARKERS, _AGENT_KEY = (
-    _KEYS[STORED_COLUMNS.index(c)] for c in ("clicked_at", "paid_markers", "user_agent_id")
-)
-_HASHES = tuple(_KEYS[STORED_COLUMNS.index(c)] for c in ("ip_hash", "visitor_hash"))
-_RECORDSET = ", ".join(f"c{i} {_TYPES.get(name, 'text')}" for i, name in enumerate(STORED_COLUMNS))
 
 # One statement stores a batch: its new user agents, its clicks, and from those (RETURNING),
 # their visitor-days and the hourly rollups. It comes in two forms:
@@ -107,8 +105,8 @@ WITH agents AS (
     ON CONFLICT DO NOTHING
 ), stored AS (
     INSERT INTO clicks ({", ".join(STORED_COLUMNS)})
-    SELECT {", ".join(_VALUES.get(n, "c{i}").format(i=i) for i, n in enumerate(STORED_COLUMNS))}
-    FROM json_to_recordset($3::json) AS u({_RECORDSET})
+    SELECT {", ".join(_VALUES.get(name, f"u.{name}") for name in STORED_COLUMNS)}
+    FROM unnest($3::{ROW_TYPE}[]) AS u
     {{skip_stored}}
     RETURNING link_id, partner_id, program_id, clicked_at, visitor_hash, sub1, is_bot
 ), new AS (
@@ -196,37 +194,6 @@ class KnownAgents:
         self._ids.update(ids)
 
 
-def _as_json(
-    records: list[ClickRecord], known_agents: KnownAgents | None
-) -> tuple[str, dict[uuid.UUID, str]]:
-    """The clicks as the statement's JSON parameter, each user agent as its row's id; and
-    the user agents to insert (those not known to be committed), by id."""
-    clicks = []
-    agents: dict[uuid.UUID, str] = {}
-    for record in records:
-        click = dict(zip(_KEYS, record, strict=True))
-        if (text := record[_AGENT]) is not None:
-            agent = click[_AGENT_KEY] = user_agent_id(text)
-            if known_agents is None or agent not in known_agents:
-                agents[agent] = text
-        click[_AT] = (click[_AT] - _EPOCH) // _US
-        for key in _HASHES:
-            if (digest := click[key]) is not None:
-                click[key] = "\\x" + digest.hex()
-        if click[_MARKERS] is not None:
-            click[_MARKERS] = ",".join(click[_MARKERS]) or None
-        clicks.append(click)
-    return orjson.dumps(clicks, default=_uuid_text).decode(), agents
-
-
-def _uuid_text(value: object) -> str:
-    # orjson writes uuid.UUID itself, not its subclasses (asyncpg's, for ids read from the
-    # database); anything else has no place in a click row.
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"a click column holds a {type(value).__name__}")
-
-
 async def write_batch(
     conn: asyncpg.Connection,
     records: list[ClickRecord],
@@ -250,13 +217,32 @@ async def write_batch(
     unconfirmed-clicks gauge of async mode promises. A statement of its own may still commit
     after such a kill: clicks stored whose 302 never went out, never the other way round.
     """
-    clicks, agents = _as_json(records, known_agents)
+    rows: list[tuple[Any, ...]] = []
+    agents: dict[uuid.UUID, str] = {}
+    for rec in records:
+        agent = None
+        if (text := rec[_AGENT]) is not None:
+            agent = user_agent_id(text)
+            if known_agents is None or agent not in known_agents:
+                agents[agent] = text
+        markers = rec[_MARKERS]
+        # A click_batch_row: its user agent's id, its time and markers as the type has them.
+        rows.append(
+            (
+                rec[0],
+                (rec[_AT] - _EPOCH) // _US,
+                *rec[2:_AGENT],
+                agent,
+                *rec[_AGENT + 1 : _MARKERS],
+                ",".join(markers) if markers else None,
+            )
+        )
     # Sorted: two writers inserting the same new ones wait for each other in one order.
     agent_ids = sorted(agents)
     agent_texts = [agents[i] for i in agent_ids]
     async with contextlib.nullcontext() if own_transaction else conn.transaction():
         stored = await conn.fetchval(
-            BATCH_SQL if maybe_stored else NEW_BATCH_SQL, agent_ids, agent_texts, clicks
+            BATCH_SQL if maybe_stored else NEW_BATCH_SQL, agent_ids, agent_texts, rows
         )
     if known_agents is not None and agents:
         # Only now: ids of a transaction that rolled back must be inserted again.

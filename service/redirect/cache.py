@@ -32,10 +32,6 @@ WHERE l.code = $1
 """
 
 
-def _plain(value: uuid.UUID) -> uuid.UUID:
-    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
-
-
 class LinkEntry:
     """What the redirect needs to know about one link, flattened for the hot path."""
 
@@ -54,11 +50,9 @@ class LinkEntry:
     )
 
     def __init__(self, row: asyncpg.Record | dict[str, Any]) -> None:
-        # Plain UUIDs, made once here: asyncpg reads them as a subclass, which orjson does
-        # not write itself (each click's row goes to the database as JSON, redirect.batches).
-        self.link_id = _plain(row["id"])
-        self.program_id = _plain(row["program_id"])
-        self.partner_id = _plain(row["partner_id"])
+        self.link_id: uuid.UUID = row["id"]
+        self.program_id: uuid.UUID = row["program_id"]
+        self.partner_id: uuid.UUID = row["partner_id"]
         self.destination_url: str = row["destination_url"]
         raw = row["params"]
         pairs = json.loads(raw) if isinstance(raw, str) else raw
