@@ -50,8 +50,9 @@ STORED_COLUMNS = tuple("user_agent_id" if c == "user_agent" else c for c in CLIC
 # pooler is fine), one element per click, of the composite type click_batch_row (made by
 # migration 0805): its fields are STORED_COLUMNS in order (a test compares them), so that
 # asyncpg encodes a click's values in one pass. One array per column, as it went before,
-# cost asyncpg its checks of every element, 0.4-2 us each: about a tenth of the redirect's
-# CPU in its process (bench/instructions.py --path clicks), for no less of the database's.
+# cost asyncpg its checks of every element, 0.4-2 us each: an eighth of the redirect's
+# instructions in its process (bench/instructions.py --path clicks); the database decodes
+# this array for no more CPU than those.
 # Times go as integer microseconds since the epoch (a timestamptz costs asyncpg five times
 # an int8); paid_markers, itself an array per click, as one comma-joined text, split back
 # here (an array inside each element would be checked element by element again).
@@ -68,7 +69,7 @@ _TYPES = {
     "is_bot": "boolean",
     "attributable": "boolean",
 }
-# The type of each of click_batch_row's fields (the others are text).
+# click_batch_row's fields with their types (text where _TYPES names none).
 ROW_FIELDS = tuple((name, _TYPES.get(name, "text")) for name in STORED_COLUMNS)
 _VALUES = {
     "clicked_at": "'epoch'::timestamptz + u.clicked_at * interval '1 microsecond'",
