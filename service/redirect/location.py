@@ -98,7 +98,7 @@ def passthrough_params(query_string: bytes) -> list[tuple[str, str]]:
         # Decoding first means the cut never splits a %XX escape or a UTF-8 sequence.
         value = _decode(raw_value[: MAX_PASSTHROUGH_VALUE_LEN * 12])
         # Control characters (NUL above all, which PostgreSQL cannot store) would fail the
-        # whole COPY batch of other visitors' clicks; they carry no tracking meaning.
+        # whole batch of other visitors' clicks; they carry no tracking meaning.
         if not value.isprintable():  # a printable text has no control character
             value = value.translate(_CONTROL)
         value = value[:MAX_PASSTHROUGH_VALUE_LEN]
