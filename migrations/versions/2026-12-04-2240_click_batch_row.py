@@ -5,8 +5,8 @@ Revises: 0804
 
 The click writer and the stream loaders store a batch of clicks with one statement
 (service.redirect.batches). The clicks went as one array parameter per column: asyncpg
-checks and encodes each element of each array on its own, and that was about a tenth of
-the redirect's CPU in the service. They now go as one array of this composite type, one
+checks and encodes each element of each array on its own, and that was an eighth of the
+redirect's instructions in the service (bench/instructions.py --path clicks). They now go as one array of this composite type, one
 element per click, its fields encoded in one pass; PostgreSQL decodes it for no more CPU
 than the arrays of columns (bench/redirect.py prints it per click).
 

@@ -230,9 +230,9 @@ async def write_batch(
         # A click_batch_row: its user agent's id, its time and markers as the type has them.
         rows.append(
             (
-                rec[0],
+                *rec[:_AT],
                 (rec[_AT] - _EPOCH) // _US,
-                *rec[2:_AGENT],
+                *rec[_AT + 1 : _AGENT],
                 agent,
                 *rec[_AGENT + 1 : _MARKERS],
                 ",".join(markers) if markers else None,
