@@ -24,6 +24,7 @@ from service.conversions.schemas import (
     ReviewDecision,
 )
 from service.db import Session, request_session
+from service.kit.columns import Columns
 from service.kit.leanroute import LeanRoute
 from service.kit.money import format_minor
 from service.kit.pagination import Page, Pagination
@@ -60,8 +61,11 @@ async def conversions_out(
     return [conversion_out(r, entries[r.id], principal) for r in rows]
 
 
-def _attribution(row: Conversion, principal: Principal) -> dict[str, Any]:
-    attribution = dict(row.attribution or {})
+_CONVERSION = Columns(Conversion)
+
+
+def _attribution(stored: dict[str, Any] | None, principal: Principal) -> dict[str, Any]:
+    attribution = dict(stored or {})
     if is_partner(principal) and attribution.get("detail"):
         # The merchant's customer ids are not the partner's to read.
         detail = {k: v for k, v in attribution["detail"].items() if k != "customer_id"}
@@ -77,36 +81,38 @@ def conversion_body(
     The values are the row's, already of their fields' types; what is stored as JSON of a
     shape of its own (the attribution, the fraud hits) is validated here, into its model,
     which ConversionOut takes as it is."""
+    v = _CONVERSION.values(row)
+    amount, program_amount, fx_rate = (
+        v["amount_minor"],
+        v["program_amount_minor"],
+        v["fx_rate"],
+    )
     return {
-        "id": row.id,
-        "program_id": row.program_id,
-        "type": row.type,
-        "order_id": row.order_id,
-        "status": row.status,
-        "review_reason": row.review_reason,
-        "fraud": [FraudHit.model_validate(h) for h in row.fraud],
-        "amount": None
-        if row.amount_minor is None
-        else format_minor(row.amount_minor, row.currency),
-        "currency": row.currency,
+        "id": v["id"],
+        "program_id": v["program_id"],
+        "type": v["type"],
+        "order_id": v["order_id"],
+        "status": v["status"],
+        "review_reason": v["review_reason"],
+        "fraud": [FraudHit.model_validate(h) for h in v["fraud"]],
+        "amount": None if amount is None else format_minor(amount, v["currency"]),
+        "currency": v["currency"],
         "program_amount": (
-            None
-            if row.program_amount_minor is None
-            else format_minor(row.program_amount_minor, row.program_currency)
+            None if program_amount is None else format_minor(program_amount, v["program_currency"])
         ),
-        "program_currency": row.program_currency,
-        "fx_rate": None if row.fx_rate is None else f"{row.fx_rate.normalize():f}",
-        "refunded_amount": format_minor(row.refunded_minor, row.currency),
-        "occurred_at": row.occurred_at,
-        "click_id": row.click_token,
-        "promo_code": row.promo_code,
-        "customer_id": None if is_partner(principal) else row.customer_external_id,
-        "items": row.items,
-        "metadata": row.metadata_,
-        "attribution": Attribution.model_validate(_attribution(row, principal)),
+        "program_currency": v["program_currency"],
+        "fx_rate": None if fx_rate is None else f"{fx_rate.normalize():f}",
+        "refunded_amount": format_minor(v["refunded_minor"], v["currency"]),
+        "occurred_at": v["occurred_at"],
+        "click_id": v["click_token"],
+        "promo_code": v["promo_code"],
+        "customer_id": None if is_partner(principal) else v["customer_external_id"],
+        "items": v["items"],
+        "metadata": v["metadata_"],
+        "attribution": Attribution.model_validate(_attribution(v["attribution"], principal)),
         "commissions": [entry_body(e, principal) for e in entries],
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
+        "created_at": v["created_at"],
+        "updated_at": v["updated_at"],
     }
 
 

@@ -4,7 +4,7 @@ as asyncpg records, and the rows the same code inserts itself."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Column, inspect
@@ -63,6 +63,17 @@ class Columns(Generic[M]):
             return
         for name, value in values.items():
             setattr(instance, name, value)
+
+    def values(self, instance: M) -> Mapping[str, Any]:
+        """The instance's column values by attribute name, to read (never to change): its
+        own state's dict when every column is loaded, as it is for the rows built here and
+        the ORM's loads, else a dict read through the attributes, which load what is
+        missing. A read through an attribute costs about half a microsecond; a response
+        body reads some 25 of them per row."""
+        held = instance.__dict__
+        if self._key_set <= held.keys():
+            return held
+        return {key: getattr(instance, key) for key in self._keys}
 
     def written(self, instance: M) -> M:
         """`instance`, made by `new` and holding a value for every column, as the row this

@@ -10,12 +10,14 @@ from pydantic import BaseModel
 
 from service.auth.keys import Principal
 from service.auth.scope import is_partner
+from service.kit.columns import Columns
 from service.kit.money import format_minor
 from service.models import CommissionEntry
 
 # What a parent may read of an override entry computed from its child's commission: its
 # own rate and how it was rounded, not the child's commission it was computed from.
 PARENT_EXPLAIN = frozenset({"beneficiary", "override_percent", "rounding", "hold_days", "reason"})
+_ENTRY = Columns(CommissionEntry)
 
 
 class EntryOut(BaseModel):
@@ -35,9 +37,8 @@ class EntryOut(BaseModel):
     explain: dict[str, Any]
 
 
-def explain_for(row: CommissionEntry, principal: Principal) -> dict[str, Any]:
-    """The entry's explain as this key may read it."""
-    explain = row.explain
+def explain_for(explain: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """An entry's explain as this key may read it."""
     if not is_partner(principal):
         return explain
     if explain.get("beneficiary") == "parent":
@@ -48,23 +49,25 @@ def explain_for(row: CommissionEntry, principal: Principal) -> dict[str, Any]:
 
 def entry_body(row: CommissionEntry, principal: Principal) -> dict[str, Any]:
     """EntryOut's fields of a ledger entry, in the model's order, as this key may read it."""
+    v = _ENTRY.values(row)
+    explain = v["explain"]
     # A parent's override is computed under its child's agreement, which is not the parent's.
-    childs = is_partner(principal) and row.explain.get("beneficiary") == "parent"
+    childs = is_partner(principal) and explain.get("beneficiary") == "parent"
     return {
-        "id": row.id,
-        "partner_id": row.partner_id,
-        "program_id": row.program_id,
-        "conversion_id": row.conversion_id,
-        "refund_id": row.refund_id,
-        "kind": row.kind,
-        "amount": format_minor(row.amount_minor, row.currency),
-        "currency": row.currency,
-        "available_at": row.available_at,
-        "payout_id": row.payout_id,
-        "agreement_id": None if childs else row.agreement_id,
-        "agreement_version": None if childs else row.agreement_version,
-        "created_at": row.created_at,
-        "explain": explain_for(row, principal),
+        "id": v["id"],
+        "partner_id": v["partner_id"],
+        "program_id": v["program_id"],
+        "conversion_id": v["conversion_id"],
+        "refund_id": v["refund_id"],
+        "kind": v["kind"],
+        "amount": format_minor(v["amount_minor"], v["currency"]),
+        "currency": v["currency"],
+        "available_at": v["available_at"],
+        "payout_id": v["payout_id"],
+        "agreement_id": None if childs else v["agreement_id"],
+        "agreement_version": None if childs else v["agreement_version"],
+        "created_at": v["created_at"],
+        "explain": explain_for(explain, principal),
     }
 
 

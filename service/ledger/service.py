@@ -65,7 +65,8 @@ def draft_entries(
     context: dict[str, Any],
 ) -> list[CommissionEntry]:
     """One ledger row per drafted entry (the parent's go to the parent), not yet written:
-    every column but created_at set, which the database gives."""
+    every column but created_at set, which the database gives (a new entry is in no
+    payout: its payout_id is None, and not written, the column's own NULL)."""
     rows = []
     for draft in outcome.entries:
         beneficiary = partner_id if draft.beneficiary == "partner" else parent_id
@@ -87,6 +88,7 @@ def draft_entries(
                 period_month=month,
                 rule_event=event,
                 explain={**draft.explain, **context, "beneficiary": draft.beneficiary},
+                payout_id=None,
             )
         )
     return rows

@@ -2,9 +2,13 @@
 
 import uuid
 
+import orjson
 from sqlalchemy import select
 
-from service.models import Conversion, MonthTotal
+from service.auth.keys import Principal
+from service.conversions.api import answer_json, conversion_body
+from service.ledger import repository as ledger
+from service.models import Conversion, MonthTotal, Role
 from tests.conversions.factories import add_link, click_id, sale, setup
 
 TERMS = {"rules": [{"event": "sale", "type": "percent", "percent": "10"}], "hold_days": 0}
@@ -64,3 +68,27 @@ async def test_a_partner_without_terms_counts_nothing_and_says_why(client, app, 
             )
         )
         assert list(states) in ([], [{}])
+
+
+async def test_a_body_read_from_a_row_with_expired_columns_loads_them(client, app, admin):
+    program, partner = await setup(client, admin, terms=TERMS)
+    link = await add_link(app, program["id"], partner["id"])
+    body = sale(program, amount="80.00", click_id=click_id(app, link))
+    answered = (await client.post("/v1/conversions", json=body, headers=admin)).json()
+    principal = Principal(
+        key_id=uuid.uuid4(), role=Role.admin, program_ids=frozenset(), partner_id=None
+    )
+    async with app.state.sessionmaker() as session:
+        row = await session.get(Conversion, uuid.UUID(answered["id"]))
+        assert row is not None
+        entries = (await ledger.by_conversion(session, principal, [row.id]))[row.id]
+        # Expired, as after a commit with expire_on_commit: not in the instances' dicts.
+        session.expire(row, ["order_id", "amount_minor", "attribution"])
+        session.expire(entries[0], ["amount_minor", "explain"])
+        assert "order_id" not in vars(row) and "explain" not in vars(entries[0])
+        # Read through the attributes, which load them (in the session's own greenlet).
+        written = await session.run_sync(
+            lambda _: answer_json(conversion_body(row, entries, principal))
+        )
+    again = orjson.loads(written)
+    assert again == answered

@@ -113,3 +113,19 @@ def test_written_refuses_an_object_missing_a_column_or_already_keyed():
     columns.written(full)
     with pytest.raises(ValueError, match="a new Conversion expected"):
         columns.written(full)
+
+
+@pytest.mark.parametrize("model", [CommissionEntry, Conversion])
+def test_values_are_what_the_attributes_read_loaded_or_not(model):
+    columns = Columns(model)
+    full = columns.detached([uuid.uuid4() for _ in range(len(columns))])
+    held = columns.values(full)
+    assert held is vars(full)  # every column loaded: its state's own dict, nothing copied
+    assert {k: held[k] for k in columns._keys} == {k: getattr(full, k) for k in columns._keys}
+    # One never set: read through the attributes (None for it, as getattr reads).
+    first, *rest = columns._keys
+    partial = columns.new(**{key: uuid.uuid4() for key in rest})
+    read = columns.values(partial)
+    assert read is not vars(partial)
+    assert read == {k: getattr(partial, k) for k in columns._keys}
+    assert read[first] is None
