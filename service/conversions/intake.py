@@ -313,8 +313,8 @@ async def record_conversion(
     # loads it), and the session's add, flush check and close cost 2% of a sale.
     conversion = draft
     loaded = conversion.__dict__  # the instance's state: what the ORM holds as loaded
-    for key, column in _CONVERSION_COLUMNS:
-        loaded.setdefault(key, values[column.name])
+    for key, name in _VALUE_NAMES:
+        loaded.setdefault(key, values[name])
     loaded["created_at"] = inserted["created_at"]
     loaded["updated_at"] = inserted["updated_at"]
     _DRAFT.written(conversion)  # every value above, committed as loaded
