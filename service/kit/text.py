@@ -53,7 +53,9 @@ async def storable_input(request: Request) -> None:
     if request.method in ("POST", "PUT", "PATCH"):
         body = await request.body()
         # Raw surrogate bytes (ED A0..BF ..) are not UTF-8, yet json.loads takes them in.
-        if b"\\u" not in body and b"\x00" not in body and b"\xed" not in body:
+        # Looked for as find() and ints: `b"..." in body` raises and clears a TypeError
+        # first (service.redirect.location._decode).
+        if body.find(b"\\u") < 0 and 0 not in body and 0xED not in body:
             return  # the common case: no escapes, nothing to decode twice
         try:
             parsed = json.loads(body)

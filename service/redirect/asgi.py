@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI
@@ -50,10 +51,14 @@ class RedirectApp:
     def __init__(self, fastapi: FastAPI, inner: ASGIApp | None = None) -> None:
         self.fastapi = fastapi
         self.inner: ASGIApp = inner if inner is not None else fastapi
+        # The dict Starlette's State keeps app.state's values in, read directly: reading
+        # `state.redirect` fails the attribute lookup first (an AttributeError made and
+        # cleared, 2% of a click's instructions) before State.__getattr__ finds it there.
+        self._state: dict[str, Any] = fastapi.state._state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            runtime: RedirectRuntime | None = getattr(self.fastapi.state, "redirect", None)
+            runtime: RedirectRuntime | None = self._state.get("redirect")
             if runtime is None:
                 await _problem(send, 503, "the redirect is not running", retry=True)
                 return
