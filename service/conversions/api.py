@@ -82,11 +82,7 @@ def conversion_body(
     shape of its own (the attribution, the fraud hits) is validated here, into its model,
     which ConversionOut takes as it is."""
     v = _CONVERSION.values(row)
-    amount, program_amount, fx_rate = (
-        v["amount_minor"],
-        v["program_amount_minor"],
-        v["fx_rate"],
-    )
+    amount, program_amount, fx_rate = v["amount_minor"], v["program_amount_minor"], v["fx_rate"]
     return {
         "id": v["id"],
         "program_id": v["program_id"],
