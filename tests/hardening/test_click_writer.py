@@ -272,6 +272,44 @@ async def test_async_mode_waits_for_the_commit_once_the_writer_lags(pool, link):
     assert (await _stored(pool, link))[0] == 3
 
 
+async def test_async_clicks_wait_for_the_interval_without_waking_the_writer(
+    pool, link, monkeypatch
+):
+    timed_waits = 0
+    wait_for = asyncio.wait_for
+
+    async def counted(awaitable: Any, seconds: float | None) -> Any:
+        nonlocal timed_waits
+        timed_waits += 1
+        return await wait_for(awaitable, seconds)
+
+    monkeypatch.setattr(writer_module.asyncio, "wait_for", counted)
+    w = ClickWriter(pool, durable=False, flush_interval=30, batch_max=40)
+    w.start()
+    # The writer has been idle for longer than the interval: the first click goes at once.
+    w.submit(_record(link, b"first"))
+    for _ in range(200):
+        if w.committed == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert w.committed == 1 and timed_waits == 0
+    for n in range(30):
+        assert w.submit(_record(link, b"v%d" % n)) is None
+        await asyncio.sleep(0)  # the writer runs between clicks, as it would under load
+    # The next click started the interval; the others joined the batch it is timing.
+    assert timed_waits == 1 and w.committed == 1
+    # A full batch goes out at once, without waiting for the interval.
+    for n in range(30, 40):
+        w.submit(_record(link, b"v%d" % n))
+    for _ in range(200):
+        if w.committed == 41:
+            break
+        await asyncio.sleep(0.01)
+    assert w.committed == 41 and timed_waits == 1
+    await asyncio.wait_for(w.close(), 10)
+    assert await _stored(pool, link) == (41, 41, 41, 0, 41)
+
+
 async def test_readyz_is_503_while_the_click_writer_cannot_commit(app, client, link, monkeypatch):
     """Only the writer's own pool is down here: the API's database check alone says 200."""
 
