@@ -10,6 +10,7 @@ import functools
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ _PROGRAM = 4
 _VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+
+LOSS_LOG_SECONDS = 10.0
 
 CLICKS_PUBLISHED = Counter(
     "affiliate_clicks_published_total", "Clicks JetStream acknowledged to this process"
@@ -128,8 +131,11 @@ class NatsClickLog:
     Durable mode: `submit` returns an awaitable that ends once JetStream acknowledged the
     click, or fails after the publish timeout (the redirect's 503). Async mode: `submit`
     queues the click and returns None; a task publishes the queue without waiting, and a
-    click JetStream does not acknowledge within the timeout is counted as lost. Past
-    `max_queued` clicks waiting, async mode waits as durable mode does.
+    click JetStream does not acknowledge within the timeout is counted as lost. Once the
+    oldest click not acknowledged yet is older than the lag bound (click_max_lag_ms), or
+    past `max_queued` clicks waiting, async mode waits as durable mode does, as the
+    PostgreSQL writer's does: it never answers for more clicks than that window holds,
+    and a JetStream slower than the load slows the answers instead of losing clicks.
     """
 
     def __init__(
@@ -140,11 +146,12 @@ class NatsClickLog:
         self._prefix = subject_prefix(settings) + "."
         self._stream = settings.click_stream
         self._timeout = settings.click_publish_timeout_ms / 1000
+        self._max_lag = settings.click_max_lag_ms / 1000
         self.durable = settings.click_durability == ClickDurability.durable
         self._max_queued = max_queued
         self.stream_lag = lag
         # Async mode: (subject, payload, queued at) waiting for the publisher task.
-        self._queue: list[tuple[str, bytes, float]] = []
+        self._queue: deque[tuple[str, bytes, float]] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -155,6 +162,11 @@ class NatsClickLog:
         self.published = 0
         self.lost = 0
         self.unconfirmed = 0
+        # Losses are logged at most every LOSS_LOG_SECONDS, with how many since the last line:
+        # a JetStream that stops answering under load would otherwise log every click.
+        self._unlogged = 0
+        self._last_loss: object = None
+        self._logged_at = -LOSS_LOG_SECONDS
 
     def start(self) -> None:
         """Start the async publisher and the lag refresh."""
@@ -167,10 +179,11 @@ class NatsClickLog:
             raise WriterClosed("the click log is shutting down")
         subject = self._prefix + record[_PROGRAM].hex
         payload = encode(record)
-        if self.durable or len(self._queue) >= self._max_queued:
+        now = time.monotonic()
+        if self.durable or len(self._queue) >= self._max_queued or self._lagging(now):
             return self._publish(subject, payload)
         self.unconfirmed += 1
-        self._queue.append((subject, payload, time.monotonic()))
+        self._queue.append((subject, payload, now))
         if not self._wakeup.is_set():
             self._wakeup.set()
         return None
@@ -189,11 +202,36 @@ class NatsClickLog:
         self.published += 1
         CLICKS_PUBLISHED.inc()
 
+    def _lagging(self, now: float) -> bool:
+        return self._oldest(now) < now - self._max_lag
+
+    def _oldest(self, now: float) -> float:
+        # When the oldest click not acknowledged yet was queued (`now` when none is). The
+        # queue and the publishes in flight are each in the order their clicks were queued.
+        oldest = self._queue[0][2] if self._queue else now
+        for since in self._in_flight.values():
+            return min(oldest, since)
+        return oldest
+
     def _lose(self, why: object) -> None:
         self._failures += 1
         self.lost += 1
         CLICKS_LOST.inc()
-        log.error("an answered click was not acknowledged by JetStream: %s", why)
+        self._unlogged += 1
+        self._last_loss = why
+        now = time.monotonic()
+        if now - self._logged_at >= LOSS_LOG_SECONDS:
+            self._log_losses()
+            self._logged_at = now
+
+    def _log_losses(self) -> None:
+        if self._unlogged:
+            log.error(
+                "%d answered click(s) not acknowledged by JetStream (the last: %s)",
+                self._unlogged,
+                self._last_loss,
+            )
+            self._unlogged = 0
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -204,19 +242,25 @@ class NatsClickLog:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            batch, self._queue = self._queue, []
-            for subject, payload, queued in batch:
-                remaining = max(0.001, queued + self._timeout - time.monotonic())
-                try:
-                    ack = await self._js.publish_async(subject, payload, wait_stall=remaining)
-                except Exception as exc:
-                    self.unconfirmed -= 1
-                    self._lose(exc)
-                    continue
-                self._in_flight[ack] = queued
-                # publish_async has no deadline of its own: the timeout is ours.
-                timer = loop.call_later(remaining, ack.cancel)
-                ack.add_done_callback(functools.partial(self._async_done, timer=timer))
+            # A click stays first in the queue until it is in flight, so that the lag sees it
+            # while its publish waits for room among those in flight.
+            subject, payload, queued = self._queue[0]
+            try:
+                # No wait_stall: its wait costs a task a publish, and room is made at the
+                # latest by the timers below, which end each acknowledgement's wait.
+                ack = await self._js.publish_async(subject, payload)
+            except Exception as exc:
+                self._queue.popleft()
+                self.unconfirmed -= 1
+                self._lose(exc)
+                continue
+            self._queue.popleft()
+            self._in_flight[ack] = queued
+            # publish_async has no deadline of its own: the timeout is ours, from the click's
+            # answer on.
+            remaining = max(0.001, queued + self._timeout - time.monotonic())
+            timer = loop.call_later(remaining, ack.cancel)
+            ack.add_done_callback(functools.partial(self._async_done, timer=timer))
 
     def _async_done(self, ack: asyncio.Future[Any], *, timer: asyncio.TimerHandle) -> None:
         timer.cancel()
@@ -232,10 +276,7 @@ class NatsClickLog:
     def lag(self, now: float | None = None) -> float:
         """Seconds since the oldest async click not acknowledged yet was queued."""
         now = time.monotonic() if now is None else now
-        oldest = self._queue[0][2] if self._queue else now
-        for since in self._in_flight.values():
-            oldest = min(oldest, since)
-        return now - oldest
+        return now - self._oldest(now)
 
     def unloaded_seconds(self) -> float | None:
         """How far reports trail the answered clicks: the loaders' lag on the stream."""
@@ -276,4 +317,5 @@ class NatsClickLog:
         if self._in_flight:
             # Each is cancelled by its own timer at the latest.
             await asyncio.wait(list(self._in_flight), timeout=self._timeout + 0.1)
+        self._log_losses()
         await self.stream_lag.close()
