@@ -5,9 +5,11 @@ click id being the key."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -252,13 +254,13 @@ class ClickWriter:
         self._slots.release()
         self._wakeup.set()
 
-    async def _write(self, records: list[ClickRecord]) -> None:
+    async def _write(self, records: list[ClickRecord], committed: Callable[[], None]) -> None:
         # A batch holding a click from a try that failed may be partly stored already: its
         # statement skips the clicks stored (write_batch's maybe_stored). Every other batch
         # is all new, and goes in with a plain INSERT.
         suspect = bool(self._suspect) and any(rec[0] in self._suspect for rec in records)
         try:
-            await self._write_once(records, maybe_stored=suspect)
+            await self._write_once(records, committed, maybe_stored=suspect)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -267,35 +269,48 @@ class ClickWriter:
             # it. The first try may have committed, so the second is the idempotent one.
             log.info("click batch retried on a fresh connection: %s", exc)
             self._suspect.update(rec[0] for rec in records)
-            await self._write_once(records, maybe_stored=True)
+            await self._write_once(records, committed, maybe_stored=True)
         if suspect or self._suspect:
             self._suspect.difference_update(rec[0] for rec in records)
 
-    async def _write_once(self, records: list[ClickRecord], *, maybe_stored: bool) -> None:
-        async with self._pool.acquire() as conn:
-            with BATCH_SECONDS.time():
-                await write_batch(
-                    conn,
-                    records,
-                    maybe_stored=maybe_stored,
-                    known_agents=self._known_agents,
-                    # Every click of a durable batch waits for the commit: nothing it
-                    # answered can be left out by committing on the statement's own.
-                    own_transaction=self.durable,
-                )
+    async def _write_once(
+        self, records: list[ClickRecord], committed: Callable[[], None], *, maybe_stored: bool
+    ) -> None:
+        written = False
+        try:
+            async with self._pool.acquire() as conn:
+                with BATCH_SECONDS.time():
+                    await write_batch(
+                        conn,
+                        records,
+                        maybe_stored=maybe_stored,
+                        known_agents=self._known_agents,
+                        # Every click of a durable batch waits for the commit: nothing it
+                        # answered can be left out by committing on the statement's own.
+                        own_transaction=self.durable,
+                    )
+                written = True
+                # The batch is in: its clicks are answered before the connection goes back
+                # to the pool, whose release takes a task and a turn of the event loop
+                # (asyncio.shield) that the 302s need not wait for. The clicks that come in
+                # meanwhile join the next batch: batches grow, each costing less a click.
+                committed()
+        except Exception:
+            if not written:
+                raise
+            # Not the batch's failure: it committed. The pool drops a broken connection.
+            log.warning("a click writer connection did not go back to the pool", exc_info=True)
 
     async def _flush(
         self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None], oldest: float
     ) -> None:
         try:
-            await self._write(records)
+            await self._write(records, functools.partial(self._committed, records, futures))
         except Exception as exc:
             if database_unavailable(exc):
                 await self._failed(records, futures, oldest, exc)
             else:
                 await self._isolate(records, futures, exc)
-            return
-        self._committed(records, futures)
 
     def _committed(
         self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None]
@@ -330,7 +345,7 @@ class ClickWriter:
         self._suspect.update(rec[0] for rec in records)
         for i, (record, future) in enumerate(zip(records, futures, strict=True)):
             try:
-                await self._write([record])
+                await self._write([record], functools.partial(self._committed, [record], [future]))
             except Exception as one:
                 if database_unavailable(one):
                     rest = slice(i, None)
@@ -342,7 +357,6 @@ class ClickWriter:
                     future.set_exception(one)
                     future.exception()
                 continue
-            self._committed([record], [future])
 
     async def _failed(
         self,

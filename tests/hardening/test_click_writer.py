@@ -310,6 +310,53 @@ async def test_async_clicks_wait_for_the_interval_without_waking_the_writer(
     assert await _stored(pool, link) == (41, 41, 41, 0, 41)
 
 
+class _SlowReturnPool:
+    """Connections whose return to the pool waits (or fails) after the work is done."""
+
+    def __init__(self, pool: asyncpg.Pool, *, fail: bool = False) -> None:
+        self._pool = pool
+        self.fail = fail
+        self.returned = asyncio.Event()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        async with self._pool.acquire() as conn:
+            yield conn
+            if self.fail:
+                raise ConnectionError("the connection broke on its way back")
+            await self.returned.wait()
+
+
+async def test_a_durable_click_is_answered_before_its_connection_goes_back(pool, link):
+    slow = _SlowReturnPool(pool)
+    w = ClickWriter(slow, durable=True, flush_interval=0.01, batch_max=10)  # type: ignore[arg-type]
+    w.start()
+    committed = w.submit(_record(link, b"A"))
+    assert committed is not None
+    try:
+        await asyncio.wait_for(committed, 5)
+        assert w.committed == 1 and (await _stored(pool, link))[0] == 1
+    finally:
+        slow.returned.set()
+        await asyncio.wait_for(w.close(), 10)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_a_connection_that_breaks_after_the_commit_fails_no_click(pool, link, durable):
+    broken = _SlowReturnPool(pool, fail=True)
+    w = ClickWriter(broken, durable=durable, flush_interval=0.01, batch_max=10)  # type: ignore[arg-type]
+    w.start()
+    futures = [w.submit(_record(link, b"A")), w.submit(_record(link, b"B"))]
+    for future in futures:
+        if future is not None:
+            await asyncio.wait_for(future, 5)
+    await asyncio.wait_for(w.close(), 10)
+    # Committed once, counted once, nothing lost or retried.
+    assert (w.committed, w.lost, w.unconfirmed) == (2, 0, 0)
+    assert w.health().consecutive_failures == 0
+    assert await _stored(pool, link) == (2, 2, 2, 0, 2)
+
+
 async def test_readyz_is_503_while_the_click_writer_cannot_commit(app, client, link, monkeypatch):
     """Only the writer's own pool is down here: the API's database check alone says 200."""
 
