@@ -60,7 +60,9 @@ class ClickWriter:
 
     One task takes whatever has queued whenever a connection is free and writes it as one
     transaction; up to `in_flight` transactions run at once, so the next batch is being
-    written while the previous one commits. Durable mode: `submit` returns a future
+    written while the previous one commits. A batch's clicks are answered as soon as it
+    commits, and the clicks that queued meanwhile and wait for a commit go next from the
+    same task. Durable mode: `submit` returns a future
     resolved once the click's batch has committed (or failed). Async mode: `submit`
     returns None; batches go out at most every `flush_interval` seconds (sooner when
     `batch_max` clicks wait), and a failed batch is retried. Once the oldest click not yet
@@ -239,15 +241,20 @@ class ClickWriter:
             if not self._records:
                 self._slots.release()
                 continue
-            n = self._batch_max
-            records, futures = self._records[:n], self._futures[:n]
-            oldest = self._queued_at[0]
-            del self._records[:n], self._futures[:n], self._queued_at[:n]
-            self._urgent = any(f is not None for f in self._futures)
             last_flush = time.monotonic()
+            records, futures, oldest = self._cut()
             task = asyncio.create_task(self._flush(records, futures, oldest))
             self._flushes[task] = oldest
             task.add_done_callback(self._flushed)
+
+    def _cut(self) -> tuple[list[ClickRecord], list[asyncio.Future[None] | None], float]:
+        # The next batch: what has queued, up to batch_max; with when its oldest was queued.
+        n = self._batch_max
+        records, futures = self._records[:n], self._futures[:n]
+        oldest = self._queued_at[0]
+        del self._records[:n], self._futures[:n], self._queued_at[:n]
+        self._urgent = any(f is not None for f in self._futures)
+        return records, futures, oldest
 
     def _flushed(self, task: asyncio.Task[None]) -> None:
         self._flushes.pop(task, None)
@@ -304,13 +311,25 @@ class ClickWriter:
     async def _flush(
         self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None], oldest: float
     ) -> None:
-        try:
-            await self._write(records, functools.partial(self._committed, records, futures))
-        except Exception as exc:
-            if database_unavailable(exc):
-                await self._failed(records, futures, oldest, exc)
-            else:
-                await self._isolate(records, futures, exc)
+        while True:
+            try:
+                await self._write(records, functools.partial(self._committed, records, futures))
+            except Exception as exc:
+                if database_unavailable(exc):
+                    await self._failed(records, futures, oldest, exc)
+                else:
+                    await self._isolate(records, futures, exc)
+                return
+            # Clicks that wait for a commit take this slot's next turn at once: handed back
+            # to the writer's loop, they would wait for the task's end, the slot, the loop's
+            # wakeup and a new task, a turn of the event loop each, under load a batch's
+            # worth of other requests each.
+            if not self._records or not self._urgent:
+                return
+            records, futures, oldest = self._cut()
+            task = asyncio.current_task()
+            assert task is not None
+            self._flushes[task] = oldest
 
     def _committed(
         self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None]

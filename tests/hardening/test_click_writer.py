@@ -341,6 +341,44 @@ async def test_a_durable_click_is_answered_before_its_connection_goes_back(pool,
         await asyncio.wait_for(w.close(), 10)
 
 
+class _GatedPool:
+    """Connections handed out only once the test opens the gate."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.gate = asyncio.Event()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        await self.gate.wait()
+        async with self._pool.acquire() as conn:
+            yield conn
+
+
+async def test_clicks_queued_during_a_commit_go_next_on_the_same_turn(pool, link, monkeypatch):
+    gated = _GatedPool(pool)
+    w = ClickWriter(gated, durable=True, flush_interval=0.01, batch_max=10, in_flight=1)  # type: ignore[arg-type]
+    w.start()
+    first = w.submit(_record(link, b"A"))
+    await asyncio.sleep(0.01)  # the first batch is cut, waiting for its connection
+    flushes = 0
+    create_task = asyncio.create_task
+
+    def counted(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        nonlocal flushes
+        flushes += 1
+        return create_task(coro, **kwargs)
+
+    monkeypatch.setattr(writer_module.asyncio, "create_task", counted)
+    later = [w.submit(_record(link, b"B")), w.submit(_record(link, b"C"))]
+    gated.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *later), 5)  # type: ignore[arg-type]
+    # The second batch went out from the task that wrote the first, with no new one.
+    assert flushes == 0 and w.committed == 3
+    await asyncio.wait_for(w.close(), 10)
+    assert await _stored(pool, link) == (3, 3, 3, 0, 3)
+
+
 @pytest.mark.parametrize("durable", [True, False])
 async def test_a_connection_that_breaks_after_the_commit_fails_no_click(pool, link, durable):
     broken = _SlowReturnPool(pool, fail=True)
