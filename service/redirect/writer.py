@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -104,7 +105,8 @@ class ClickWriter:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        # Each batch being written, with the time its oldest click was queued.
+        # Each batch being written, with the time its oldest click was queued (inf once it
+        # has committed, while its connection goes back to the pool).
         self._flushes: dict[asyncio.Task[None], float] = {}
         self._failures = 0
         self._last_commit: float | None = None
@@ -311,9 +313,13 @@ class ClickWriter:
     async def _flush(
         self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None], oldest: float
     ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             try:
-                await self._write(records, functools.partial(self._committed, records, futures))
+                await self._write(
+                    records, functools.partial(self._answered, task, records, futures)
+                )
             except Exception as exc:
                 if database_unavailable(exc):
                     await self._failed(records, futures, oldest, exc)
@@ -327,9 +333,17 @@ class ClickWriter:
             if not self._records or not self._urgent:
                 return
             records, futures, oldest = self._cut()
-            task = asyncio.current_task()
-            assert task is not None
             self._flushes[task] = oldest
+
+    def _answered(
+        self,
+        task: asyncio.Task[None],
+        records: list[ClickRecord],
+        futures: list[asyncio.Future[None] | None],
+    ) -> None:
+        # Committed: the batch no longer counts in the lag while its connection goes back.
+        self._flushes[task] = math.inf
+        self._committed(records, futures)
 
     def _committed(
         self, records: list[ClickRecord], futures: list[asyncio.Future[None] | None]

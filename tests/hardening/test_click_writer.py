@@ -293,6 +293,7 @@ async def test_async_clicks_wait_for_the_interval_without_waking_the_writer(
             break
         await asyncio.sleep(0.01)
     assert w.committed == 1 and timed_waits == 0
+    await asyncio.sleep(0.05)  # its connection back in the pool, the writer idle again
     for n in range(30):
         assert w.submit(_record(link, b"v%d" % n)) is None
         await asyncio.sleep(0)  # the writer runs between clicks, as it would under load
@@ -336,27 +337,15 @@ async def test_a_durable_click_is_answered_before_its_connection_goes_back(pool,
     try:
         await asyncio.wait_for(committed, 5)
         assert w.committed == 1 and (await _stored(pool, link))[0] == 1
+        # Committed: no longer behind, though its connection has not gone back yet.
+        assert w.lag() == 0 and w.health().can_commit
     finally:
         slow.returned.set()
         await asyncio.wait_for(w.close(), 10)
 
 
-class _GatedPool:
-    """Connections handed out only once the test opens the gate."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self.gate = asyncio.Event()
-
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Any]:
-        await self.gate.wait()
-        async with self._pool.acquire() as conn:
-            yield conn
-
-
 async def test_clicks_queued_during_a_commit_go_next_on_the_same_turn(pool, link, monkeypatch):
-    gated = _GatedPool(pool)
+    gated = _StuckPool(pool)
     w = ClickWriter(gated, durable=True, flush_interval=0.01, batch_max=10, in_flight=1)  # type: ignore[arg-type]
     w.start()
     first = w.submit(_record(link, b"A"))
@@ -371,7 +360,7 @@ async def test_clicks_queued_during_a_commit_go_next_on_the_same_turn(pool, link
 
     monkeypatch.setattr(writer_module.asyncio, "create_task", counted)
     later = [w.submit(_record(link, b"B")), w.submit(_record(link, b"C"))]
-    gated.gate.set()
+    gated.release.set()
     await asyncio.wait_for(asyncio.gather(first, *later), 5)  # type: ignore[arg-type]
     # The second batch went out from the task that wrote the first, with no new one.
     assert flushes == 0 and w.committed == 3
