@@ -190,8 +190,8 @@ class ClickWriter:
         self._queued_at.append(now)
         # The writer is needed now by a click that waits for its commit, by the first click
         # queued (it sleeps while none is) and by a full batch. Any other click of async
-        # mode goes with the batch the writer is already timing: waking it for each cost a
-        # timed wait (a task and a timer) a click, a sixth of the click's CPU.
+        # mode goes with the batch the writer is already timing: waking it for each made it
+        # start its timed wait (a task and a timer) again, 6% of an async click's instructions.
         if future is not None or len(records) == 1 or len(records) >= self._batch_max:
             if not self._wakeup.is_set():
                 self._wakeup.set()
