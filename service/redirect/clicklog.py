@@ -207,11 +207,11 @@ class NatsClickLog:
 
     def _oldest(self, now: float) -> float:
         # When the oldest click not acknowledged yet was queued (`now` when none is). The
-        # queue and the publishes in flight are each in the order their clicks were queued.
-        oldest = self._queue[0][2] if self._queue else now
-        for since in self._in_flight.values():
-            return min(oldest, since)
-        return oldest
+        # publishes in flight, then the queue, hold clicks in the order they were queued.
+        in_flight = next(iter(self._in_flight.values()), None)
+        if in_flight is not None:
+            return in_flight
+        return self._queue[0][2] if self._queue else now
 
     def _lose(self, why: object) -> None:
         self._failures += 1
