@@ -11,9 +11,17 @@ each click also writes a visitor-day row. Prints req/s, their ratio, p50/p99, cl
 committed in the database against 302s answered, and the database CPU per click. A figure,
 not a test.
 
+In durable mode the same rounds also load a third app, the durable floor
+(bench/redirect_floor.py): the least an app can do and answer a 302 only once its click is
+committed, with the rows the service stores (the service's own batch statement, group
+commit over two connections as its click writer, on a link of its own). It prints the
+floor's rate and two ratios, floor/bare (what committing a click before answering costs on
+this machine, whatever the app) and redirect/floor (what the redirect's own work costs on
+top), and checks the floor's committed clicks against its 302s too.
+
 Database CPU per click: user + system CPU time (/proc/<pid>/stat) from just before a mode's
 first round to the end of its last one (for the NATS modes, until the loader has caught up),
-divided by the clicks committed meanwhile. Two figures: the backends connected to the bench
+divided by the clicks committed meanwhile (the floor's rounds taken out). Two figures: the backends connected to the bench
 database (the service's pools: click writer, link lookups, loader), and the whole server's
 process tree (postmaster, its live children, and the children that exited meanwhile), which
 also holds the WAL writer, checkpointer and autovacuum. With BENCH_DATABASE_URL the whole
@@ -305,6 +313,11 @@ def load_wrk(port: int, path: str, concurrency: int, seconds: float, script: str
 # --- the database ---------------------------------------------------------------------------
 
 
+def _plain(url: str) -> str:
+    """asyncpg's URL of the database (no SQLAlchemy driver name)."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 async def _fresh_database(url: str) -> tuple[str, str]:
     import secrets as _secrets
     from urllib.parse import urlsplit, urlunsplit
@@ -312,7 +325,7 @@ async def _fresh_database(url: str) -> tuple[str, str]:
     import asyncpg
 
     name = f"affiliate_bench_{_secrets.token_hex(4)}"
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(_plain(url))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -323,7 +336,7 @@ async def _fresh_database(url: str) -> tuple[str, str]:
 async def _drop_database(url: str, name: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(_plain(url))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -333,7 +346,7 @@ async def _drop_database(url: str, name: str) -> None:
 async def _count_clicks(url: str, code: str) -> int:
     import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(_plain(url))
     try:
         return int(
             await conn.fetchval(
@@ -377,8 +390,9 @@ def link_body(program_id: str, partner_id: str) -> dict[str, Any]:
     }
 
 
-def _setup_link(port: int, key: str) -> tuple[str, str]:
-    """A program, a partner and a link through the real API; the link code and a Location."""
+def _setup_link(port: int, key: str, partner: str = "bench") -> tuple[str, str]:
+    """A program, a partner (named `partner`) and a link through the real API; the link code
+    and a Location."""
     import httpx
 
     base = f"http://127.0.0.1:{port}"
@@ -395,11 +409,11 @@ def _setup_link(port: int, key: str) -> tuple[str, str]:
             },
         )
         program.raise_for_status()
-        partner = c.post(
-            "/v1/partners", json={"name": "Bench", "email": f"bench-{port}@bench.example"}
+        made = c.post(
+            "/v1/partners", json={"name": partner, "email": f"{partner}-{port}@bench.example"}
         )
-        partner.raise_for_status()
-        link = c.post("/v1/links", json=link_body(program.json()["id"], partner.json()["id"]))
+        made.raise_for_status()
+        link = c.post("/v1/links", json=link_body(program.json()["id"], made.json()["id"]))
         link.raise_for_status()
         code = link.json()["code"]
         r = c.get(
@@ -569,6 +583,28 @@ def run(args: argparse.Namespace) -> int:
             )
             procs.append(bare)
             wait_ready(bare_port, "/", deadline)
+            apps = [("bare", bare_port), ("service", svc_port)]
+            floor = None
+            if mode == "durable":
+                # The durable floor: its own link, so that each app's clicks are counted apart.
+                floor_code, _ = _setup_link(svc_port, key, "floor")
+                floor_answered = 1  # its setup redirect
+                floor_port = free_port()
+                floor = uvicorn(
+                    "redirect_floor:floor_app",
+                    floor_port,
+                    {
+                        **env,
+                        "BENCH_LOCATION": location,
+                        "BENCH_FLOOR_CODE": floor_code,
+                        "BENCH_FLOOR_DATABASE_URL": _plain(url),
+                    },
+                    "--app-dir",
+                    str(ROOT / "bench"),
+                )
+                procs.append(floor)
+                wait_ready(floor_port, "/", deadline)
+                apps.insert(1, ("floor", floor_port))
             path = f"/r/{code}?sub1=bench"
 
             def load(port: int, seconds: float, path: str = path) -> dict[str, Any]:
@@ -576,22 +612,29 @@ def run(args: argparse.Namespace) -> int:
                     return load_wrk(port, path, args.concurrency, seconds, script)
                 return load_python(port, path, args.concurrency, seconds)
 
-            results: dict[str, list[dict[str, Any]]] = {"bare": [], "service": []}
+            results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in apps}
             cpu = DatabaseCpu(url)
+            # What the floor's rounds cost the database, taken out of the service's figure.
+            floor_db = [0.0, 0.0]
             clicks_before = asyncio.run(_count_clicks(url, code))
             asyncio.run(cpu.start())
             svc_cpu = process_seconds(svc.pid)
             for rnd in range(args.rounds):
-                order = [("bare", bare_port), ("service", svc_port)]
-                if rnd % 2:
-                    order.reverse()
+                order = apps if rnd % 2 == 0 else apps[::-1]
                 for name, port in order:
                     if time.monotonic() + 2 * args.seconds > deadline:
                         raise TimeoutError("the run's time bound was reached")
+                    floor_cpu = DatabaseCpu(url) if name == "floor" else None
+                    if floor_cpu is not None:
+                        asyncio.run(floor_cpu.start())
                     warm = load(port, args.warmup)
                     result = load(port, args.seconds)
                     if name == "service":
                         answered += warm["answered_302"] + result["answered_302"]
+                    elif floor_cpu is not None:
+                        floor_answered += warm["answered_302"] + result["answered_302"]
+                        if (used := asyncio.run(floor_cpu.stop())) is not None:
+                            floor_db = [floor_db[0] + used[0], floor_db[1] + used[1]]
                     results[name].append(result)
                     print(f"[{mode}] round {rnd + 1} {name:7s} {_fmt(result)}", flush=True)
             if mode in NATS_MODES:
@@ -607,6 +650,8 @@ def run(args: argparse.Namespace) -> int:
                 svc_cpu = process_seconds(svc.pid) - svc_cpu
                 committed_live = asyncio.run(_count_clicks(url, code))
                 cpu_clicks = committed_live - clicks_before
+            if cpu_used is not None:
+                cpu_used = (cpu_used[0] - floor_db[0], cpu_used[1] - floor_db[1])
             stop(svc)
             stop(bare)
             committed = asyncio.run(_count_clicks(url, code))
@@ -621,6 +666,17 @@ def run(args: argparse.Namespace) -> int:
                 f"(committed at end of load: {committed_live}; non-302 answers: {errors})",
                 flush=True,
             )
+            if floor is not None:
+                stop(floor)
+                f = _median_round(results["floor"])
+                floor_committed = asyncio.run(_count_clicks(url, floor_code))
+                print(f"[{mode}] durable floor   {_fmt(f)}   (median of {args.rounds} rounds)")
+                print(
+                    f"[{mode}] ratio floor/bare = {f['rps'] / b['rps']:.2f}x, "
+                    f"redirect/floor = {s['rps'] / f['rps']:.2f}x (floor clicks committed "
+                    f"{floor_committed} vs 302s answered {floor_answered})",
+                    flush=True,
+                )
             print(_fmt_cpu(mode, cpu_used, cpu_clicks), flush=True)
             print(_fmt_service_cpu(mode, svc_cpu, cpu_clicks), flush=True)
             if client == "wrk" and committed > answered:
