@@ -425,6 +425,33 @@ def _setup_link(port: int, key: str, partner: str = "bench") -> tuple[str, str]:
         return code, r.headers["location"]
 
 
+class FloorRounds:
+    """The durable floor's process and what its rounds used: the database's CPU (taken out of
+    the service's figure), its own CPU, the clicks it committed and the 302s it answered."""
+
+    def __init__(self, url: str, code: str, proc: subprocess.Popen[bytes]) -> None:
+        self.url, self.code, self.proc = url, code, proc
+        self.database = (0.0, 0.0)
+        self.seconds = 0.0
+        self.clicks = 0
+        self.answered = 1  # the setup redirect, answered by the service on the floor's link
+        self._cpu = DatabaseCpu(url)
+        self._process = 0.0
+        self._clicks = 0
+
+    def begin(self) -> None:
+        asyncio.run(self._cpu.start())
+        self._process = process_seconds(self.proc.pid)
+        self._clicks = asyncio.run(_count_clicks(self.url, self.code))
+
+    def end(self, *runs: dict[str, Any]) -> None:
+        self.answered += sum(r["answered_302"] for r in runs)
+        if (used := asyncio.run(self._cpu.stop())) is not None:
+            self.database = (self.database[0] + used[0], self.database[1] + used[1])
+        self.seconds += process_seconds(self.proc.pid) - self._process
+        self.clicks += asyncio.run(_count_clicks(self.url, self.code)) - self._clicks
+
+
 # --- NATS -----------------------------------------------------------------------------------
 
 NATS_MODES = {"nats": "durable", "nats-async": "async"}
@@ -588,9 +615,8 @@ def run(args: argparse.Namespace) -> int:
             if mode == "durable":
                 # The durable floor: its own link, so that each app's clicks are counted apart.
                 floor_code, _ = _setup_link(svc_port, key, "floor")
-                floor_answered = 1  # its setup redirect
                 floor_port = free_port()
-                floor = uvicorn(
+                floor_proc = uvicorn(
                     "redirect_floor:floor_app",
                     floor_port,
                     {
@@ -602,8 +628,9 @@ def run(args: argparse.Namespace) -> int:
                     "--app-dir",
                     str(ROOT / "bench"),
                 )
-                procs.append(floor)
+                procs.append(floor_proc)
                 wait_ready(floor_port, "/", deadline)
+                floor = FloorRounds(url, floor_code, floor_proc)
                 apps.insert(1, ("floor", floor_port))
             path = f"/r/{code}?sub1=bench"
 
@@ -614,8 +641,6 @@ def run(args: argparse.Namespace) -> int:
 
             results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in apps}
             cpu = DatabaseCpu(url)
-            # What the floor's rounds cost the database, taken out of the service's figure.
-            floor_db = [0.0, 0.0]
             clicks_before = asyncio.run(_count_clicks(url, code))
             asyncio.run(cpu.start())
             svc_cpu = process_seconds(svc.pid)
@@ -624,17 +649,16 @@ def run(args: argparse.Namespace) -> int:
                 for name, port in order:
                     if time.monotonic() + 2 * args.seconds > deadline:
                         raise TimeoutError("the run's time bound was reached")
-                    floor_cpu = DatabaseCpu(url) if name == "floor" else None
-                    if floor_cpu is not None:
-                        asyncio.run(floor_cpu.start())
+                    if name == "floor":
+                        assert floor is not None
+                        floor.begin()
                     warm = load(port, args.warmup)
                     result = load(port, args.seconds)
                     if name == "service":
                         answered += warm["answered_302"] + result["answered_302"]
-                    elif floor_cpu is not None:
-                        floor_answered += warm["answered_302"] + result["answered_302"]
-                        if (used := asyncio.run(floor_cpu.stop())) is not None:
-                            floor_db = [floor_db[0] + used[0], floor_db[1] + used[1]]
+                    elif name == "floor":
+                        assert floor is not None
+                        floor.end(warm, result)
                     results[name].append(result)
                     print(f"[{mode}] round {rnd + 1} {name:7s} {_fmt(result)}", flush=True)
             if mode in NATS_MODES:
@@ -650,8 +674,9 @@ def run(args: argparse.Namespace) -> int:
                 svc_cpu = process_seconds(svc.pid) - svc_cpu
                 committed_live = asyncio.run(_count_clicks(url, code))
                 cpu_clicks = committed_live - clicks_before
-            if cpu_used is not None:
-                cpu_used = (cpu_used[0] - floor_db[0], cpu_used[1] - floor_db[1])
+            if cpu_used is not None and floor is not None:
+                # The floor's rounds are not the service's work.
+                cpu_used = (cpu_used[0] - floor.database[0], cpu_used[1] - floor.database[1])
             stop(svc)
             stop(bare)
             committed = asyncio.run(_count_clicks(url, code))
@@ -667,16 +692,21 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
             if floor is not None:
-                stop(floor)
+                stop(floor.proc)
                 f = _median_round(results["floor"])
-                floor_committed = asyncio.run(_count_clicks(url, floor_code))
+                floor_committed = asyncio.run(_count_clicks(url, floor.code))
                 print(f"[{mode}] durable floor   {_fmt(f)}   (median of {args.rounds} rounds)")
                 print(
                     f"[{mode}] ratio floor/bare = {f['rps'] / b['rps']:.2f}x, "
                     f"redirect/floor = {s['rps'] / f['rps']:.2f}x (floor clicks committed "
-                    f"{floor_committed} vs 302s answered {floor_answered})",
+                    f"{floor_committed} vs 302s answered {floor.answered})",
                     flush=True,
                 )
+                if floor.clicks > 0:
+                    print(
+                        f"[{mode}] floor CPU per click: {floor.seconds / floor.clicks * 1e6:.0f} us"
+                        f" in its uvicorn process ({floor.seconds:.2f} s over {floor.clicks} clicks)"
+                    )
             print(_fmt_cpu(mode, cpu_used, cpu_clicks), flush=True)
             print(_fmt_service_cpu(mode, svc_cpu, cpu_clicks), flush=True)
             if client == "wrk" and committed > answered:
