@@ -21,8 +21,9 @@ top), and checks the floor's committed clicks against its 302s too.
 
 Database CPU per click: user + system CPU time (/proc/<pid>/stat) from just before a mode's
 first round to the end of its last one (for the NATS modes, until the loader has caught up),
-divided by the clicks committed meanwhile (the floor's rounds taken out). Two figures: the backends connected to the bench
-database (the service's pools: click writer, link lookups, loader), and the whole server's
+divided by the clicks committed meanwhile (the floor's rounds taken out). Two figures: the
+backends connected to the bench database (the service's pools: click writer, link lookups,
+loader), and the whole server's
 process tree (postmaster, its live children, and the children that exited meanwhile), which
 also holds the WAL writer, checkpointer and autovacuum. With BENCH_DATABASE_URL the whole
 server is shared with whatever else runs on it; the backends figure is then the one to read.
@@ -77,30 +78,41 @@ MAX_TOTAL_SECONDS = 600  # the whole run is bounded, whatever the arguments
 # --- the bare app ---------------------------------------------------------------------------
 
 _BARE_LOCATION = os.environ.get("BENCH_LOCATION", "https://shop.example/").encode()
+# The 302 both baselines answer: the service's headers, a Location of the same length.
+BARE_302 = {
+    "type": "http.response.start",
+    "status": 302,
+    "headers": [
+        (b"location", _BARE_LOCATION),
+        (b"cache-control", b"no-store"),
+        (b"content-length", b"0"),
+    ],
+}
+EMPTY_BODY = {"type": "http.response.body", "body": b""}
+
+
+async def lifespan(receive: Any, send: Any, startup: Any = None, shutdown: Any = None) -> None:
+    """An ASGI lifespan, with `startup` and `shutdown` (coroutine functions) run at each."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            if startup is not None:
+                await startup()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if shutdown is not None:
+                await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """A bare ASGI app: the same 302 (same headers, same Location length), no work."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 302,
-            "headers": [
-                (b"location", _BARE_LOCATION),
-                (b"cache-control", b"no-store"),
-                (b"content-length", b"0"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
+        await lifespan(receive, send)
+        return
+    await send(BARE_302)
+    await send(EMPTY_BODY)
 
 
 # --- servers --------------------------------------------------------------------------------

@@ -27,19 +27,22 @@ from typing import Any
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from redirect import BARE_302, EMPTY_BODY, USER_AGENT, lifespan
+
 from service.kit.ids import new_id
 from service.redirect.batches import ClickRecord, KnownAgents, write_batch
 from service.redirect.runtime import POOL_SIZE, nothing_to_reset
 
-USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
 # As long as a signed click id (the record's click_token): the rows are the service's size.
 TOKEN = "c2" + "A" * 70
 IN_FLIGHT = 2  # as the service's click writer
 APPLICATION = "bench-redirect-floor"
 
-_LOCATION = os.environ.get("BENCH_LOCATION", "https://shop.example/").encode()
-_HEADERS = [(b"location", _LOCATION), (b"cache-control", b"no-store"), (b"content-length", b"0")]
-_UNAVAILABLE = [(b"content-length", b"0"), (b"retry-after", b"1")]
+_UNAVAILABLE = {
+    "type": "http.response.start",
+    "status": 503,
+    "headers": [(b"content-length", b"0"), (b"retry-after", b"1")],
+}
 
 
 class GroupCommit:
@@ -129,15 +132,8 @@ async def _stop() -> None:
 async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The durable floor: a click committed, then the bare app's 302."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await _start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await _stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send, _start, _stop)
+        return
     link, partner, program = _state["ids"]
     record = (
         new_id(),
@@ -163,7 +159,7 @@ async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     try:
         await _state["writer"].submit(record)
     except Exception:
-        await send({"type": "http.response.start", "status": 503, "headers": _UNAVAILABLE})
+        await send(_UNAVAILABLE)
     else:
-        await send({"type": "http.response.start", "status": 302, "headers": _HEADERS})
-    await send({"type": "http.response.body", "body": b""})
+        await send(BARE_302)
+    await send(EMPTY_BODY)
